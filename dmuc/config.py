@@ -1,0 +1,214 @@
+"""
+The dmuc configuration file: an INI file, validated completely at start.
+
+Every problem is reported as one L{ConfigError} whose message names the file,
+the section and the key, e.g.::
+
+    /etc/dmuc.ini: [master] secret: missing (every service needs the
+    component secret shared with the XMPP server)
+
+Each service section is optional, but at least one must be present.  The
+keys of each section are declared in L{SCHEMA}: adding a key means adding a
+line there and a field to the section's dataclass.
+"""
+
+import configparser
+import os
+from dataclasses import dataclass, field
+
+from dmuc.xmpp.stanzas import parse_jid
+
+SERVICE_SECTIONS = ("master",)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says why and where."""
+
+
+# -- value parsers: each takes the raw string and returns the value or raises
+#    ValueError with a message that completes "[section] key: ..."
+
+
+def _string(raw):
+    return raw.strip()
+
+
+def _secret(raw):
+    value = raw.strip()
+    if not value:
+        raise ValueError("empty (the component secret must match the one in "
+                         "the XMPP server's Component block)")
+    return value
+
+
+def _port(raw):
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError("%r is not a port number" % (raw,))
+    if not 1 <= port <= 65535:
+        raise ValueError("%d is not a port number (1-65535)" % (port,))
+    return port
+
+
+def _domain_jid(raw):
+    jid = parse_jid(raw.strip())
+    if jid is None or jid.user or jid.resource or "." not in jid.host:
+        raise ValueError("%r is not a component domain such as "
+                         "conference.example.org" % (raw,))
+    return jid.host
+
+
+def _database(raw):
+    path = os.path.abspath(os.path.expanduser(raw.strip()))
+    if os.path.isdir(path):
+        raise ValueError("%s is a directory, not a database file" % (path,))
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            header = f.read(16)
+        if header and header != b"SQLite format 3\x00":
+            raise ValueError("%s exists and is not a SQLite database" % (path,))
+        if not os.access(path, os.W_OK):
+            raise ValueError("%s is not writable" % (path,))
+    else:
+        parent = _existing_parent(os.path.dirname(path))
+        if not os.access(parent, os.W_OK):
+            raise ValueError("cannot create %s: %s is not writable"
+                             % (path, parent))
+    return path
+
+
+def _existing_parent(path):
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise ValueError("%s is not a directory" % (path,))
+    return path
+
+
+def _trusted_mirrors(raw):
+    """
+    C{mirror.raleigh.test} or C{mirror.raleigh.test=raleigh.test,other.test},
+    entries separated by white space (one per line reads best).  Without
+    C{=} a mirror may speak for its parent domain only (PROTOCOL.md 8).
+    """
+    mirrors = {}
+    for entry in raw.split():
+        name, _, domains = entry.partition("=")
+        mirror = _domain_jid(name)
+        if domains:
+            allowed = tuple(_plain_domain(d) for d in domains.split(",") if d)
+        else:
+            allowed = (mirror.split(".", 1)[1],)
+        if not allowed:
+            raise ValueError("%r names no domain after '='" % (entry,))
+        mirrors[mirror] = allowed
+    return mirrors
+
+
+def _plain_domain(raw):
+    jid = parse_jid(raw)
+    if jid is None or jid.user or jid.resource:
+        raise ValueError("%r is not a domain" % (raw,))
+    return jid.host
+
+
+REQUIRED = object()
+
+# section -> key -> (parser, default).  REQUIRED marks a key with no default.
+SCHEMA = {
+    "xmpp": {
+        "host": (_string, "127.0.0.1"),
+        "port": (_port, "5347"),
+    },
+    "master": {
+        "jid": (_domain_jid, REQUIRED),
+        "secret": (_secret, REQUIRED),
+        "database": (_database, "dmuc-master.sqlite"),
+        "trusted_mirrors": (_trusted_mirrors, ""),
+    },
+}
+
+
+@dataclass
+class XMPPConfig:
+    """Where the XMPP server accepts components (XEP-0114)."""
+
+    host: str = "127.0.0.1"
+    port: int = 5347
+
+
+@dataclass
+class MasterConfig:
+    """The master MUC service."""
+
+    jid: str
+    secret: str
+    database: str
+    trusted_mirrors: dict = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    """The whole validated configuration."""
+
+    path: str
+    xmpp: XMPPConfig
+    master: MasterConfig | None = None
+
+
+_SECTION_TYPES = {"xmpp": XMPPConfig, "master": MasterConfig}
+
+
+def load(path):
+    """
+    Read and validate the configuration file.
+
+    @raise ConfigError: with a one-line message naming file, section and key.
+    @rtype: L{Config}
+    """
+    parser = configparser.ConfigParser(
+        inline_comment_prefixes=(";", "#"), interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except OSError as e:
+        raise ConfigError("%s: cannot read: %s" % (path, e.strerror or e))
+    except configparser.Error as e:
+        message = " ".join(str(e).split())
+        raise ConfigError("%s: not a valid INI file: %s" % (path, message))
+    return _validate(path, parser)
+
+
+def _validate(path, parser):
+    unknown = [s for s in parser.sections() if s not in SCHEMA]
+    if unknown:
+        raise ConfigError("%s: [%s]: unknown section (known: %s)"
+                          % (path, unknown[0], ", ".join(SCHEMA)))
+    if not any(parser.has_section(s) for s in SERVICE_SECTIONS):
+        raise ConfigError("%s: no service configured: add at least one of %s"
+                          % (path, ", ".join("[%s]" % s for s in SERVICE_SECTIONS)))
+    sections = {}
+    for name, keys in SCHEMA.items():
+        if parser.has_section(name) or name == "xmpp":
+            values = _section(path, parser, name, keys)
+            sections[name] = _SECTION_TYPES[name](**values)
+    return Config(path=path, **sections)
+
+
+def _section(path, parser, name, keys):
+    raw = dict(parser.items(name)) if parser.has_section(name) else {}
+    for key in raw:
+        if key not in keys:
+            raise ConfigError("%s: [%s] %s: unknown key (known: %s)"
+                              % (path, name, key, ", ".join(keys)))
+    values = {}
+    for key, (parse, default) in keys.items():
+        if key not in raw and default is REQUIRED:
+            raise ConfigError("%s: [%s] %s: missing (required)"
+                              % (path, name, key))
+        try:
+            values[key] = parse(raw.get(key, default))
+        except ValueError as e:
+            raise ConfigError("%s: [%s] %s: %s" % (path, name, key, e))
+    return values

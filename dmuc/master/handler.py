@@ -1,0 +1,464 @@
+"""
+The master MUC service's protocol edge.
+
+L{MasterMUC} is the wokkel handler attached to the component connection.
+It checks addressing, parses what a stanza asks for, finds or creates the
+room and calls it, and turns L{StanzaError}s into error replies.  It is
+also the rooms' host (L{Room.host}): sending, time, ids and storage.  A
+stanza that makes a handler fail gets C{internal-server-error}, is logged
+with its sender, and the service goes on serving everyone else.
+"""
+
+import itertools
+import os
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.words.xish import domish
+from wokkel.subprotocols import XMPPHandler
+
+from dmuc.master.room import Room
+from dmuc.muc import forms
+from dmuc.muc.model import HistoryRequest, JoinRequest
+from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.stanzas import (
+    StanzaError, child, child_text, error_reply, make_stanza, parse_jid,
+    payload, result_reply)
+from dmuc.xmpp.timestamps import parse_timestamp
+
+log = Logger(namespace="dmuc.master")
+
+# A stanza larger than this (serialised) is refused with policy-violation.
+# Prosody's own c2s limit is 256 KiB; rooms fan messages out to every
+# occupant and keep them in history, so they get a lower one.
+MAX_STANZA_SIZE = 64 * 1024
+
+KICKABLE_ERRORS = {
+    "gone", "internal-server-error", "item-not-found", "jid-malformed",
+    "recipient-unavailable", "redirect", "remote-server-not-found",
+    "remote-server-timeout", "service-unavailable"}
+
+
+class MasterMUC(XMPPHandler):
+    """
+    The master MUC service for one component domain.
+
+    @ivar domain: the service's JID, e.g. C{conference.fairfax.test}.
+    @ivar rooms: room bare JID -> L{Room}, every live or persistent room.
+    """
+
+    def __init__(self, domain, store, clock, name="dmuc chat rooms"):
+        XMPPHandler.__init__(self)
+        self.domain = domain
+        self.store = store
+        self.clock = clock
+        self.name = name
+        self.rooms = {}
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(4).hex()
+
+    # -- start-up
+
+    @defer.inlineCallbacks
+    def load(self):
+        """Bring back the persistent rooms and their history from storage."""
+        records = yield self.store.load_rooms()
+        for record in records:
+            room = Room.from_record(record, self)
+            room.history = yield self.store.load_history(
+                record.jid, room.config.history_length)
+            self.rooms[record.jid] = room
+        log.info("{domain}: loaded {count} persistent room(s)",
+                 domain=self.domain, count=len(records))
+
+    def connectionInitialized(self):
+        for name in ("presence", "message", "iq"):
+            self.xmlstream.addObserver("/%s" % name, self._receive, name=name)
+
+    # -- the room host interface
+
+    def send(self, stanza):
+        if not stanza.getAttribute("from"):
+            stanza["from"] = self.domain
+        XMPPHandler.send(self, stanza)
+
+    def now(self):
+        return self.clock.seconds()
+
+    def new_id(self):
+        return "%s-%d" % (self._id_prefix, next(self._ids))
+
+    def save(self, room):
+        if room.config.persistent:
+            self._store(self.store.save_room(room.to_record()), room, "save")
+
+    def store_message(self, room, entry):
+        self._store(self.store.append_history(room.jid, entry,
+                                              room.config.history_length),
+                    room, "store a message of")
+
+    def configured(self, room, old_config):
+        if room.config.persistent:
+            self.save(room)
+            if not old_config.persistent:
+                for entry in room.history:
+                    self.store_message(room, entry)
+        elif old_config.persistent:
+            self._store(self.store.delete_room(room.jid), room, "delete")
+            if room.is_empty():
+                self.forget(room)
+
+    def forget(self, room):
+        """The room is gone: destroyed, or temporary and empty."""
+        if self.rooms.get(room.jid) is room:
+            del self.rooms[room.jid]
+        if room.config.persistent:
+            self._store(self.store.delete_room(room.jid), room, "delete")
+        log.info("{room}: room removed", room=room.jid)
+
+    def _store(self, d, room, what):
+        def failed(failure):
+            log.failure("{room}: could not {what} the room in storage",
+                        failure, room=room.jid, what=what)
+        d.addErrback(failed)
+
+    # -- dispatch
+
+    def _receive(self, stanza, name):
+        stanza.handled = True
+        sender = parse_jid(stanza.getAttribute("from"))
+        recipient = parse_jid(stanza.getAttribute("to"))
+        if sender is None:
+            log.warn("{domain}: dropped a {name} with a missing or malformed "
+                     "sender {sender!r}", domain=self.domain, name=name,
+                     sender=stanza.getAttribute("from"))
+            return
+        try:
+            if recipient is None:
+                raise StanzaError("jid-malformed")
+            if recipient.host != self.domain:
+                raise StanzaError("service-unavailable")
+            if len(stanza.toXml()) > MAX_STANZA_SIZE:
+                raise StanzaError("policy-violation", text="Stanza too large for this room")
+            self._dispatch(stanza, name, sender, recipient)
+        except StanzaError as e:
+            self._reply_error(stanza, e)
+        except Exception:
+            log.failure("{domain}: failed to handle a {name} from {sender}",
+                        domain=self.domain, name=name, sender=sender.full())
+            self._reply_error(stanza, StanzaError("internal-server-error"))
+
+    def _reply_error(self, stanza, error):
+        if stanza.getAttribute("type") in ("error", "result"):
+            return
+        self.send(error_reply(stanza, error))
+
+    def _dispatch(self, stanza, name, sender, recipient):
+        if recipient.user is None:
+            self._to_service(stanza, name, sender)
+            return
+        room_jid = recipient.userhost()
+        room = self.rooms.get(room_jid)
+        if room is None:
+            if name == "presence" and self._is_join(stanza):
+                self._create(stanza, sender, recipient)
+                return
+            if stanza.getAttribute("type") == "error":
+                return
+            raise StanzaError("item-not-found", by=self.domain)
+        if recipient.resource is not None:
+            self._to_occupant(room, stanza, name, sender, recipient.resource)
+        else:
+            self._to_room(room, stanza, name, sender)
+
+    def _is_join(self, stanza):
+        return (stanza.getAttribute("type") is None
+                and child(stanza, "x", ns.MUC) is not None)
+
+    def _create(self, stanza, sender, recipient):
+        if recipient.resource is None:
+            raise StanzaError("item-not-found", by=self.domain)
+        room = Room(recipient.userhost(), self)
+        room.affiliations[sender.userhost()] = "owner"
+        request = parse_join(stanza)
+        if request.password:
+            room.config.password = request.password
+        self.rooms[room.jid] = room
+        try:
+            room.handle_presence(stanza, sender, recipient.resource, request,
+                                 created=True)
+        except Exception:
+            del self.rooms[room.jid]
+            raise
+        log.info("{room}: created by {jid}", room=room.jid, jid=sender.full())
+
+    # -- stanzas to the service itself
+
+    def _to_service(self, stanza, name, sender):
+        if name != "iq":
+            if name == "message" and stanza.getAttribute("type") != "error":
+                raise StanzaError("service-unavailable")
+            return
+        kind = stanza.getAttribute("type")
+        if kind in ("result", "error"):
+            return
+        query = payload(stanza)
+        key = (kind, query.uri if query is not None else None,
+               query.name if query is not None else None)
+        if key == ("get", ns.DISCO_INFO, "query"):
+            self._reply_service_info(stanza, query)
+        elif key == ("get", ns.DISCO_ITEMS, "query"):
+            self._reply_service_items(stanza, query)
+        elif key == ("get", ns.PING, "ping"):
+            self.send(result_reply(stanza))
+        else:
+            raise StanzaError("service-unavailable")
+
+    def _reply_service_info(self, iq, query):
+        if query.getAttribute("node"):
+            raise StanzaError("item-not-found")
+        reply = result_reply(iq)
+        info = reply.addElement((ns.DISCO_INFO, "query"))
+        identity = info.addElement("identity")
+        identity["category"] = "conference"
+        identity["type"] = "text"
+        identity["name"] = self.name
+        for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, ns.MUC, ns.DMUC3,
+                        ns.DMUC_SYNC, ns.PING):
+            info.addElement("feature")["var"] = feature
+        self.send(reply)
+
+    def _reply_service_items(self, iq, query):
+        reply = result_reply(iq)
+        items = reply.addElement((ns.DISCO_ITEMS, "query"))
+        for jid in sorted(self.rooms):
+            room = self.rooms[jid]
+            if room.config.public:
+                item = items.addElement("item")
+                item["jid"] = jid
+                if room.config.name:
+                    item["name"] = room.config.name
+        self.send(reply)
+
+    # -- stanzas to a room's bare JID
+
+    def _to_room(self, room, stanza, name, sender):
+        kind = stanza.getAttribute("type")
+        if name == "presence":
+            # Some clients send presence updates to the room JID.
+            occupant = room.occupant_by_real_jid(sender)
+            if occupant is not None:
+                room.handle_presence(stanza, sender, occupant.nick,
+                                     parse_join(stanza))
+        elif name == "message":
+            self._message_to_room(room, stanza, sender, kind)
+        else:
+            self._iq_to_room(room, stanza, sender, kind)
+
+    def _message_to_room(self, room, stanza, sender, kind):
+        if kind == "groupchat":
+            room.handle_groupchat(stanza, sender)
+            return
+        if kind == "error":
+            occupant = room.occupant_by_real_jid(sender)
+            if occupant is not None and _error_condition(stanza) in KICKABLE_ERRORS:
+                room.handle_presence(stanza, sender, occupant.nick)
+            return
+        x = child(stanza, "x", ns.MUC_USER)
+        if x is not None:
+            action = payload(x)
+            if action is not None and action.name == "invite" and action.getAttribute("to"):
+                room.handle_invite(stanza, sender, action)
+            elif action is not None and action.name == "decline" and action.getAttribute("to"):
+                room.handle_decline(stanza, sender, action)
+            else:
+                raise StanzaError("bad-request")
+            return
+        raise StanzaError("service-unavailable")
+
+    def _iq_to_room(self, room, iq, sender, kind):
+        if kind in ("result", "error"):
+            return
+        query = payload(iq)
+        if query is None:
+            raise StanzaError("bad-request")
+        handler = {
+            ("get", ns.DISCO_INFO): self._room_info,
+            ("get", ns.DISCO_ITEMS): self._room_items,
+            ("get", ns.MUC_ADMIN): self._admin_get,
+            ("set", ns.MUC_ADMIN): self._admin_set,
+            ("get", ns.MUC_OWNER): self._owner_get,
+            ("set", ns.MUC_OWNER): self._owner_set,
+            ("get", ns.PING): self._room_ping,
+        }.get((kind, query.uri))
+        if handler is None:
+            raise StanzaError("service-unavailable")
+        handler(room, iq, query, sender)
+
+    def _room_ping(self, room, iq, query, sender):
+        self.send(result_reply(iq))
+
+    def _room_info(self, room, iq, query, sender):
+        if query.getAttribute("node"):
+            raise StanzaError("item-not-found")
+        name, features, form = room.disco_info()
+        reply = result_reply(iq)
+        info = reply.addElement((ns.DISCO_INFO, "query"))
+        identity = info.addElement("identity")
+        identity["category"] = "conference"
+        identity["type"] = "text"
+        identity["name"] = name
+        for feature in features:
+            info.addElement("feature")["var"] = feature
+        info.addChild(form)
+        self.send(reply)
+
+    def _room_items(self, room, iq, query, sender):
+        reply = result_reply(iq)
+        reply.addElement((ns.DISCO_ITEMS, "query"))
+        self.send(reply)
+
+    def _admin_get(self, room, iq, query, sender):
+        item = child(query, "item", ns.MUC_ADMIN)
+        if item is None:
+            raise StanzaError("bad-request")
+        affiliation = item.getAttribute("affiliation")
+        role = item.getAttribute("role")
+        reply = result_reply(iq)
+        answer = reply.addElement((ns.MUC_ADMIN, "query"))
+        if affiliation and not role and affiliation in _AFFILIATIONS:
+            for jid in room.affiliation_list(sender, affiliation):
+                entry = answer.addElement("item")
+                entry["affiliation"] = affiliation
+                entry["jid"] = jid
+        elif role and not affiliation and role in _ROLES:
+            for occupant in room.role_list(sender, role):
+                entry = answer.addElement("item")
+                entry["affiliation"] = room.get_affiliation(occupant.real_jid)
+                entry["role"] = occupant.role
+                entry["jid"] = occupant.real_jid.full()
+                entry["nick"] = occupant.nick
+        else:
+            raise StanzaError("bad-request")
+        self.send(reply)
+
+    def _admin_set(self, room, iq, query, sender):
+        item = child(query, "item", ns.MUC_ADMIN)
+        if item is None:
+            raise StanzaError("bad-request")
+        jid_text, nick = item.getAttribute("jid"), item.getAttribute("nick")
+        affiliation, role = item.getAttribute("affiliation"), item.getAttribute("role")
+        reason = child_text(item, "reason", ns.MUC_ADMIN)
+        jid = None
+        if jid_text is not None:
+            jid = parse_jid(jid_text)
+            if jid is None:
+                raise StanzaError("jid-malformed")
+            if jid.resource is not None:
+                raise StanzaError("jid-malformed", text="Bare JID expected, got full JID")
+        if jid is None and nick is not None and nick in room.occupants:
+            jid = room.occupants[nick].real_jid.userhostJID()
+        elif role and nick is None and jid is not None:
+            occupant = room.occupant_by_real_jid(jid) or next(
+                (o for o in room.occupants.values() if o.bare_jid == jid.userhost()), None)
+            if occupant is not None:
+                nick = occupant.nick
+        if affiliation and jid is not None and not role:
+            room.set_affiliation(sender, jid, affiliation, reason)
+        elif role and nick is not None and not affiliation:
+            room.set_role(sender, nick, role, reason)
+        else:
+            raise StanzaError("bad-request")
+        self.send(result_reply(iq))
+
+    def _owner_get(self, room, iq, query, sender):
+        room.check_owner(sender)
+        reply = result_reply(iq)
+        reply.addElement((ns.MUC_OWNER, "query")).addChild(
+            forms.config_form(room.config, room.jid))
+        self.send(reply)
+
+    def _owner_set(self, room, iq, query, sender):
+        room.check_owner(sender)
+        action = payload(query)
+        if action is None:
+            raise StanzaError("bad-request")
+        if action.name == "destroy":
+            room.destroy(action.getAttribute("jid"),
+                         child_text(action, "reason", ns.MUC_OWNER))
+            log.info("{room}: destroyed by {jid}", room=room.jid, jid=sender.full())
+        elif action.name == "x" and action.uri == ns.DATA_FORMS:
+            kind = action.getAttribute("type")
+            if kind == "submit":
+                if list(action.elements()):
+                    room.configure(forms.parse_config_submission(action, room.config))
+            elif kind != "cancel":
+                raise StanzaError("bad-request", text="Not a submitted form")
+        else:
+            raise StanzaError("service-unavailable")
+        self.send(result_reply(iq))
+
+    # -- stanzas to an occupant JID
+
+    def _to_occupant(self, room, stanza, name, sender, nick):
+        if name == "presence":
+            request = parse_join(stanza) if child(stanza, "x", ns.MUC) is not None else None
+            room.handle_presence(stanza, sender, nick, request)
+        elif name == "message":
+            if (stanza.getAttribute("type") == "error"
+                    and _error_condition(stanza) in KICKABLE_ERRORS):
+                occupant = room.occupant_by_real_jid(sender)
+                if occupant is not None:
+                    room.handle_presence(stanza, sender, occupant.nick)
+                return
+            room.handle_private_message(stanza, sender, nick)
+        else:
+            room.handle_iq_to_occupant(stanza, sender, nick)
+
+
+_AFFILIATIONS = ("owner", "admin", "member", "outcast", "none")
+_ROLES = ("moderator", "participant", "visitor", "none")
+
+
+def parse_join(stanza):
+    """
+    The password and history request of a join presence.
+
+    Malformed history attributes are ignored, as Prosody ignores them
+    (C{tonumber} of junk is nil); a negative number counts as absent.
+    """
+    x = child(stanza, "x", ns.MUC)
+    if x is None:
+        return JoinRequest()
+    password = child_text(x, "password", ns.MUC) or None
+    element = child(x, "history", ns.MUC)
+    request = HistoryRequest()
+    if element is not None:
+        request.maxstanzas = _number(element.getAttribute("maxstanzas"))
+        request.maxchars = _number(element.getAttribute("maxchars"))
+        request.seconds = _number(element.getAttribute("seconds"))
+        since = element.getAttribute("since")
+        if since:
+            try:
+                request.since = parse_timestamp(since)
+            except ValueError:
+                pass
+    return JoinRequest(password=password, history=request)
+
+
+def _number(text):
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
+
+
+def _error_condition(stanza):
+    error = child(stanza, "error", stanza.uri)
+    if error is None:
+        return None
+    for element in error.elements():
+        if element.uri == ns.STANZAS and element.name != "text":
+            return element.name
+    return None

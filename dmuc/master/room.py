@@ -1,0 +1,667 @@
+"""
+A room of the master MUC service: its state and the XEP-0045 rules.
+
+The room receives stanzas already checked and parsed by the service
+(L{dmuc.master.handler}), keeps plain state (L{Occupant}, L{RoomConfig},
+affiliations, history) and answers through its C{host}, which sends
+stanzas, gives the time and ids, and persists.  Where XEP-0045 leaves a
+choice, the room does what Prosody 0.12's mod_muc does; the exceptions are
+listed in docs/conformance.md.
+
+A refused request raises L{StanzaError}; the service turns it into the
+error reply.
+"""
+
+from twisted.logger import Logger
+from twisted.words.xish import domish
+
+from dmuc.muc import forms, history
+from dmuc.muc.model import (
+    AFFILIATION_RANK, ROLE_RANK, Occupant, RoomConfig, affiliation_rank,
+    role_rank)
+from dmuc.muc.presence import occupant_presence, template
+from dmuc.storage import HistoryEntry, RoomRecord
+from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.stanzas import (
+    StanzaError, child, child_text, copy_element, make_stanza, parse_jid)
+from dmuc.xmpp.timestamps import format_timestamp
+
+log = Logger(namespace="dmuc.master")
+
+NOT_IN_ROOM = "You are not currently connected to this chat"
+
+
+class Room:
+    """
+    One master room.
+
+    @ivar jid: the room's bare JID as a string.
+    @ivar config: its L{RoomConfig}.
+    @ivar affiliations: bare JID or domain -> affiliation (never C{none}).
+    @ivar occupants: nick -> L{Occupant}.
+    @ivar history: the newest L{HistoryEntry}s, oldest first, at most
+        C{config.history_length}.
+    """
+
+    def __init__(self, jid, host, config=None):
+        self.jid = jid
+        self.host = host
+        self.config = config or RoomConfig()
+        self.affiliations = {}
+        self.occupants = {}
+        self.history = []
+        self.subject = None
+        self.subject_nick = None
+        self.subject_time = None
+        self._nick_by_jid = {}
+        self._pending_iqs = {}
+
+    # -- persistence
+
+    def to_record(self):
+        return RoomRecord(
+            jid=self.jid, config=self.config.to_dict(),
+            affiliations=dict(self.affiliations), subject=self.subject,
+            subject_nick=self.subject_nick, subject_time=self.subject_time)
+
+    @classmethod
+    def from_record(cls, record, host, entries=()):
+        room = cls(record.jid, host, RoomConfig.from_dict(record.config))
+        room.affiliations = dict(record.affiliations)
+        room.subject = record.subject
+        room.subject_nick = record.subject_nick
+        room.subject_time = record.subject_time
+        room.history = list(entries)
+        return room
+
+    def _save(self):
+        self.host.save(self)
+
+    # -- lookups
+
+    def occupant_jid(self, nick):
+        return "%s/%s" % (self.jid, nick)
+
+    def occupant_by_real_jid(self, real_jid):
+        nick = self._nick_by_jid.get(real_jid.full())
+        return self.occupants.get(nick) if nick is not None else None
+
+    def get_affiliation(self, jid):
+        """The affiliation of a (real) JID; a banned domain bans its users."""
+        affiliation = self.affiliations.get(jid.userhost())
+        if affiliation is None and self.affiliations.get(jid.host) == "outcast":
+            affiliation = "outcast"
+        return affiliation or "none"
+
+    def default_role(self, affiliation):
+        if affiliation_rank(affiliation) >= AFFILIATION_RANK["admin"]:
+            return "moderator"
+        if affiliation == "outcast":
+            return None
+        if affiliation == "none":
+            if self.config.members_only:
+                return None
+            if self.config.moderated:
+                return "visitor"
+        return "participant"
+
+    def may_see_real_jids(self, viewer):
+        """Whether the occupant C{viewer} is shown real JIDs."""
+        return self.config.whois == "anyone" or viewer.role == "moderator"
+
+    def is_empty(self):
+        return not self.occupants
+
+    # -- sending
+
+    def _send_to(self, occupant, stanza):
+        stanza["to"] = occupant.real_jid.full()
+        self.host.send(stanza)
+
+    def _presence_of(self, occupant, viewer, codes=(), **kwargs):
+        """C{occupant}'s presence as C{viewer} may see it."""
+        show_jid = viewer is occupant or self.may_see_real_jids(viewer)
+        if occupant.role is None and "actor_jid" in kwargs and not show_jid:
+            kwargs = dict(kwargs, actor_jid=None)
+        if viewer is occupant:
+            kwargs.pop("actor_jid", None)
+        return occupant_presence(
+            occupant.presence, self.occupant_jid(occupant.nick),
+            self.get_affiliation(occupant.real_jid), occupant.role or "none",
+            real_jid=occupant.real_jid.full() if show_jid else None,
+            codes=codes, **kwargs)
+
+    def _publicise(self, occupant, codes=(), self_codes=(), **kwargs):
+        """
+        Tell everyone about C{occupant}: the other occupants first, then the
+        occupant itself with status 110 last, as Prosody orders them.
+        """
+        unavailable = occupant.role is None
+        for other in list(self.occupants.values()):
+            if other is not occupant:
+                self._send_to(other, self._presence_of(
+                    occupant, other, codes, unavailable=unavailable, **kwargs))
+        own = tuple(codes) + tuple(self_codes) + ("110",)
+        self._send_to(occupant, self._presence_of(
+            occupant, occupant, own, unavailable=unavailable, **kwargs))
+
+    def _broadcast(self, stanza, only=None):
+        for occupant in list(self.occupants.values()):
+            if only is None or only(occupant):
+                self._send_to(occupant, stanza)
+
+    # -- presence
+
+    def handle_presence(self, stanza, sender, nick, request=None, created=False):
+        """
+        A presence to C{room/nick} from C{sender}.
+
+        @param request: the parsed L{JoinRequest} when the stanza carries the
+            MUC C{<x/>}, else C{None}.
+        """
+        kind = stanza.getAttribute("type")
+        occupant = self.occupant_by_real_jid(sender)
+        if kind == "error":
+            if occupant is not None:
+                self._remove_after_error(occupant)
+            return
+        if kind == "unavailable":
+            if occupant is not None:
+                self._leave(occupant, stanza)
+            return
+        if kind is not None:
+            raise StanzaError("bad-request", by=self.jid)
+        if occupant is None:
+            if request is None:
+                raise StanzaError("item-not-found", text=NOT_IN_ROOM, by=self.jid)
+            self._join(stanza, sender, nick, request, created)
+        elif occupant.nick == nick:
+            occupant.presence = template(stanza)
+            self._publicise(occupant)
+        else:
+            self._change_nick(occupant, nick, stanza)
+
+    def _check_nick(self, nick):
+        if not nick.strip():
+            raise StanzaError("not-allowed", type="modify",
+                              text="Invisible Nicknames are forbidden", by=self.jid)
+
+    def _join(self, stanza, sender, nick, request, created):
+        self._check_nick(nick)
+        affiliation = self.get_affiliation(sender)
+        self._check_join_allowed(sender, affiliation, request)
+        current = self.occupants.get(nick)
+        if current is not None:
+            # One session per nick: a second resource of the same user is a
+            # conflict too (docs/conformance.md).
+            raise StanzaError("conflict", by=self.jid)
+        occupant = Occupant(nick, sender, self.default_role(affiliation),
+                            template(stanza))
+        self._add(occupant)
+        self._send_occupant_list(occupant)
+        self_codes = []
+        if created:
+            self_codes.append("201")
+        if self.config.whois == "anyone":
+            self_codes.append("100")
+        self._publicise(occupant, self_codes=self_codes)
+        self._send_history(occupant, request.history)
+        self._send_subject(occupant)
+        log.debug("{nick} ({jid}) joined {room}", nick=nick, jid=sender.full(),
+                  room=self.jid)
+
+    def _check_join_allowed(self, sender, affiliation, request):
+        """The pre-join checks, in the order Prosody runs them."""
+        if self.config.members_only and affiliation_rank(affiliation) <= 0:
+            raise StanzaError("registration-required", by=self.jid)
+        if affiliation == "outcast":
+            raise StanzaError("forbidden", by=self.jid)
+        if self.config.password and request.password != self.config.password:
+            raise StanzaError("not-authorized", by=self.jid)
+        if (self.config.max_users and len(self.occupants) >= self.config.max_users
+                and affiliation_rank(affiliation) < AFFILIATION_RANK["admin"]):
+            raise StanzaError("service-unavailable", type="wait", by=self.jid)
+
+    def _add(self, occupant):
+        self.occupants[occupant.nick] = occupant
+        self._nick_by_jid[occupant.real_jid.full()] = occupant.nick
+
+    def _remove(self, occupant):
+        self.occupants.pop(occupant.nick, None)
+        self._nick_by_jid.pop(occupant.real_jid.full(), None)
+        occupant.role = None
+
+    def _send_occupant_list(self, joiner):
+        for other in list(self.occupants.values()):
+            if other is not joiner:
+                self._send_to(joiner, self._presence_of(other, joiner))
+
+    def _send_history(self, occupant, request):
+        entries = history.select(self.history, request, self.host.now(),
+                                 self.config.default_history)
+        for entry in entries:
+            self._send_to(occupant, self._history_message(entry))
+
+    def _history_message(self, entry):
+        message = history.to_message(entry)
+        delay = message.addElement((ns.DELAY, "delay"))
+        delay["from"] = self.jid
+        delay["stamp"] = format_timestamp(entry.timestamp)
+        return message
+
+    def _send_subject(self, occupant):
+        self._send_to(occupant, self._subject_message(with_delay=True))
+
+    def _subject_message(self, with_delay):
+        frm = self.occupant_jid(self.subject_nick) if self.subject_nick else self.jid
+        message = make_stanza("message", frm=frm, type="groupchat")
+        message.addElement("subject", content=self.subject or "")
+        if with_delay and self.subject_time is not None:
+            delay = message.addElement((ns.DELAY, "delay"))
+            delay["from"] = self.jid
+            delay["stamp"] = format_timestamp(self.subject_time)
+        return message
+
+    def _leave(self, occupant, stanza):
+        occupant.presence = template(stanza)
+        self._remove(occupant)
+        self._publicise(occupant)
+        self._after_leave()
+
+    def _remove_after_error(self, occupant):
+        """
+        The occupant's client bounced a stanza: it is gone (Prosody's
+        "kickable" errors).  Others see it leave with status 333.
+        """
+        occupant.presence = None
+        self._remove(occupant)
+        self._publicise(occupant, codes=("333",))
+        self._after_leave()
+
+    def _after_leave(self):
+        if self.is_empty() and not self.config.persistent:
+            self.host.forget(self)
+
+    def _change_nick(self, occupant, nick, stanza):
+        self._check_nick(nick)
+        if nick in self.occupants:
+            raise StanzaError("conflict", by=self.jid)
+        old_jid = self.occupant_jid(occupant.nick)
+        for other in list(self.occupants.values()):
+            codes = ("303",) if other is not occupant else ("303", "110")
+            presence = self._presence_of(occupant, other, codes, nick=nick,
+                                         unavailable=True)
+            presence["from"] = old_jid
+            self._send_to(other, presence)
+        del self.occupants[occupant.nick]
+        occupant.nick = nick
+        occupant.presence = template(stanza)
+        self._add(occupant)
+        self._publicise(occupant)
+
+    # -- groupchat
+
+    def handle_groupchat(self, stanza, sender):
+        occupant = self.occupant_by_real_jid(sender)
+        if occupant is None:
+            raise StanzaError("not-acceptable", text=NOT_IN_ROOM)
+        if role_rank(occupant.role) <= ROLE_RANK["visitor"]:
+            raise StanzaError(
+                "forbidden", text="You do not currently have permission to speak in this chat")
+        subject = child(stanza, "subject", stanza.uri)
+        if subject is not None and not _has_child(stanza, "body", "thread"):
+            self._change_subject(occupant, str(subject))
+            return
+        self._broadcast_message(occupant, stanza)
+
+    def _broadcast_message(self, occupant, stanza):
+        message = copy_element(stanza)
+        message.children = [c for c in message.children if not self._is_own_marker(c)]
+        message["from"] = self.occupant_jid(occupant.nick)
+        message["type"] = "groupchat"
+        if not message.getAttribute("id"):
+            message["id"] = self.host.new_id()
+        message.attributes.pop("to", None)
+        stanza_id = self.host.new_id()
+        marker = message.addElement((ns.STANZA_ID, "stanza-id"))
+        marker["id"] = stanza_id
+        marker["by"] = self.jid
+        if _is_historic(message):
+            self._remember(HistoryEntry(
+                stanza_id=stanza_id, timestamp=self.host.now(), nick=occupant.nick,
+                real_jid=occupant.real_jid.full(), xml=message.toXml()))
+        self._broadcast(message)
+
+    def _is_own_marker(self, node):
+        """Delay and stanza-id elements claiming to be from this room are
+        forgeries from a client (XEP-0359 4, Prosody strips delay too)."""
+        return (isinstance(node, domish.Element)
+                and ((node.uri, node.name) in ((ns.DELAY, "delay"), (ns.STANZA_ID, "stanza-id")))
+                and (node.getAttribute("from") == self.jid or node.getAttribute("by") == self.jid))
+
+    def _remember(self, entry):
+        limit = self.config.history_length
+        self.history.append(entry)
+        del self.history[:max(0, len(self.history) - limit)]
+        if self.config.persistent and limit:
+            self.host.store_message(self, entry)
+
+    def _change_subject(self, occupant, text):
+        allowed = (occupant.role == "moderator"
+                   or (self.config.change_subject and occupant.role == "participant"))
+        if not allowed:
+            raise StanzaError("forbidden", text="You are not allowed to change the subject")
+        self.subject = text or None
+        self.subject_nick = occupant.nick
+        self.subject_time = self.host.now()
+        self._broadcast(self._subject_message(with_delay=False))
+        self._save()
+
+    # -- private messages and IQs between occupants
+
+    def handle_private_message(self, stanza, sender, nick):
+        occupant = self.occupant_by_real_jid(sender)
+        kind = stanza.getAttribute("type")
+        if occupant is None:
+            if kind != "error":
+                raise StanzaError("not-acceptable", text=NOT_IN_ROOM, by=self.jid)
+            return
+        if kind == "groupchat":
+            raise StanzaError("bad-request", by=self.jid)
+        if kind == "error":
+            return
+        target = self.occupants.get(nick)
+        if target is None:
+            raise StanzaError("item-not-found", text="Recipient not in room", by=self.jid)
+        message = copy_element(stanza)
+        message.children = [
+            c for c in message.children
+            if not (isinstance(c, domish.Element) and c.uri in (ns.MUC, ns.MUC_USER))]
+        message.addElement((ns.MUC_USER, "x"))
+        message["from"] = self.occupant_jid(occupant.nick)
+        self._send_to(target, message)
+
+    def handle_iq_to_occupant(self, iq, sender, nick):
+        kind = iq.getAttribute("type")
+        if kind in ("result", "error"):
+            self._route_iq_response(iq, sender, nick)
+            return
+        occupant = self.occupant_by_real_jid(sender)
+        if occupant is None:
+            raise StanzaError("not-acceptable", text=NOT_IN_ROOM, by=self.jid)
+        target = self.occupants.get(nick)
+        if target is None:
+            raise StanzaError("item-not-found", text="Recipient not in room", by=self.jid)
+        if target is occupant and _is_ping(iq) and kind == "get":
+            # XEP-0410 self-ping: answered by the room.
+            self.host.send(make_stanza("iq", to=sender.full(), frm=iq["to"],
+                                       type="result", id=iq.getAttribute("id")))
+            return
+        routed_id = self.host.new_id()
+        self._pending_iqs[routed_id] = (iq.getAttribute("id"), sender.full(),
+                                        target.real_jid.full())
+        forwarded = copy_element(iq)
+        forwarded["id"] = routed_id
+        forwarded["from"] = self.occupant_jid(occupant.nick)
+        to = target.real_jid
+        payload = next(iter(forwarded.elements()), None)
+        if payload is not None and payload.uri == "vcard-temp":
+            to = to.userhostJID()
+        forwarded["to"] = to.full()
+        self.host.send(forwarded)
+
+    def _route_iq_response(self, iq, sender, nick):
+        pending = self._pending_iqs.get(iq.getAttribute("id"))
+        if pending is None:
+            return
+        original_id, requester, target = pending
+        if sender.full() != target and sender.userhost() != target.split("/")[0]:
+            return
+        responder = self.occupant_by_real_jid(parse_jid(target))
+        if responder is None:
+            return
+        del self._pending_iqs[iq["id"]]
+        response = copy_element(iq)
+        response["id"] = original_id
+        response["from"] = self.occupant_jid(responder.nick)
+        response["to"] = requester
+        self.host.send(response)
+
+    # -- invitations (XEP-0045 7.8.2)
+
+    def handle_invite(self, stanza, sender, invite):
+        inviter = self.occupant_by_real_jid(sender)
+        role = inviter.role if inviter else self.default_role(self.get_affiliation(sender))
+        if role_rank(role) <= ROLE_RANK["visitor"]:
+            raise StanzaError("forbidden")
+        invitee = parse_jid(invite.getAttribute("to"))
+        if invitee is None:
+            raise StanzaError("jid-malformed")
+        if self.config.members_only:
+            needed = "member" if self.config.allow_invites else "admin"
+            if affiliation_rank(self.get_affiliation(sender)) < AFFILIATION_RANK[needed]:
+                raise StanzaError("forbidden", by=self.jid)
+            if self.get_affiliation(invitee) == "none":
+                self.affiliations[invitee.userhost()] = "member"
+                self._save()
+        reason = child_text(invite, "reason", ns.MUC_USER) or ""
+        shown_from = sender.full()
+        if self.config.whois == "moderators" and inviter is not None:
+            shown_from = self.occupant_jid(inviter.nick)
+        message = make_stanza("message", to=invitee.full(), frm=self.jid)
+        x = message.addElement((ns.MUC_USER, "x"))
+        element = x.addElement("invite")
+        element["from"] = shown_from
+        element.addElement("reason", content=reason)
+        if self.config.password:
+            x.addElement("password", content=self.config.password)
+        conference = message.addElement(("jabber:x:conference", "x"), content=reason)
+        conference["jid"] = self.jid
+        body = "%s invited you to the room %s" % (shown_from, self.jid)
+        message.addElement("body", content=body + (" (%s)" % reason if reason else ""))
+        self.host.send(message)
+
+    def handle_decline(self, stanza, sender, decline):
+        declinee = parse_jid(decline.getAttribute("to"))
+        if declinee is None:
+            raise StanzaError("jid-malformed")
+        reason = child_text(decline, "reason", ns.MUC_USER) or ""
+        message = make_stanza("message", to=declinee.full(), frm=self.jid)
+        element = message.addElement((ns.MUC_USER, "x")).addElement("decline")
+        element["from"] = sender.full()
+        element.addElement("reason", content=reason)
+        self.host.send(message)
+
+    # -- administration (muc#admin)
+
+    def set_role(self, actor, nick, role, reason):
+        """Change an occupant's role; C{none} kicks (307)."""
+        target = self.occupants.get(nick)
+        if target is None:
+            raise StanzaError("item-not-found", type="modify")
+        if role not in ROLE_RANK:
+            raise StanzaError("not-acceptable")
+        self._check_may_set_role(actor, target, role)
+        actor_nick = self._actor_nick(actor)
+        if role == "none":
+            self._remove(target)
+            self._publicise(target, codes=("307",), actor_nick=actor_nick,
+                            actor_jid=actor.full(), reason=reason)
+            self._after_leave()
+            return
+        target.role = role
+        self._publicise(target, actor_nick=actor_nick, actor_jid=actor.full(),
+                        reason=reason)
+
+    def _check_may_set_role(self, actor, target, role):
+        actor_affiliation = self.get_affiliation(actor)
+        target_affiliation = self.get_affiliation(target.real_jid)
+        if affiliation_rank(actor_affiliation) < affiliation_rank(target_affiliation):
+            raise StanzaError("not-allowed")
+        if "moderator" in (target.role, role) and actor_affiliation not in ("owner", "admin"):
+            raise StanzaError("not-allowed")
+        acting = self.occupant_by_real_jid(actor)
+        if acting is None or acting.role != "moderator":
+            raise StanzaError("not-allowed")
+
+    def _actor_nick(self, actor):
+        acting = self.occupant_by_real_jid(actor)
+        return acting.nick if acting is not None else None
+
+    def set_affiliation(self, actor, jid, affiliation, reason):
+        """
+        Change the affiliation of a bare JID (or domain), with Prosody's
+        rules: owners may do anything but remove the last owner; admins may
+        only change members and outcasts.
+        """
+        if affiliation not in AFFILIATION_RANK:
+            raise StanzaError("not-acceptable")
+        bare = jid.userhost()
+        self._check_may_set_affiliation(actor, bare, affiliation)
+        previous = self.affiliations.get(bare, "none")
+        if affiliation == "none":
+            self.affiliations.pop(bare, None)
+        else:
+            self.affiliations[bare] = affiliation
+        downgrade = affiliation_rank(previous) > affiliation_rank(affiliation)
+        affected = [o for o in self.occupants.values()
+                    if o.bare_jid == bare or (not jid.user and affiliation == "outcast"
+                                              and o.real_jid.host == jid.host)]
+        self._apply_affiliation(affected, affiliation, downgrade, actor, reason)
+        if not affected:
+            self._announce_affiliation(bare, affiliation, reason)
+        self._save()
+
+    def _check_may_set_affiliation(self, actor, bare, affiliation):
+        actor_affiliation = self.get_affiliation(actor)
+        current = self.affiliations.get(bare, "none")
+        if actor_affiliation == "owner":
+            if (actor.userhost() == bare and affiliation != "owner"
+                    and [j for j, a in self.affiliations.items() if a == "owner"] == [bare]):
+                raise StanzaError("conflict")
+            return
+        if (actor_affiliation != "admin" or affiliation in ("owner", "admin")
+                or current in ("owner", "admin")):
+            raise StanzaError("not-allowed")
+
+    def _apply_affiliation(self, affected, affiliation, downgrade, actor, reason):
+        new_role = self.default_role(affiliation)
+        actor_nick = self._actor_nick(actor)
+        for occupant in affected:
+            if occupant.role != new_role and (
+                    downgrade or role_rank(occupant.role) < role_rank(new_role)):
+                occupant.role = new_role
+            codes = ()
+            if occupant.role is None:
+                codes = ("301",) if affiliation == "outcast" else ("321",)
+                self._remove(occupant)
+            self._publicise(occupant, codes=codes, actor_nick=actor_nick,
+                            actor_jid=actor.full(), reason=reason)
+        if any(o.role is None for o in affected):
+            self._after_leave()
+
+    def _announce_affiliation(self, bare, affiliation, reason):
+        message = make_stanza("message", frm=self.jid)
+        item = message.addElement((ns.MUC_USER, "x")).addElement("item")
+        item["affiliation"] = affiliation
+        item["jid"] = bare
+        if reason:
+            item.addElement("reason", content=reason)
+        if self.config.whois == "moderators":
+            self._broadcast(message, only=lambda o: o.role == "moderator")
+        else:
+            self._broadcast(message)
+
+    def affiliation_list(self, actor, affiliation):
+        """The muc#admin affiliation list, for those allowed to read it."""
+        actor_rank = affiliation_rank(self.get_affiliation(actor))
+        allowed = ((actor_rank >= AFFILIATION_RANK["admin"]
+                    and actor_rank >= affiliation_rank(affiliation))
+                   or (self.config.members_only and self.config.whois == "anyone"
+                       and actor_rank >= AFFILIATION_RANK["member"]))
+        if not allowed:
+            raise StanzaError("forbidden")
+        return sorted(j for j, a in self.affiliations.items() if a == affiliation)
+
+    def role_list(self, actor, role):
+        acting = self.occupant_by_real_jid(actor)
+        current = acting.role if acting else self.default_role(self.get_affiliation(actor))
+        if current != "moderator":
+            raise StanzaError("forbidden")
+        return [o for o in self.occupants.values() if (o.role or "none") == role]
+
+    # -- ownership (muc#owner)
+
+    def check_owner(self, actor):
+        if self.get_affiliation(actor) != "owner":
+            raise StanzaError("forbidden", text="Only owners can configure rooms")
+
+    def configure(self, new):
+        """Apply a new configuration; tell the room what changed."""
+        old = self.config
+        self.config = new
+        codes = set()
+        if new.whois != old.whois:
+            codes.add("172" if new.whois == "anyone" else "173")
+        if {k: v for k, v in new.to_dict().items() if k != "whois"} != \
+                {k: v for k, v in old.to_dict().items() if k != "whois"}:
+            codes.add("104")
+        del self.history[:max(0, len(self.history) - new.history_length)]
+        if new.members_only and not old.members_only:
+            self._remove_non_members()
+        if codes:
+            message = make_stanza("message", frm=self.jid, type="groupchat")
+            x = message.addElement((ns.MUC_USER, "x"))
+            for code in sorted(codes):
+                x.addElement("status")["code"] = code
+            self._broadcast(message)
+        self.host.configured(self, old)
+
+    def _remove_non_members(self):
+        for occupant in list(self.occupants.values()):
+            if self.get_affiliation(occupant.real_jid) == "none":
+                self._remove(occupant)
+                self._publicise(occupant, codes=("322",))
+
+    def destroy(self, alternate=None, reason=None):
+        """Everyone leaves with the destroy notice; the room is forgotten."""
+        for occupant in list(self.occupants.values()):
+            occupant.role = None
+        leaving = list(self.occupants.values())
+        for occupant in leaving:
+            for viewer in leaving:
+                codes = ("110",) if viewer is occupant else ()
+                self._send_to(viewer, self._presence_of(
+                    occupant, viewer, codes, destroy=(alternate, reason),
+                    unavailable=True))
+        for occupant in leaving:
+            self._remove(occupant)
+        self.host.forget(self)
+
+    # -- discovery
+
+    def disco_info(self):
+        """(identity name, features, roominfo form element)."""
+        name = self.config.name or self.jid.split("@")[0]
+        features = forms.room_features(self.config)
+        form = forms.roominfo_form(self.config, len(self.occupants), self.subject)
+        return name, features, form
+
+
+def _has_child(stanza, *names):
+    return any(c.name in names for c in stanza.elements() if c.uri == stanza.uri)
+
+
+def _is_historic(message):
+    """Prosody's rule: kept when it has a body, unless hinted otherwise."""
+    hints = {c.name for c in message.elements() if c.uri == ns.HINTS}
+    if hints & {"no-store", "no-permanent-store"}:
+        return False
+    if "store" in hints:
+        return True
+    return any(c.name == "body" and c.uri in (None, message.uri)
+               for c in message.elements())
+
+
+def _is_ping(iq):
+    return any(c.uri == ns.PING and c.name == "ping" for c in iq.elements())

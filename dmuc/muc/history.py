@@ -1,0 +1,46 @@
+"""
+Discussion history: which stored messages a joining occupant gets.
+
+The rules are XEP-0045 7.2.15 as Prosody applies them: walk back from the
+newest message, stop at the first one that breaks a limit.  C{maxchars}
+counts the serialised stanza as it will be sent, as Prosody does.
+"""
+
+from dmuc.xmpp.stanzas import parse_xml
+
+
+def select(entries, request, now, default_maxstanzas):
+    """
+    @param entries: the room's L{HistoryEntry} list, oldest first.
+    @param request: the joiner's L{HistoryRequest}.
+    @param now: current time, seconds since the epoch.
+    @param default_maxstanzas: used when the joiner asked for nothing.
+    @return: the entries to send, oldest first.
+    """
+    maxstanzas = request.maxstanzas
+    if request.is_empty():
+        maxstanzas = default_maxstanzas
+    since = request.since
+    if request.seconds is not None:
+        cutoff = now - request.seconds
+        since = cutoff if since is None else max(since, cutoff)
+
+    chosen = []
+    chars = 0
+    for entry in reversed(entries):
+        if maxstanzas is not None and len(chosen) >= maxstanzas:
+            break
+        if since is not None and entry.timestamp < since:
+            break
+        if request.maxchars is not None:
+            chars += len(entry.xml)
+            if chars > request.maxchars:
+                break
+        chosen.append(entry)
+    chosen.reverse()
+    return chosen
+
+
+def to_message(entry):
+    """The stored message as a C{domish.Element}, ready to address."""
+    return parse_xml(entry.xml)

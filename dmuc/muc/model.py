@@ -1,0 +1,96 @@
+"""Plain objects for the state of a room."""
+
+from dataclasses import dataclass, field, fields
+
+AFFILIATION_RANK = {"outcast": -1, "none": 0, "member": 1, "admin": 2, "owner": 3}
+ROLE_RANK = {"none": 0, "visitor": 1, "participant": 2, "moderator": 3}
+
+
+def affiliation_rank(affiliation):
+    return AFFILIATION_RANK[affiliation or "none"]
+
+
+def role_rank(role):
+    return ROLE_RANK[role or "none"]
+
+
+@dataclass
+class Occupant:
+    """
+    Someone in the room.
+
+    @ivar nick: the occupant's nick (the resource of its occupant JID).
+    @ivar real_jid: the full real JID (a L{JID}) of its one session.
+    @ivar role: C{moderator}, C{participant} or C{visitor}.
+    @ivar presence: the last available presence the occupant sent, with the
+        MUC elements removed: the template for what others see.
+    @ivar via: the mirror room JID this occupant is joined through, or
+        C{None} for a user of this site.
+    """
+
+    nick: str
+    real_jid: object
+    role: str
+    presence: object = None
+    via: object = None
+
+    @property
+    def bare_jid(self):
+        return self.real_jid.userhost()
+
+
+@dataclass
+class RoomConfig:
+    """
+    The owner-settable configuration of a room (muc#roomconfig).
+
+    Defaults are Prosody 0.12's, plus C{distributed} (DMUC1's
+    C{muc#roomconfig_distributed}: whether mirrors may join).
+    C{max_users} 0 means no limit.
+    """
+
+    name: str = ""
+    description: str = ""
+    persistent: bool = False
+    public: bool = True
+    members_only: bool = False
+    moderated: bool = False
+    password: str = ""
+    whois: str = "moderators"
+    max_users: int = 0
+    change_subject: bool = False
+    allow_invites: bool = False
+    history_length: int = 20
+    default_history: int = 20
+    distributed: bool = True
+
+    def to_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values):
+        """Build from stored values, ignoring keys this version lacks."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class HistoryRequest:
+    """The XEP-0045 C{<history/>} attributes of a join; C{None} = absent."""
+
+    maxstanzas: int | None = None
+    maxchars: int | None = None
+    seconds: int | None = None
+    since: float | None = None
+
+    def is_empty(self):
+        return all(v is None for v in (self.maxstanzas, self.maxchars,
+                                       self.seconds, self.since))
+
+
+@dataclass
+class JoinRequest:
+    """What a join presence asks for, parsed at the edge."""
+
+    password: str | None = None
+    history: HistoryRequest = field(default_factory=HistoryRequest)

@@ -1,0 +1,74 @@
+"""
+Occupant presences as XEP-0045 shows them: the occupant's own presence as
+the template, then the muc#user element with the item (and, for the
+occupant itself, status 110 last).  Built here once for the master and the
+mirror, which must look the same to a client.
+"""
+
+from twisted.words.xish import domish
+
+from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.stanzas import copy_element, make_stanza
+
+
+def template(stanza):
+    """
+    What the room keeps of a presence an occupant sent: a copy without the
+    MUC elements and without addressing.
+    """
+    presence = copy_element(stanza)
+    presence.children = [
+        c for c in presence.children
+        if not (isinstance(c, domish.Element) and c.uri in (ns.MUC, ns.MUC_USER))
+    ]
+    for attr in ("to", "from"):
+        if presence.hasAttribute(attr):
+            del presence[attr]
+    return presence
+
+
+def occupant_presence(base, occupant_jid, affiliation, role, *, real_jid=None,
+                      nick=None, codes=(), actor_nick=None, actor_jid=None,
+                      reason=None, destroy=None, unavailable=False):
+    """
+    One presence of an occupant, ready to address.
+
+    @param base: the occupant's presence template, or C{None} for a bare
+        C{<presence/>}.
+    @param real_jid: include the real JID in the item (who may see it is the
+        caller's decision).
+    @param nick: the new nick in a nick-change (303) presence.
+    @param destroy: C{(alternate_jid, reason)} for a room destruction.
+    """
+    presence = copy_element(base) if base is not None else make_stanza("presence")
+    presence["from"] = occupant_jid
+    if unavailable:
+        presence["type"] = "unavailable"
+    elif presence.hasAttribute("type"):
+        del presence["type"]
+    x = presence.addElement((ns.MUC_USER, "x"))
+    item = x.addElement("item")
+    item["affiliation"] = affiliation
+    item["role"] = role
+    if real_jid:
+        item["jid"] = real_jid
+    if nick:
+        item["nick"] = nick
+    if actor_nick or actor_jid:
+        actor = item.addElement("actor")
+        if actor_nick:
+            actor["nick"] = actor_nick
+        if actor_jid:
+            actor["jid"] = actor_jid
+    if reason:
+        item.addElement("reason", content=reason)
+    if destroy is not None:
+        alternate, why = destroy
+        element = x.addElement("destroy")
+        if alternate:
+            element["jid"] = alternate
+        if why:
+            element.addElement("reason", content=why)
+    for code in codes:
+        x.addElement("status")["code"] = code
+    return presence

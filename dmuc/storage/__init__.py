@@ -1,0 +1,11 @@
+"""
+Persistent room state: configuration, affiliations, subject and history.
+
+L{IRoomStore} is the interface; L{dmuc.storage.memory} and
+L{dmuc.storage.sqlite} implement it and pass the same tests.
+"""
+
+from dmuc.storage.records import HistoryEntry, RoomRecord, StorageError
+from dmuc.storage.interface import IRoomStore
+
+__all__ = ["HistoryEntry", "RoomRecord", "StorageError", "IRoomStore"]

@@ -1,0 +1,69 @@
+"""
+An L{IRoomStore} kept in memory, for unit tests and for services run without
+a database.  Nothing survives a restart.
+"""
+
+import copy
+
+from twisted.internet import defer
+from zope.interface import implementer
+
+from dmuc.storage.interface import IRoomStore
+from dmuc.storage.records import StorageError
+
+
+@implementer(IRoomStore)
+class MemoryRoomStore:
+    """
+    Rooms and history in plain dicts.  Every method returns a Deferred that
+    has already fired, so callers are written exactly as for a real database.
+
+    Records are copied on the way in and on the way out: a caller that keeps
+    mutating its L{RoomRecord} (as a live room does) must not change what is
+    stored behind the store's back, or tests would pass here and fail against
+    SQLite.
+    """
+
+    def __init__(self):
+        self._rooms = {}
+        self._history = {}
+
+    def load_rooms(self):
+        return defer.succeed(
+            [copy.deepcopy(record) for record in self._rooms.values()])
+
+    def save_room(self, record):
+        self._rooms[record.jid] = copy.deepcopy(record)
+        return defer.succeed(None)
+
+    def delete_room(self, room_jid):
+        self._rooms.pop(room_jid, None)
+        self._history.pop(room_jid, None)
+        return defer.succeed(None)
+
+    def append_history(self, room_jid, entry, max_length):
+        entries = self._history.setdefault(room_jid, [])
+        if any(kept.stanza_id == entry.stanza_id for kept in entries):
+            # The SQLite store has a unique index here; fail the same way.
+            return defer.fail(StorageError(
+                f"room {room_jid}: duplicate stanza id {entry.stanza_id!r}"))
+        entries.append(copy.copy(entry))
+        del entries[:_excess(len(entries), max_length)]
+        return defer.succeed(None)
+
+    def load_history(self, room_jid, limit):
+        entries = self._history.get(room_jid, [])
+        newest = entries[_excess(len(entries), limit):]
+        return defer.succeed([copy.copy(entry) for entry in newest])
+
+    def close(self):
+        return defer.succeed(None)
+
+
+def _excess(count, keep):
+    """
+    How many of C{count} oldest items to drop to keep only C{keep}.
+
+    Written out because C{items[-keep:]} keeps everything when C{keep} is 0.
+    """
+    return max(0, count - max(0, keep))

@@ -1,0 +1,246 @@
+"""
+An L{IRoomStore} in one SQLite file, through L{twisted.enterprise.adbapi}.
+
+The pool holds a single connection: SQLite allows one writer at a time, and
+one connection on one thread also keeps every operation in the order it was
+asked for.
+"""
+
+import json
+import os
+import sqlite3
+
+from twisted.enterprise import adbapi
+from twisted.internet import defer
+from zope.interface import implementer
+
+from dmuc.storage.interface import IRoomStore
+from dmuc.storage.records import HistoryEntry, RoomRecord, StorageError
+
+SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS rooms (
+        jid TEXT PRIMARY KEY,
+        config TEXT NOT NULL,
+        subject TEXT,
+        subject_nick TEXT,
+        subject_time REAL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS affiliations (
+        room_jid TEXT NOT NULL,
+        jid TEXT NOT NULL,
+        affiliation TEXT NOT NULL,
+        PRIMARY KEY (room_jid, jid)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS history (
+        room_jid TEXT NOT NULL,
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        stanza_id TEXT NOT NULL,
+        timestamp REAL NOT NULL,
+        nick TEXT NOT NULL,
+        real_jid TEXT NOT NULL,
+        xml TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS history_room_seq ON history (room_jid, seq)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS history_room_stanza_id"
+    " ON history (room_jid, stanza_id)",
+)
+
+
+@implementer(IRoomStore)
+class SQLiteRoomStore:
+    """
+    Rooms, affiliations and history in the SQLite database at C{path}.
+
+    Call L{open} at service start so a bad path fails there, with a message
+    naming it; other methods open the store themselves if needed.
+
+    @ivar path: the database file.
+    """
+
+    def __init__(self, path, reactor=None):
+        """
+        @param path: the database file; it and its directory are created if
+            missing.
+        @param reactor: the reactor the pool reports results on; the global
+            one if C{None}.
+        """
+        self.path = path
+        self._reactor = reactor
+        self._pool = None
+
+    def open(self):
+        """
+        Create the directory, the file and the schema if missing.
+
+        @return: Deferred firing with this store, or failing with
+            L{StorageError} if the path cannot hold a database.
+        """
+        try:
+            pool = self._get_pool()
+        except StorageError:
+            return defer.fail()
+        d = pool.runWithConnection(lambda connection: None)
+        d.addCallbacks(lambda _: self, self._open_failed)
+        return d
+
+    def close(self):
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.close()
+        return defer.succeed(None)
+
+    def load_rooms(self):
+        return self._run(_load_rooms)
+
+    def save_room(self, record):
+        return self._run(_save_room, record)
+
+    def delete_room(self, room_jid):
+        return self._run(_delete_room, room_jid)
+
+    def append_history(self, room_jid, entry, max_length):
+        return self._run(_append_history, room_jid, entry, max_length)
+
+    def load_history(self, room_jid, limit):
+        return self._run(_load_history, room_jid, limit)
+
+    def _get_pool(self):
+        """
+        The connection pool, started on first use.  No connection is made
+        here; the first interaction makes it, and L{_open_connection} creates
+        the schema then.
+        """
+        if self._pool is None:
+            self._make_directory()
+            options = {}
+            if self._reactor is not None:
+                options["cp_reactor"] = self._reactor
+            self._pool = adbapi.ConnectionPool(
+                "sqlite3", self.path, check_same_thread=False,
+                cp_min=1, cp_max=1, cp_openfun=_open_connection, **options)
+        return self._pool
+
+    def _make_directory(self):
+        parent = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:
+            raise StorageError(
+                f"cannot create directory for database {self.path}: {e}"
+            ) from e
+
+    def _open_failed(self, failure):
+        # Drop the pool so its thread does not outlive a store that never
+        # opened, and a later open() tries again from scratch.
+        self.close()
+        failure.trap(sqlite3.Error)
+        raise StorageError(
+            f"cannot open database {self.path}: {failure.value}"
+        ) from failure.value
+
+    def _run(self, interaction, *args):
+        """
+        Run C{interaction(transaction, *args)} in one transaction, committed
+        if it returns and rolled back if it raises.
+        """
+        try:
+            pool = self._get_pool()
+        except StorageError:
+            return defer.fail()
+        d = pool.runInteraction(interaction, *args)
+        d.addErrback(self._database_error)
+        return d
+
+    def _database_error(self, failure):
+        failure.trap(sqlite3.Error)
+        raise StorageError(
+            f"database {self.path}: {failure.value}") from failure.value
+
+
+def _open_connection(connection):
+    """
+    Prepare each new connection: write-ahead logging so readers never wait
+    for the writer, C{synchronous=NORMAL} which is safe with WAL and much
+    cheaper than C{FULL}, and the schema.  The first statement is also where
+    a file that is not a database is noticed.
+    """
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        for statement in SCHEMA:
+            connection.execute(statement)
+        connection.commit()
+    except sqlite3.Error:
+        # adbapi forgets a connection whose setup failed; close it here so
+        # the file is not held open.
+        connection.close()
+        raise
+
+
+def _load_rooms(txn):
+    txn.execute(
+        "SELECT jid, config, subject, subject_nick, subject_time FROM rooms")
+    rooms = {}
+    for jid, config, subject, subject_nick, subject_time in txn.fetchall():
+        rooms[jid] = RoomRecord(
+            jid=jid, config=json.loads(config), subject=subject,
+            subject_nick=subject_nick, subject_time=subject_time)
+    txn.execute("SELECT room_jid, jid, affiliation FROM affiliations")
+    for room_jid, jid, affiliation in txn.fetchall():
+        # An affiliation left by a room deleted outside this store is ignored.
+        if room_jid in rooms:
+            rooms[room_jid].affiliations[jid] = affiliation
+    return list(rooms.values())
+
+
+def _save_room(txn, record):
+    txn.execute(
+        "INSERT OR REPLACE INTO rooms"
+        " (jid, config, subject, subject_nick, subject_time)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (record.jid, json.dumps(record.config, sort_keys=True),
+         record.subject, record.subject_nick, record.subject_time))
+    txn.execute("DELETE FROM affiliations WHERE room_jid = ?", (record.jid,))
+    txn.executemany(
+        "INSERT INTO affiliations (room_jid, jid, affiliation)"
+        " VALUES (?, ?, ?)",
+        [(record.jid, jid, affiliation)
+         for jid, affiliation in record.affiliations.items()])
+
+
+def _delete_room(txn, room_jid):
+    for table, column in (("rooms", "jid"), ("affiliations", "room_jid"),
+                          ("history", "room_jid")):
+        txn.execute(f"DELETE FROM {table} WHERE {column} = ?", (room_jid,))
+
+
+def _append_history(txn, room_jid, entry, max_length):
+    txn.execute(
+        "INSERT INTO history"
+        " (room_jid, stanza_id, timestamp, nick, real_jid, xml)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (room_jid, entry.stanza_id, entry.timestamp, entry.nick,
+         entry.real_jid, entry.xml))
+    # Everything at or below the (max_length + 1)-th newest seq goes; when
+    # there are fewer rows the subquery is NULL and nothing is deleted.
+    txn.execute(
+        "DELETE FROM history WHERE room_jid = ? AND seq <= ("
+        " SELECT seq FROM history WHERE room_jid = ?"
+        " ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+        (room_jid, room_jid, max(0, max_length)))
+
+
+def _load_history(txn, room_jid, limit):
+    # SQLite reads a negative LIMIT as "no limit"; the interface means none.
+    txn.execute(
+        "SELECT stanza_id, timestamp, nick, real_jid, xml FROM history"
+        " WHERE room_jid = ? ORDER BY seq DESC LIMIT ?",
+        (room_jid, max(0, limit)))
+    newest_first = [HistoryEntry(*row) for row in txn.fetchall()]
+    return newest_first[::-1]

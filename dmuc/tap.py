@@ -1,0 +1,43 @@
+"""
+C{twistd dmuc}: options and the service tree.
+
+    twistd -n dmuc --config /etc/dmuc.ini
+
+A bad configuration stops the start with one line on standard error naming
+the file, section and key, and exit status 1.
+"""
+
+import sys
+
+from twisted.application import service
+from twisted.python import usage
+
+from dmuc import config as dmuc_config
+
+
+class Options(usage.Options):
+    optParameters = [
+        ["config", "c", None, "Path of the dmuc configuration file (INI)."],
+    ]
+
+    def postOptions(self):
+        if not self["config"]:
+            raise usage.UsageError("--config PATH is required")
+        try:
+            self["parsed"] = dmuc_config.load(self["config"])
+        except dmuc_config.ConfigError as e:
+            # One clear line, not twistd's usage text and traceback.
+            sys.stderr.write("dmuc: configuration error: %s\n" % (e,))
+            raise SystemExit(1)
+
+
+def makeService(options, reactor=None):
+    """Build the services the configuration asks for."""
+    if reactor is None:
+        from twisted.internet import reactor
+    parsed = options["parsed"]
+    top = service.MultiService()
+    if parsed.master is not None:
+        from dmuc.master import MasterService
+        MasterService(parsed.xmpp, parsed.master, reactor).setServiceParent(top)
+    return top

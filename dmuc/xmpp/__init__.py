@@ -1,0 +1,1 @@
+"""Shared XMPP plumbing: namespaces, stanza helpers, JIDs, the connection."""

@@ -1,0 +1,26 @@
+"""Every XML namespace dmuc speaks, in one place."""
+
+CLIENT = "jabber:client"
+COMPONENT = "jabber:component:accept"
+STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+MUC = "http://jabber.org/protocol/muc"
+MUC_USER = MUC + "#user"
+MUC_ADMIN = MUC + "#admin"
+MUC_OWNER = MUC + "#owner"
+MUC_ROOMCONFIG = MUC + "#roomconfig"
+MUC_ROOMINFO = MUC + "#roominfo"
+MUC_STABLE_ID = MUC + "#stable_id"
+
+DISCO_INFO = "http://jabber.org/protocol/disco#info"
+DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+DATA_FORMS = "jabber:x:data"
+DELAY = "urn:xmpp:delay"
+STANZA_ID = "urn:xmpp:sid:0"
+PING = "urn:xmpp:ping"
+HINTS = "urn:xmpp:hints"
+
+# DMUC: the envelope (FMUC), the sync IQs and the DMUC3 feature / join marker.
+FMUC = "http://isode.com/protocol/fmuc"
+DMUC_SYNC = "urn:xmpp:dmuc:0"
+DMUC3 = "http://tridsys.com/protocol/dmuc"

@@ -1,0 +1,188 @@
+"""
+Small helpers to build and inspect stanzas (C{domish.Element}).
+
+Error conditions and their default types follow RFC 6120 section 8.3.3, so
+callers name only the condition unless the XEP asks for another type.
+"""
+
+from twisted.words.protocols.jabber.jid import InvalidFormat, JID
+from twisted.words.xish import domish
+
+from dmuc.xmpp import namespaces as ns
+
+DEFAULT_ERROR_TYPES = {
+    "bad-request": "modify",
+    "conflict": "cancel",
+    "feature-not-implemented": "cancel",
+    "forbidden": "auth",
+    "gone": "cancel",
+    "internal-server-error": "wait",
+    "item-not-found": "cancel",
+    "jid-malformed": "modify",
+    "not-acceptable": "modify",
+    "not-allowed": "cancel",
+    "not-authorized": "auth",
+    "policy-violation": "modify",
+    "recipient-unavailable": "wait",
+    "redirect": "modify",
+    "registration-required": "auth",
+    "remote-server-not-found": "cancel",
+    "remote-server-timeout": "wait",
+    "resource-constraint": "wait",
+    "service-unavailable": "cancel",
+    "subscription-required": "auth",
+    "undefined-condition": "cancel",
+    "unexpected-request": "wait",
+}
+
+
+class StanzaError(Exception):
+    """
+    Raised inside handlers to answer a stanza with an error.
+
+    @ivar condition: the RFC 6120 defined condition, e.g. C{not-allowed}.
+    @ivar type: the error type; the condition's default when not given.
+    @ivar text: optional human-readable text.
+    @ivar by: the JID generating the error (RFC 6120 8.2), or C{None}.
+    """
+
+    def __init__(self, condition, type=None, text=None, by=None):
+        Exception.__init__(self, condition, text)
+        self.condition = condition
+        self.type = type or DEFAULT_ERROR_TYPES.get(condition, "cancel")
+        self.text = text
+        self.by = by
+
+
+def parse_jid(value):
+    """
+    Parse a JID attribute value.
+
+    @return: a L{JID}, or C{None} when C{value} is missing or malformed.
+    """
+    if not value:
+        return None
+    try:
+        return JID(value)
+    except (InvalidFormat, UnicodeError, ValueError):
+        return None
+
+
+def make_stanza(name, to=None, frm=None, type=None, id=None):
+    """Build an empty stanza addressed as given."""
+    stanza = domish.Element((None, name))
+    for key, value in (("from", frm), ("to", to), ("type", type), ("id", id)):
+        if value is not None:
+            stanza[key] = value
+    return stanza
+
+
+def error_reply(stanza, error):
+    """
+    Build the error answer to C{stanza}.
+
+    Like Prosody, the original payload is not echoed back: it may be large
+    (the huge-body case) and the id is what a client matches on.
+
+    @type error: L{StanzaError}
+    """
+    reply = make_stanza(
+        stanza.name,
+        to=stanza.getAttribute("from"),
+        frm=stanza.getAttribute("to"),
+        type="error",
+        id=stanza.getAttribute("id"),
+    )
+    element = reply.addElement("error")
+    element["type"] = error.type
+    if error.by:
+        element["by"] = error.by
+    element.addElement((ns.STANZAS, error.condition))
+    if error.text:
+        element.addElement((ns.STANZAS, "text"), content=error.text)
+    return reply
+
+
+def result_reply(iq):
+    """An empty C{result} answer to an IQ get or set."""
+    return make_stanza(
+        "iq",
+        to=iq.getAttribute("from"),
+        frm=iq.getAttribute("to"),
+        type="result",
+        id=iq.getAttribute("id"),
+    )
+
+
+def child(element, name, uri):
+    """The first child element with this name and namespace, or C{None}."""
+    for candidate in element.elements(uri, name):
+        return candidate
+    return None
+
+
+def child_text(element, name, uri=None):
+    """The text of the first matching child, or C{None}."""
+    for candidate in element.elements():
+        if candidate.name == name and (uri is None or candidate.uri == uri):
+            return str(candidate)
+    return None
+
+
+def payload(element):
+    """The first child element (the payload of an IQ), or C{None}."""
+    for candidate in element.elements():
+        return candidate
+    return None
+
+
+def strip_children(element, *uris):
+    """Remove every child element in one of the given namespaces."""
+    element.children = [
+        c for c in element.children
+        if not (isinstance(c, domish.Element) and c.uri in uris)
+    ]
+    return element
+
+
+_STREAM_NAMESPACES = (ns.CLIENT, ns.COMPONENT)
+
+
+def copy_element(element):
+    """
+    A deep copy of a C{domish.Element}, detached from its parent.
+
+    Elements in the stream namespace (C{jabber:client} as stored,
+    C{jabber:component:accept} as received) lose it, so the copy serialises
+    in whatever stream it is sent on without stray C{xmlns} declarations.
+    """
+    uri = None if element.uri in _STREAM_NAMESPACES else element.uri
+    default = None if element.defaultUri in _STREAM_NAMESPACES else element.defaultUri
+    clone = domish.Element((uri, element.name), default)
+    clone.attributes = dict(element.attributes)
+    clone.localPrefixes = dict(element.localPrefixes)
+    for node in element.children:
+        if isinstance(node, domish.Element):
+            clone.addChild(copy_element(node))
+        else:
+            clone.addContent(node)
+    return clone
+
+
+def parse_xml(text):
+    """Parse one serialised element back into a C{domish.Element}."""
+    # The history store keeps messages as text; re-parse through a stream
+    # wrapper so the default namespace is jabber:client, as on the wire.
+    result = []
+    stream = domish.elementStream()
+    stream.DocumentStartEvent = lambda root: None
+    stream.ElementEvent = result.append
+    stream.DocumentEndEvent = lambda: None
+    stream.parse(
+        "<stream:stream xmlns='%s' xmlns:stream='http://etherx.jabber.org/streams'>"
+        % ns.CLIENT
+    )
+    stream.parse(text.encode("utf-8") if isinstance(text, str) else text)
+    if not result:
+        raise ValueError("no element in %r" % (text[:80],))
+    return copy_element(result[0])

@@ -1,0 +1,369 @@
+"""
+Tests for L{dmuc.storage}: one behaviour suite, run against every backend.
+"""
+
+import os
+import shutil
+
+from twisted.internet import defer
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from dmuc.storage import HistoryEntry, IRoomStore, RoomRecord, StorageError
+from dmuc.storage.memory import MemoryRoomStore
+from dmuc.storage.sqlite import SQLiteRoomStore
+
+ROOM = "chat@conference.fairfax.test"
+OTHER_ROOM = "lobby@conference.fairfax.test"
+
+
+def make_record(jid=ROOM):
+    """
+    A room with something of every kind a room config holds.
+    """
+    return RoomRecord(
+        jid=jid,
+        config={
+            "name": "Chat",
+            "persistent": True,
+            "moderated": False,
+            "max_users": 30,
+            "password": None,
+            "history": {"max_stanzas": 20, "enabled": True},
+            "whois": ["moderator", "participant"],
+        },
+        affiliations={
+            "owner@fairfax.test": "owner",
+            "admin@fairfax.test": "admin",
+            "member@fairfax.test": "member",
+            "spammer.test": "outcast",
+        },
+        subject="Welcome",
+        subject_nick="alice",
+        subject_time=1700000000.5,
+    )
+
+
+def make_entry(n, nick="alice"):
+    return HistoryEntry(
+        stanza_id=f"id-{n}",
+        timestamp=1700000000.0 + n,
+        nick=nick,
+        real_jid=f"{nick}@fairfax.test/home",
+        xml=f"<message type='groupchat'><body>message {n}</body></message>",
+    )
+
+
+def stanza_ids(entries):
+    return [entry.stanza_id for entry in entries]
+
+
+class RoomStoreTestsMixin:
+    """
+    What every L{IRoomStore} does.  Subclasses define C{make_store}, which
+    returns a Deferred firing with an open, empty store.
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.store = yield self.make_store()
+        self.addCleanup(self.store.close)
+
+    @defer.inlineCallbacks
+    def append(self, room_jid, numbers, max_length=100):
+        for n in numbers:
+            yield self.store.append_history(room_jid, make_entry(n),
+                                            max_length)
+
+    def test_provides_interface(self):
+        self.assertTrue(verifyObject(IRoomStore, self.store))
+
+    @defer.inlineCallbacks
+    def test_empty_store_has_no_rooms(self):
+        rooms = yield self.store.load_rooms()
+        self.assertEqual(rooms, [])
+
+    @defer.inlineCallbacks
+    def test_empty_room_has_no_history(self):
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(history, [])
+
+    @defer.inlineCallbacks
+    def test_save_and_load_round_trip(self):
+        yield self.store.save_room(make_record())
+        rooms = yield self.store.load_rooms()
+        self.assertEqual(rooms, [make_record()])
+
+    @defer.inlineCallbacks
+    def test_room_without_subject(self):
+        record = RoomRecord(jid=ROOM)
+        yield self.store.save_room(record)
+        rooms = yield self.store.load_rooms()
+        self.assertEqual(rooms, [RoomRecord(jid=ROOM)])
+
+    @defer.inlineCallbacks
+    def test_save_replaces(self):
+        yield self.store.save_room(make_record())
+        changed = make_record()
+        del changed.affiliations["admin@fairfax.test"]
+        changed.config["max_users"] = 5
+        changed.subject = None
+        yield self.store.save_room(changed)
+        rooms = yield self.store.load_rooms()
+        self.assertEqual(rooms, [changed])
+        self.assertNotIn("admin@fairfax.test", rooms[0].affiliations)
+
+    @defer.inlineCallbacks
+    def test_save_keeps_history(self):
+        yield self.store.save_room(make_record())
+        yield self.append(ROOM, [1, 2])
+        yield self.store.save_room(make_record())
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(stanza_ids(history), ["id-1", "id-2"])
+
+    @defer.inlineCallbacks
+    def test_several_rooms(self):
+        yield self.store.save_room(make_record(ROOM))
+        yield self.store.save_room(make_record(OTHER_ROOM))
+        rooms = yield self.store.load_rooms()
+        self.assertEqual(sorted(room.jid for room in rooms),
+                         sorted([ROOM, OTHER_ROOM]))
+
+    @defer.inlineCallbacks
+    def test_delete_removes_room_and_history(self):
+        yield self.store.save_room(make_record(ROOM))
+        yield self.store.save_room(make_record(OTHER_ROOM))
+        yield self.append(ROOM, [1, 2])
+        yield self.append(OTHER_ROOM, [3])
+        yield self.store.delete_room(ROOM)
+        rooms = yield self.store.load_rooms()
+        self.assertEqual([room.jid for room in rooms], [OTHER_ROOM])
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(history, [])
+        other = yield self.store.load_history(OTHER_ROOM, 10)
+        self.assertEqual(stanza_ids(other), ["id-3"])
+
+    @defer.inlineCallbacks
+    def test_delete_then_recreate_starts_clean(self):
+        yield self.store.save_room(make_record())
+        yield self.append(ROOM, [1])
+        yield self.store.delete_room(ROOM)
+        yield self.store.save_room(RoomRecord(jid=ROOM))
+        rooms = yield self.store.load_rooms()
+        self.assertEqual(rooms, [RoomRecord(jid=ROOM)])
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(history, [])
+
+    def test_delete_unknown_room(self):
+        return self.store.delete_room("nowhere@conference.fairfax.test")
+
+    @defer.inlineCallbacks
+    def test_history_round_trip(self):
+        yield self.append(ROOM, [1])
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(history, [make_entry(1)])
+
+    @defer.inlineCallbacks
+    def test_history_oldest_first(self):
+        yield self.append(ROOM, [1, 2, 3])
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(stanza_ids(history), ["id-1", "id-2", "id-3"])
+
+    @defer.inlineCallbacks
+    def test_history_limit_gives_newest(self):
+        yield self.append(ROOM, [1, 2, 3, 4])
+        history = yield self.store.load_history(ROOM, 2)
+        self.assertEqual(stanza_ids(history), ["id-3", "id-4"])
+
+    @defer.inlineCallbacks
+    def test_history_limit_zero(self):
+        yield self.append(ROOM, [1, 2])
+        history = yield self.store.load_history(ROOM, 0)
+        self.assertEqual(history, [])
+
+    @defer.inlineCallbacks
+    def test_history_trimmed_to_max_length(self):
+        yield self.append(ROOM, range(1, 6), max_length=3)
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(stanza_ids(history), ["id-3", "id-4", "id-5"])
+
+    @defer.inlineCallbacks
+    def test_history_trim_follows_latest_max_length(self):
+        yield self.append(ROOM, range(1, 6), max_length=10)
+        yield self.append(ROOM, [6], max_length=2)
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(stanza_ids(history), ["id-5", "id-6"])
+
+    @defer.inlineCallbacks
+    def test_history_max_length_zero_keeps_none(self):
+        yield self.append(ROOM, [1, 2], max_length=0)
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(history, [])
+
+    @defer.inlineCallbacks
+    def test_histories_are_independent(self):
+        yield self.append(ROOM, [1, 2, 3], max_length=2)
+        yield self.append(OTHER_ROOM, [4, 5, 6], max_length=3)
+        history = yield self.store.load_history(ROOM, 10)
+        other = yield self.store.load_history(OTHER_ROOM, 10)
+        self.assertEqual(stanza_ids(history), ["id-2", "id-3"])
+        self.assertEqual(stanza_ids(other), ["id-4", "id-5", "id-6"])
+
+    @defer.inlineCallbacks
+    def test_same_stanza_id_in_two_rooms(self):
+        yield self.append(ROOM, [1])
+        yield self.append(OTHER_ROOM, [1])
+        other = yield self.store.load_history(OTHER_ROOM, 10)
+        self.assertEqual(stanza_ids(other), ["id-1"])
+
+    @defer.inlineCallbacks
+    def test_duplicate_stanza_id_rejected(self):
+        yield self.append(ROOM, [1])
+        yield self.assertFailure(
+            self.store.append_history(ROOM, make_entry(1), 10), StorageError)
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(history, [make_entry(1)])
+
+
+class MemoryRoomStoreTests(RoomStoreTestsMixin, unittest.TestCase):
+    """
+    L{MemoryRoomStore} passes the shared suite and keeps its own copies.
+    """
+
+    def make_store(self):
+        return defer.succeed(MemoryRoomStore())
+
+    @defer.inlineCallbacks
+    def test_saved_record_isolated_from_caller(self):
+        record = make_record()
+        yield self.store.save_room(record)
+        record.config["history"]["max_stanzas"] = 0
+        record.affiliations["eve@fairfax.test"] = "owner"
+        record.subject = "changed"
+        rooms = yield self.store.load_rooms()
+        self.assertEqual(rooms, [make_record()])
+
+    @defer.inlineCallbacks
+    def test_loaded_record_isolated_from_store(self):
+        yield self.store.save_room(make_record())
+        rooms = yield self.store.load_rooms()
+        rooms[0].config["history"]["max_stanzas"] = 0
+        rooms[0].affiliations.clear()
+        again = yield self.store.load_rooms()
+        self.assertEqual(again, [make_record()])
+
+    @defer.inlineCallbacks
+    def test_history_isolated_from_caller(self):
+        entry = make_entry(1)
+        yield self.store.append_history(ROOM, entry, 10)
+        entry.nick = "mallory"
+        history = yield self.store.load_history(ROOM, 10)
+        history[0].xml = "<changed/>"
+        again = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(again, [make_entry(1)])
+
+
+class SQLiteRoomStoreTests(RoomStoreTestsMixin, unittest.TestCase):
+    """
+    L{SQLiteRoomStore} passes the shared suite, keeps data across a restart
+    and fails clearly on a path that cannot hold a database.
+    """
+
+    def temp_path(self):
+        """
+        A fresh path from C{mktemp}, removed after the test: trial runs in
+        C{_trial_temp}, but pytest would leave it in the working tree.
+        """
+        path = self.mktemp()
+        self.addCleanup(_remove_temp, path)
+        return path
+
+    def make_store(self):
+        # A directory that does not exist yet: the store must create it.
+        self.db_path = os.path.join(self.temp_path(), "db", "rooms.sqlite")
+        return SQLiteRoomStore(self.db_path).open()
+
+    @defer.inlineCallbacks
+    def reopen(self):
+        yield self.store.close()
+        self.store = yield SQLiteRoomStore(self.db_path).open()
+        self.addCleanup(self.store.close)
+
+    @defer.inlineCallbacks
+    def test_restart_loses_nothing(self):
+        yield self.store.save_room(make_record(ROOM))
+        yield self.store.save_room(make_record(OTHER_ROOM))
+        yield self.store.delete_room(OTHER_ROOM)
+        yield self.append(ROOM, range(1, 5), max_length=3)
+        yield self.reopen()
+        rooms = yield self.store.load_rooms()
+        self.assertEqual(rooms, [make_record(ROOM)])
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(history, [make_entry(n) for n in (2, 3, 4)])
+
+    @defer.inlineCallbacks
+    def test_history_order_survives_restart(self):
+        yield self.append(ROOM, [1, 2])
+        yield self.reopen()
+        yield self.append(ROOM, [3])
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(stanza_ids(history), ["id-1", "id-2", "id-3"])
+
+    @defer.inlineCallbacks
+    def test_used_without_open(self):
+        yield self.store.save_room(make_record())
+        yield self.store.close()
+        self.store = SQLiteRoomStore(self.db_path)
+        self.addCleanup(self.store.close)
+        rooms = yield self.store.load_rooms()
+        self.assertEqual(rooms, [make_record()])
+
+    @defer.inlineCallbacks
+    def assertOpenFails(self, path):
+        store = SQLiteRoomStore(path)
+        self.addCleanup(store.close)
+        error = yield self.assertFailure(store.open(), StorageError)
+        self.assertIn(path, str(error))
+
+    def test_open_directory_fails(self):
+        path = self.temp_path()
+        os.makedirs(path)
+        return self.assertOpenFails(path)
+
+    def test_open_non_database_fails(self):
+        path = self.temp_path()
+        with open(path, "w") as f:
+            f.write("this is not a SQLite database\n" * 100)
+        return self.assertOpenFails(path)
+
+    def test_open_under_a_file_fails(self):
+        parent = self.temp_path()
+        with open(parent, "w") as f:
+            f.write("a file where a directory should be\n")
+        return self.assertOpenFails(os.path.join(parent, "rooms.sqlite"))
+
+    @defer.inlineCallbacks
+    def test_failed_open_can_be_retried(self):
+        path = self.temp_path()
+        os.makedirs(path)
+        store = SQLiteRoomStore(path)
+        self.addCleanup(store.close)
+        yield self.assertFailure(store.open(), StorageError)
+        os.rmdir(path)
+        opened = yield store.open()
+        self.assertIs(opened, store)
+
+
+def _remove_temp(path):
+    """
+    Remove C{path} and then the directories C{mktemp} made for it, as far up
+    as they are empty.
+    """
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+    try:
+        os.removedirs(os.path.dirname(path))
+    except OSError:
+        pass
