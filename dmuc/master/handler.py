@@ -389,11 +389,15 @@ class MasterMUC(XMPPHandler):
             log.info("{room}: destroyed by {jid}", room=room.jid, jid=sender.full())
         elif action.name == "x" and action.uri == ns.DATA_FORMS:
             kind = action.getAttribute("type")
+            codes = []
             if kind == "submit":
                 if list(action.elements()):
-                    room.configure(forms.parse_config_submission(action, room.config))
+                    codes = room.configure(forms.parse_config_submission(action, room.config))
             elif kind != "cancel":
                 raise StanzaError("bad-request", text="Not a submitted form")
+            self.send(result_reply(iq))
+            room.announce_config(codes)
+            return
         else:
             raise StanzaError("service-unavailable")
         self.send(result_reply(iq))

@@ -12,6 +12,11 @@ A refused request raises L{StanzaError}; the service turns it into the
 error reply.
 """
 
+import base64
+import hashlib
+import hmac
+import uuid
+
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
@@ -53,14 +58,17 @@ class Room:
         self.subject = None
         self.subject_nick = None
         self.subject_time = None
+        self.salt = uuid.uuid4().hex
         self._nick_by_jid = {}
         self._pending_iqs = {}
 
     # -- persistence
 
     def to_record(self):
+        config = self.config.to_dict()
+        config["occupant_id_salt"] = self.salt
         return RoomRecord(
-            jid=self.jid, config=self.config.to_dict(),
+            jid=self.jid, config=config,
             affiliations=dict(self.affiliations), subject=self.subject,
             subject_nick=self.subject_nick, subject_time=self.subject_time)
 
@@ -68,6 +76,7 @@ class Room:
     def from_record(cls, record, host, entries=()):
         room = cls(record.jid, host, RoomConfig.from_dict(record.config))
         room.affiliations = dict(record.affiliations)
+        room.salt = record.config.get("occupant_id_salt", room.salt)
         room.subject = record.subject
         room.subject_nick = record.subject_nick
         room.subject_time = record.subject_time
@@ -105,6 +114,19 @@ class Room:
                 return "visitor"
         return "participant"
 
+    def occupant_id(self, occupant):
+        """XEP-0421: stable per user and room, and says nothing of the JID."""
+        digest = hmac.new(occupant.bare_jid.encode("utf-8"),
+                          self.salt.encode("ascii"), hashlib.sha256).digest()
+        return base64.b64encode(digest).decode("ascii")
+
+    def _stamp_occupant_id(self, stanza, occupant):
+        """Replace any client-supplied occupant-id with the room's own."""
+        stanza.children = [
+            c for c in stanza.children
+            if not (isinstance(c, domish.Element) and c.uri == ns.OCCUPANT_ID)]
+        stanza.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = self.occupant_id(occupant)
+
     def may_see_real_jids(self, viewer):
         """Whether the occupant C{viewer} is shown real JIDs."""
         return self.config.whois == "anyone" or viewer.role == "moderator"
@@ -129,7 +151,7 @@ class Room:
             occupant.presence, self.occupant_jid(occupant.nick),
             self.get_affiliation(occupant.real_jid), occupant.role or "none",
             real_jid=occupant.real_jid.full() if show_jid else None,
-            codes=codes, **kwargs)
+            codes=codes, occupant_id=self.occupant_id(occupant), **kwargs)
 
     def _publicise(self, occupant, codes=(), self_codes=(), **kwargs):
         """
@@ -302,6 +324,9 @@ class Room:
     # -- groupchat
 
     def handle_groupchat(self, stanza, sender):
+        if not stanza.getAttribute("id"):
+            # Prosody ids id-less messages first, so errors carry it too.
+            stanza["id"] = self.host.new_id()
         occupant = self.occupant_by_real_jid(sender)
         if occupant is None:
             raise StanzaError("not-acceptable", text=NOT_IN_ROOM)
@@ -319,10 +344,9 @@ class Room:
         message.children = [c for c in message.children if not self._is_own_marker(c)]
         message["from"] = self.occupant_jid(occupant.nick)
         message["type"] = "groupchat"
-        if not message.getAttribute("id"):
-            message["id"] = self.host.new_id()
         message.attributes.pop("to", None)
         stanza_id = self.host.new_id()
+        self._stamp_occupant_id(message, occupant)
         marker = message.addElement((ns.STANZA_ID, "stanza-id"))
         marker["id"] = stanza_id
         marker["by"] = self.jid
@@ -378,6 +402,7 @@ class Room:
             c for c in message.children
             if not (isinstance(c, domish.Element) and c.uri in (ns.MUC, ns.MUC_USER))]
         message.addElement((ns.MUC_USER, "x"))
+        self._stamp_occupant_id(message, occupant)
         message["from"] = self.occupant_jid(occupant.nick)
         self._send_to(target, message)
 
@@ -597,7 +622,12 @@ class Room:
             raise StanzaError("forbidden", text="Only owners can configure rooms")
 
     def configure(self, new):
-        """Apply a new configuration; tell the room what changed."""
+        """
+        Apply a new configuration.
+
+        @return: the status codes to announce with L{announce_config} once
+            the owner has had the result (Prosody's order).
+        """
         old = self.config
         self.config = new
         codes = set()
@@ -609,13 +639,18 @@ class Room:
         del self.history[:max(0, len(self.history) - new.history_length)]
         if new.members_only and not old.members_only:
             self._remove_non_members()
-        if codes:
-            message = make_stanza("message", frm=self.jid, type="groupchat")
-            x = message.addElement((ns.MUC_USER, "x"))
-            for code in sorted(codes):
-                x.addElement("status")["code"] = code
-            self._broadcast(message)
         self.host.configured(self, old)
+        return sorted(codes)
+
+    def announce_config(self, codes):
+        """Tell the occupants the configuration changed (104, 172, 173)."""
+        if not codes:
+            return
+        message = make_stanza("message", frm=self.jid, type="groupchat")
+        x = message.addElement((ns.MUC_USER, "x"))
+        for code in codes:
+            x.addElement("status")["code"] = code
+        self._broadcast(message)
 
     def _remove_non_members(self):
         for occupant in list(self.occupants.values()):

@@ -163,7 +163,7 @@ def roominfo_form(config, occupant_count, subject, extra=()):
 def room_features(config):
     """The disco#info features of a room, as Prosody lists them."""
     return [
-        ns.MUC, ns.MUC_STABLE_ID,
+        ns.MUC, ns.MUC_STABLE_ID, ns.OCCUPANT_ID,
         "muc_public" if config.public else "muc_hidden",
         "muc_persistent" if config.persistent else "muc_temporary",
         "muc_membersonly" if config.members_only else "muc_open",

@@ -14,12 +14,14 @@ from dmuc.xmpp.stanzas import copy_element, make_stanza
 def template(stanza):
     """
     What the room keeps of a presence an occupant sent: a copy without the
-    MUC elements and without addressing.
+    MUC elements, without a client-supplied occupant-id and without
+    addressing.
     """
     presence = copy_element(stanza)
+    dropped = (ns.MUC, ns.MUC_USER, ns.OCCUPANT_ID)
     presence.children = [
         c for c in presence.children
-        if not (isinstance(c, domish.Element) and c.uri in (ns.MUC, ns.MUC_USER))
+        if not (isinstance(c, domish.Element) and c.uri in dropped)
     ]
     for attr in ("to", "from"):
         if presence.hasAttribute(attr):
@@ -29,7 +31,8 @@ def template(stanza):
 
 def occupant_presence(base, occupant_jid, affiliation, role, *, real_jid=None,
                       nick=None, codes=(), actor_nick=None, actor_jid=None,
-                      reason=None, destroy=None, unavailable=False):
+                      reason=None, destroy=None, unavailable=False,
+                      occupant_id=None):
     """
     One presence of an occupant, ready to address.
 
@@ -39,6 +42,10 @@ def occupant_presence(base, occupant_jid, affiliation, role, *, real_jid=None,
         caller's decision).
     @param nick: the new nick in a nick-change (303) presence.
     @param destroy: C{(alternate_jid, reason)} for a room destruction.
+    @param occupant_id: the XEP-0421 occupant id, or C{None}.
+
+    Status codes go before the item and 110 after it, the order Prosody
+    writes them in.
     """
     presence = copy_element(base) if base is not None else make_stanza("presence")
     presence["from"] = occupant_jid
@@ -46,7 +53,12 @@ def occupant_presence(base, occupant_jid, affiliation, role, *, real_jid=None,
         presence["type"] = "unavailable"
     elif presence.hasAttribute("type"):
         del presence["type"]
+    if occupant_id:
+        presence.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = occupant_id
     x = presence.addElement((ns.MUC_USER, "x"))
+    for code in codes:
+        if code != "110":
+            x.addElement("status")["code"] = code
     item = x.addElement("item")
     item["affiliation"] = affiliation
     item["role"] = role
@@ -69,6 +81,6 @@ def occupant_presence(base, occupant_jid, affiliation, role, *, real_jid=None,
             element["jid"] = alternate
         if why:
             element.addElement("reason", content=why)
-    for code in codes:
-        x.addElement("status")["code"] = code
+    if "110" in codes:
+        x.addElement("status")["code"] = "110"
     return presence

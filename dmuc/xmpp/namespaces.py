@@ -19,6 +19,7 @@ DELAY = "urn:xmpp:delay"
 STANZA_ID = "urn:xmpp:sid:0"
 PING = "urn:xmpp:ping"
 HINTS = "urn:xmpp:hints"
+OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 
 # DMUC: the envelope (FMUC), the sync IQs and the DMUC3 feature / join marker.
 FMUC = "http://isode.com/protocol/fmuc"

@@ -1,0 +1,118 @@
+"""Configuration: validated at start, every problem named by file, section, key."""
+
+import os
+import subprocess
+import sys
+
+from twisted.trial import unittest
+
+from dmuc import config
+
+GOOD = """
+[xmpp]
+host = 127.0.0.1
+port = 5347
+
+[master]
+jid = conference.fairfax.test
+secret = s3cret   ; a comment
+database = {db}
+trusted_mirrors = mirror.raleigh.test
+                  mirror.other.test=other.test,third.test
+"""
+
+
+class LoadTests(unittest.TestCase):
+
+    def write(self, text):
+        path = self.mktemp()
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text.format(db=os.path.abspath(self.mktemp())))
+        return path
+
+    def assertConfigError(self, text, *fragments):
+        path = self.write(text)
+        with self.assertRaises(config.ConfigError) as e:
+            config.load(path)
+        message = str(e.exception)
+        self.assertTrue(message.startswith(path + ": "), message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+        self.assertNotIn("\n", message)
+
+    def test_good_config(self):
+        loaded = config.load(self.write(GOOD))
+        self.assertEqual(loaded.xmpp.port, 5347)
+        self.assertEqual(loaded.master.jid, "conference.fairfax.test")
+        self.assertEqual(loaded.master.secret, "s3cret")
+        self.assertEqual(loaded.master.trusted_mirrors, {
+            "mirror.raleigh.test": ("raleigh.test",),
+            "mirror.other.test": ("other.test", "third.test")})
+
+    def test_defaults(self):
+        loaded = config.load(self.write("[master]\njid = c.example.org\nsecret = x\n"))
+        self.assertEqual((loaded.xmpp.host, loaded.xmpp.port), ("127.0.0.1", 5347))
+        self.assertEqual(loaded.master.database, os.path.abspath("dmuc-master.sqlite"))
+
+    def test_unknown_key(self):
+        self.assertConfigError(GOOD + "colour = blue\n", "[master] colour: unknown key")
+
+    def test_unknown_section(self):
+        self.assertConfigError(GOOD + "[extra]\na = b\n", "[extra]: unknown section")
+
+    def test_missing_secret(self):
+        self.assertConfigError("[master]\njid = c.example.org\n",
+                               "[master] secret: missing")
+
+    def test_empty_secret(self):
+        self.assertConfigError("[master]\njid = c.example.org\nsecret =\n",
+                               "[master] secret: empty")
+
+    def test_bad_port(self):
+        self.assertConfigError(GOOD.replace("5347", "99999"), "[xmpp] port:", "99999")
+        self.assertConfigError(GOOD.replace("5347", "many"), "[xmpp] port:", "many")
+
+    def test_bad_jid(self):
+        self.assertConfigError(GOOD.replace("conference.fairfax.test", "user@host/r"),
+                               "[master] jid:")
+
+    def test_bad_trusted_mirror(self):
+        self.assertConfigError(GOOD.replace("mirror.raleigh.test", "bad@mirror/x"),
+                               "[master] trusted_mirrors:")
+
+    def test_database_is_directory(self):
+        self.assertConfigError(GOOD.replace("{db}", "/tmp"), "[master] database:",
+                               "directory")
+
+    def test_database_not_sqlite(self):
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("not a database")
+        self.assertConfigError(GOOD.replace("{db}", path), "[master] database:",
+                               "not a SQLite database")
+
+    def test_no_service(self):
+        self.assertConfigError("[xmpp]\nport = 5347\n", "no service configured")
+
+    def test_not_ini(self):
+        self.assertConfigError("this is not ini\n", "not a valid INI file")
+
+    def test_missing_file(self):
+        with self.assertRaises(config.ConfigError) as e:
+            config.load("/nonexistent/dmuc.ini")
+        self.assertIn("/nonexistent/dmuc.ini: cannot read", str(e.exception))
+
+
+class TwistdTests(unittest.TestCase):
+
+    def test_twistd_refuses_bad_config_with_one_line(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[master]\njid = conference.fairfax.test\n")
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        result = subprocess.run([twistd, "-n", "dmuc", "-c", path],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr.strip().splitlines(), [
+            "dmuc: configuration error: %s: [master] secret: missing (required)" % path])

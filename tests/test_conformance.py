@@ -1,0 +1,136 @@
+"""
+Differential conformance: the master service against Prosody's mod_muc.
+
+Every scenario runs on one real Prosody 0.12 that hosts both its own MUC
+(C{rooms.fairfax.test}) and the dmuc master service as an external
+component (C{conference.fairfax.test}), with real slixmpp clients.  The
+stanzas each client receives must match after normalising
+(tests/conformance.py); differences we keep are in docs/conformance.md.
+"""
+
+from twisted.trial import unittest
+
+from tests.conformance import Step, normalise_all, play
+from tests.harness.client import connect
+from tests.harness.dmuc_process import start_dmuc
+from tests.harness.prosody import start_prosody, temp_directory
+
+PROSODY_MUC = "rooms.fairfax.test"
+DMUC_MUC = "conference.fairfax.test"
+SECRET = "conformance-secret"
+
+MUC_NS = "http://jabber.org/protocol/muc"
+
+
+def join(user, nick, extra=""):
+    return Step(user, "<presence to='{room}/%s'><x xmlns='%s'>%s</x></presence>"
+                % (nick, MUC_NS, extra))
+
+
+def leave(user, nick, status=""):
+    return Step(user, "<presence type='unavailable' to='{room}/%s'>%s</presence>"
+                % (nick, status and "<status>%s</status>" % status))
+
+
+def say(user, body):
+    return Step(user, "<message to='{room}' type='groupchat'><body>%s</body></message>"
+                % body)
+
+
+def admin(user, item):
+    return Step(user, "<iq type='set' id='admin1' to='{room}'><query "
+                "xmlns='http://jabber.org/protocol/muc#admin'>%s</query></iq>" % item)
+
+
+def configure(user, *fields):
+    values = "".join("<field var='%s'><value>%s</value></field>" % f for f in fields)
+    return Step(user, "<iq type='set' id='config1' to='{room}'><query "
+                "xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' "
+                "type='submit'><field var='FORM_TYPE'><value>"
+                "http://jabber.org/protocol/muc#roomconfig</value></field>%s</x>"
+                "</query></iq>" % values)
+
+
+SCENARIOS = {
+    "create_and_join": [join("kevin", "Kevin")],
+    "second_join_with_history": [
+        join("kevin", "Kevin"), say("kevin", "first"), say("kevin", "second"),
+        join("wayne", "Wayne", "<history maxstanzas='1'/>"),
+        join("keith", "Keith")],
+    "nick_conflict": [join("kevin", "Kevin"), join("wayne", "Kevin")],
+    "message": [join("kevin", "Kevin"), join("wayne", "Wayne"),
+                say("wayne", "hello there"), say("kevin", "hi Wayne")],
+    "subject": [
+        join("kevin", "Kevin"), join("wayne", "Wayne"),
+        Step("kevin", "<message to='{room}' type='groupchat'><subject>Plans</subject></message>"),
+        Step("wayne", "<message to='{room}' type='groupchat'><subject>Mine</subject></message>"),
+        join("keith", "Keith")],
+    "private_message": [
+        join("kevin", "Kevin"), join("wayne", "Wayne"),
+        Step("wayne", "<message to='{room}/Kevin' type='chat'><body>psst</body></message>"),
+        Step("wayne", "<message to='{room}/Nobody' type='chat'><body>hello?</body></message>")],
+    "kick": [
+        join("kevin", "Kevin"), join("wayne", "Wayne"),
+        admin("kevin", "<item nick='Wayne' role='none'><reason>Behave</reason></item>"),
+        admin("wayne", "<item nick='Kevin' role='none'/>")],
+    "ban": [
+        join("kevin", "Kevin"), join("wayne", "Wayne"),
+        admin("kevin", "<item jid='wayne@fairfax.test' affiliation='outcast'>"
+                       "<reason>Spam</reason></item>"),
+        join("wayne", "Wayne")],
+    "members_only_refusal": [
+        join("kevin", "Kevin"),
+        configure("kevin", ("muc#roomconfig_membersonly", "1")),
+        join("wayne", "Wayne")],
+    "password_refusal": [
+        join("kevin", "Kevin"),
+        configure("kevin", ("muc#roomconfig_passwordprotectedroom", "1"),
+                  ("muc#roomconfig_roomsecret", "sesame")),
+        join("wayne", "Wayne"),
+        join("keith", "Keith", "<password>wrong</password>"),
+        join("keith", "Keith", "<password>sesame</password>")],
+    "leave": [
+        join("kevin", "Kevin"), join("wayne", "Wayne"),
+        Step("wayne", "<presence to='{room}/Wayne'><show>away</show><status>brb</status></presence>"),
+        leave("wayne", "Wayne", "bye"), leave("kevin", "Kevin")],
+}
+
+
+class ConformanceTests(unittest.TestCase):
+    """Each scenario: the same stanzas from Prosody's MUC and from dmuc."""
+
+    def setUp(self):
+        directory = temp_directory(self)
+        self.server = start_prosody(
+            self, "fairfax.test", base_dir=directory, muc_domains=(PROSODY_MUC,),
+            components={DMUC_MUC: SECRET}, s2s_port=0)
+        start_dmuc(self, directory + "/dmuc", {
+            "xmpp": {"host": self.server.ip, "port": self.server.component_port},
+            "master": {"jid": DMUC_MUC, "secret": SECRET,
+                       "database": directory + "/dmuc/master.sqlite"}})
+        self.clients = {user: connect(self, self.server, user, resource="res")
+                        for user in ("kevin", "wayne", "keith")}
+
+    def compare(self, name):
+        steps = SCENARIOS[name]
+        expected = normalise_all(play(self.clients, PROSODY_MUC, name, steps), PROSODY_MUC)
+        actual = normalise_all(play(self.clients, DMUC_MUC, name, steps), DMUC_MUC)
+        for user in self.clients:
+            self.assertTrue(expected[user] or user != "kevin",
+                            "the scenario produced nothing to compare")
+            self.assertEqual(
+                actual[user], expected[user],
+                "%s sees a difference in %s:\nprosody:\n  %s\ndmuc:\n  %s" % (
+                    user, name, "\n  ".join(expected[user]), "\n  ".join(actual[user])))
+
+
+def _make_test(name):
+    def test(self):
+        self.compare(name)
+    test.__name__ = "test_" + name
+    test.__doc__ = "Scenario %r: dmuc matches Prosody's mod_muc." % (name,)
+    return test
+
+
+for _name in SCENARIOS:
+    setattr(ConformanceTests, "test_" + _name, _make_test(_name))
