@@ -7,6 +7,7 @@ import sys
 from twisted.trial import unittest
 
 from dmuc import config
+from tests.harness.prosody import temp_directory
 
 GOOD = """
 [xmpp]
@@ -25,10 +26,10 @@ trusted_mirrors = mirror.raleigh.test
 class LoadTests(unittest.TestCase):
 
     def write(self, text):
-        path = self.mktemp()
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        directory = temp_directory(self)
+        path = os.path.join(directory, "dmuc.ini")
         with open(path, "w") as f:
-            f.write(text.format(db=os.path.abspath(self.mktemp())))
+            f.write(text.format(db=os.path.join(directory, "master.sqlite")))
         return path
 
     def assertConfigError(self, text, *fragments):
@@ -86,7 +87,7 @@ class LoadTests(unittest.TestCase):
                                "directory")
 
     def test_database_not_sqlite(self):
-        path = os.path.abspath(self.mktemp())
+        path = os.path.join(temp_directory(self), "junk.sqlite")
         with open(path, "w") as f:
             f.write("not a database")
         self.assertConfigError(GOOD.replace("{db}", path), "[master] database:",
@@ -107,7 +108,7 @@ class LoadTests(unittest.TestCase):
 class TwistdTests(unittest.TestCase):
 
     def test_twistd_refuses_bad_config_with_one_line(self):
-        path = self.mktemp()
+        path = os.path.join(temp_directory(self), "dmuc.ini")
         with open(path, "w") as f:
             f.write("[master]\njid = conference.fairfax.test\n")
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")

@@ -89,6 +89,17 @@ SCENARIOS = {
         join("wayne", "Wayne"),
         join("keith", "Keith", "<password>wrong</password>"),
         join("keith", "Keith", "<password>sesame</password>")],
+    "outsider": [
+        join("kevin", "Kevin"),
+        say("wayne", "let me in"),
+        Step("wayne", "<message to='{room}/Kevin' type='chat'><body>psst</body></message>"),
+        Step("wayne", "<presence type='probe' to='{room}/Kevin'/>"),
+        Step("wayne", "<presence to='{room}/Wayne'/>")],
+    "nick_change": [
+        join("kevin", "Kevin"), join("wayne", "Wayne"),
+        Step("wayne", "<presence to='{room}/Wayne2'/>"),
+        Step("wayne", "<presence to='{room}/Kevin'/>"),
+        say("wayne", "renamed")],
     "leave": [
         join("kevin", "Kevin"), join("wayne", "Wayne"),
         Step("wayne", "<presence to='{room}/Wayne'><show>away</show><status>brb</status></presence>"),

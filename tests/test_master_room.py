@@ -164,7 +164,7 @@ class ConversationTests(unittest.TestCase):
 
     def test_groupchat_from_non_occupant(self):
         out = self.f.say(KEITH, "hi")
-        self.assertEqual(error_condition(out[0]), ("modify", "not-acceptable"))
+        self.assertEqual(error_condition(out[0]), ("cancel", "not-acceptable"))
 
     def test_subject_change(self):
         out = self.f.receive("<message from='%s' to='%s' type='groupchat'>"
@@ -402,3 +402,32 @@ class PersistenceTests(unittest.TestCase):
                                              "wayne@fairfax.test": "member"})
         self.assertTrue(room.config.persistent)
         self.assertEqual([e.xml.count("kept") for e in room.history], [1])
+
+
+class RejoinTests(unittest.TestCase):
+
+    def test_join_from_present_occupant_resends_the_room(self):
+        """A client that lost its state (its server restarted) joins again
+        with the same JID and nick: it gets the whole join sequence."""
+        f = MasterFixture()
+        f.join(KEVIN, "Kevin")
+        f.join(WAYNE, "Wayne")
+        f.say(KEVIN, "before")
+        out = to(f.join(WAYNE, "Wayne"), WAYNE)
+        self.assertEqual([s.name for s in out],
+                         ["presence", "presence", "message", "message"])
+        self.assertEqual(out[0]["from"], ROOM + "/Kevin")
+        self.assertEqual(status_codes(out[1]), ["110"])
+        self.assertEqual(len(f.muc.rooms[ROOM].occupants), 2)
+
+
+class ProbeTests(unittest.TestCase):
+
+    def test_occupant_probe_gets_current_presence(self):
+        f = MasterFixture()
+        f.join(KEVIN, "Kevin")
+        f.join(WAYNE, "Wayne")
+        out = f.receive("<presence type='probe' from='%s' to='%s/Kevin'/>" % (WAYNE, ROOM))
+        self.assertEqual([(s["to"], s["from"]) for s in out], [(WAYNE, ROOM + "/Kevin")])
+        out = f.receive("<presence type='probe' from='%s' to='%s/Kevin'/>" % (KEITH, ROOM))
+        self.assertEqual(error_condition(out[0]), ("cancel", "not-acceptable"))

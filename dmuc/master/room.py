@@ -122,9 +122,7 @@ class Room:
 
     def _stamp_occupant_id(self, stanza, occupant):
         """Replace any client-supplied occupant-id with the room's own."""
-        stanza.children = [
-            c for c in stanza.children
-            if not (isinstance(c, domish.Element) and c.uri == ns.OCCUPANT_ID)]
+        _drop_occupant_id(stanza)
         stanza.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = self.occupant_id(occupant)
 
     def may_see_real_jids(self, viewer):
@@ -191,6 +189,9 @@ class Room:
             if occupant is not None:
                 self._leave(occupant, stanza)
             return
+        if kind == "probe":
+            self._answer_probe(occupant, nick)
+            return
         if kind is not None:
             raise StanzaError("bad-request", by=self.jid)
         if occupant is None:
@@ -199,9 +200,27 @@ class Room:
             self._join(stanza, sender, nick, request, created)
         elif occupant.nick == nick:
             occupant.presence = template(stanza)
-            self._publicise(occupant)
+            if request is not None:
+                # A join from someone the room thinks is in already: the
+                # client lost its state (e.g. a server restart).  Give it
+                # the whole join sequence again, as Prosody does.
+                self._send_occupant_list(occupant)
+                self._publicise(occupant)
+                self._send_history(occupant, request.history)
+                self._send_subject(occupant)
+            else:
+                self._publicise(occupant)
         else:
             self._change_nick(occupant, nick, stanza)
+
+    def _answer_probe(self, prober, nick):
+        """An occupant asks for another's current presence (XEP-0045 has
+        no word on it; Prosody answers occupants only)."""
+        if prober is None:
+            raise StanzaError("not-acceptable", type="cancel", text=NOT_IN_ROOM, by=self.jid)
+        target = self.occupants.get(nick)
+        if target is not None:
+            self._send_to(prober, self._presence_of(target, prober))
 
     def _check_nick(self, nick):
         if not nick.strip():
@@ -314,6 +333,9 @@ class Room:
             presence = self._presence_of(occupant, other, codes, nick=nick,
                                          unavailable=True)
             presence["from"] = old_jid
+            if other is occupant:
+                # Prosody builds this one by hand, without an occupant-id.
+                _drop_occupant_id(presence)
             self._send_to(other, presence)
         del self.occupants[occupant.nick]
         occupant.nick = nick
@@ -329,7 +351,7 @@ class Room:
             stanza["id"] = self.host.new_id()
         occupant = self.occupant_by_real_jid(sender)
         if occupant is None:
-            raise StanzaError("not-acceptable", text=NOT_IN_ROOM)
+            raise StanzaError("not-acceptable", type="cancel", text=NOT_IN_ROOM)
         if role_rank(occupant.role) <= ROLE_RANK["visitor"]:
             raise StanzaError(
                 "forbidden", text="You do not currently have permission to speak in this chat")
@@ -388,7 +410,7 @@ class Room:
         kind = stanza.getAttribute("type")
         if occupant is None:
             if kind != "error":
-                raise StanzaError("not-acceptable", text=NOT_IN_ROOM, by=self.jid)
+                raise StanzaError("not-acceptable", type="cancel", text=NOT_IN_ROOM, by=self.jid)
             return
         if kind == "groupchat":
             raise StanzaError("bad-request", by=self.jid)
@@ -413,7 +435,7 @@ class Room:
             return
         occupant = self.occupant_by_real_jid(sender)
         if occupant is None:
-            raise StanzaError("not-acceptable", text=NOT_IN_ROOM, by=self.jid)
+            raise StanzaError("not-acceptable", type="cancel", text=NOT_IN_ROOM, by=self.jid)
         target = self.occupants.get(nick)
         if target is None:
             raise StanzaError("item-not-found", text="Recipient not in room", by=self.jid)
@@ -681,6 +703,12 @@ class Room:
         features = forms.room_features(self.config)
         form = forms.roominfo_form(self.config, len(self.occupants), self.subject)
         return name, features, form
+
+
+def _drop_occupant_id(stanza):
+    stanza.children = [
+        c for c in stanza.children
+        if not (isinstance(c, domish.Element) and c.uri == ns.OCCUPANT_ID)]
 
 
 def _has_child(stanza, *names):

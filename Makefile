@@ -1,0 +1,46 @@
+# dmuc: the two commands a newcomer needs.
+#
+#   make run    start Prosody and the dmuc master service on this machine
+#   make test   install everything, then run the whole suite (pytest, then trial)
+#
+# Both install what they need: a virtualenv with dmuc and its test tools in
+# .venv, and Debian's prosody package (apt-get; sudo when not root).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: all install prosody test pytest trial run clean
+
+all: test
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+prosody:
+	@command -v prosody >/dev/null 2>&1 || { \
+	  echo "Installing Prosody (Debian package)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prosody >/dev/null; }
+	@# The package may start a system-wide instance; the tests run their own.
+	@-$(SUDO) service prosody stop >/dev/null 2>&1 || true
+
+test: pytest trial
+
+pytest: install prosody
+	$(PY) -m pytest -q
+
+trial: install prosody
+	cd $(CURDIR) && $(VENV)/bin/trial tests
+
+run: install prosody
+	$(PY) tools/run_site.py
+
+clean:
+	rm -rf $(VENV) _trial_temp run .pytest_cache *.egg-info

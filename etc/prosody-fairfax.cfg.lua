@@ -1,0 +1,13 @@
+-- What an existing Prosody 0.12 needs to host the dmuc master service.
+-- Add this to /etc/prosody/prosody.cfg.lua (or a file it includes) and
+-- reload Prosody; then start dmuc with etc/dmuc.ini.
+
+-- Where external components connect.  Keep it on loopback when dmuc runs
+-- on the same machine.
+component_ports = { 5347 }
+component_interface = "127.0.0.1"
+
+-- The MUC service, served by dmuc.  The secret must equal [master] secret
+-- in dmuc's configuration.
+Component "conference.fairfax.test"
+    component_secret = "change-me"
