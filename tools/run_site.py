@@ -28,7 +28,8 @@ def main():
     base = os.path.join(ROOT, "run")
     shutil.rmtree(os.path.join(base, DOMAIN), ignore_errors=True)
     secret = os.urandom(12).hex()
-    server = ProsodyServer(base, DOMAIN, components={SERVICE: secret}, s2s_port=0)
+    server = ProsodyServer(base, DOMAIN, components={SERVICE: secret}, s2s_port=0,
+                           c2s_port=5222)
     dmuc = DmucProcess(os.path.join(base, "dmuc"), {
         "xmpp": {"host": server.ip, "port": server.component_port},
         "master": {"jid": SERVICE, "secret": secret,

@@ -1,0 +1,1 @@
+"""Real Prosody servers and slixmpp clients for network tests."""
