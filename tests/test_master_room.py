@@ -374,7 +374,7 @@ class ServiceTests(unittest.TestCase):
     def test_handler_crash_answers_internal_error(self):
         self.f.join(KEVIN, "Kevin")
         room = self.f.muc.rooms[ROOM]
-        room.handle_groupchat = lambda *a: 1 / 0
+        room.handle_groupchat = lambda *a, **kw: 1 / 0
         out = self.f.say(KEVIN, "boom")
         self.assertEqual(error_condition(out[0]), ("wait", "internal-server-error"))
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)

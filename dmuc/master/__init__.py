@@ -23,7 +23,8 @@ class MasterService(service.MultiService):
     def __init__(self, xmpp, master, reactor):
         service.MultiService.__init__(self)
         self.store = SQLiteRoomStore(master.database)
-        self.muc = MasterMUC(master.jid, self.store, reactor)
+        self.muc = MasterMUC(master.jid, self.store, reactor,
+                             trusted_mirrors=master.trusted_mirrors)
         self.connection = ComponentConnection(
             master.jid, master.secret, xmpp.host, xmpp.port, reactor=reactor)
         self.muc.setHandlerParent(self.connection)

@@ -19,8 +19,9 @@ from wokkel.subprotocols import XMPPHandler
 
 from dmuc.master.room import Room
 from dmuc.muc import forms
-from dmuc.muc.model import HistoryRequest, JoinRequest
+from dmuc.muc.model import HistoryRequest, JoinRequest, Sender
 from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.addressing import MalformedAddress, master_room_jid
 from dmuc.xmpp.stanzas import (
     StanzaError, child, child_text, error_reply, make_stanza, parse_jid,
     payload, result_reply)
@@ -47,9 +48,15 @@ class MasterMUC(XMPPHandler):
     @ivar rooms: room bare JID -> L{Room}, every live or persistent room.
     """
 
-    def __init__(self, domain, store, clock, name="dmuc chat rooms"):
+    def __init__(self, domain, store, clock, name="dmuc chat rooms",
+                 trusted_mirrors=None):
+        """
+        @param trusted_mirrors: mirror service domain -> the user domains it
+            may speak for (PROTOCOL.md 8).
+        """
         XMPPHandler.__init__(self)
         self.domain = domain
+        self.trusted_mirrors = dict(trusted_mirrors or {})
         self.store = store
         self.clock = clock
         self.name = name
@@ -98,6 +105,8 @@ class MasterMUC(XMPPHandler):
                     room, "store a message of")
 
     def configured(self, room, old_config):
+        for via in sorted(room.synced_mirrors):
+            self.send(room.config_push(via))
         if room.config.persistent:
             self.save(room)
             if not old_config.persistent:
@@ -159,6 +168,10 @@ class MasterMUC(XMPPHandler):
             return
         room_jid = recipient.userhost()
         room = self.rooms.get(room_jid)
+        sender = self._sender(stanza, sender, room_jid)
+        if sender is None:
+            self._from_mirror_room(room, stanza, name, recipient)
+            return
         if room is None:
             if name == "presence" and self._is_join(stanza):
                 self._create(stanza, sender, recipient)
@@ -171,6 +184,104 @@ class MasterMUC(XMPPHandler):
         else:
             self._to_room(room, stanza, name, sender)
 
+    # -- trust (PROTOCOL.md 7, 8)
+
+    def _sender(self, stanza, jid, room_jid):
+        """
+        Who a stanza for C{room_jid} really comes from.
+
+        @return: a L{Sender}, or C{None} for a mirror room's own traffic
+            (sync IQs and their answers).
+        @raise StanzaError: C{not-allowed} for mirror traffic that is not
+            trusted, C{jid-malformed} for a malformed mirror address.
+        """
+        envelope = child(stanza, "fmuc", ns.FMUC)
+        allowed = self.trusted_mirrors.get(jid.host)
+        if allowed is None:
+            if envelope is not None:
+                self._refuse("an untrusted sender (or a client) used the fmuc envelope",
+                             jid, room_jid)
+            literal = child(stanza, "dmuc", ns.DMUC3)
+            if literal is not None:
+                return self._literal_join_sender(literal, jid, room_jid)
+            return Sender.local(jid)
+        if jid.user is None:
+            self._refuse("a mirror service wrote to a room from its own JID", jid, room_jid)
+        try:
+            mirrored = master_room_jid(jid.user)
+        except MalformedAddress:
+            log.warn("{room}: refused a malformed mirror address {jid}",
+                     room=room_jid, jid=jid.full())
+            raise StanzaError("jid-malformed", text="Malformed mirror room address")
+        if mirrored != room_jid:
+            self._refuse("a mirror room wrote to another room", jid, room_jid)
+        if jid.resource is None:
+            return None
+        if envelope is None:
+            if stanza.getAttribute("type") in ("error", "result"):
+                return self._known_mirror_occupant(jid)
+            self._refuse("mirror traffic without the fmuc envelope", jid, room_jid)
+        real = parse_jid(envelope.getAttribute("from"))
+        if real is None or real.user is None:
+            log.warn("{room}: refused a malformed real JID {real!r} from {jid}",
+                     room=room_jid, real=envelope.getAttribute("from"), jid=jid.full())
+            raise StanzaError("jid-malformed", text="Malformed real JID in the envelope")
+        if real.host not in allowed:
+            self._refuse("mirror %s spoke for %s, outside %s" % (
+                jid.host, real.full(), ", ".join(allowed)), jid, room_jid)
+        return Sender(real, jid.full(), jid.userhost())
+
+    def _known_mirror_occupant(self, jid):
+        # Answers (results, errors) from a mirror occupant carry no
+        # envelope; the occupant is known by its address.
+        room = self.rooms.get(master_room_jid(jid.user))
+        occupant = room.occupant_by_address(jid.full()) if room else None
+        if occupant is None:
+            return Sender(jid, jid.full(), jid.userhost())
+        return Sender(occupant.real_jid, occupant.address, occupant.via)
+
+    def _literal_join_sender(self, literal, jid, room_jid):
+        """DMUC3 example 4: the user's own JID, naming its mirror."""
+        mirror = literal.getAttribute("from")
+        allowed = self.trusted_mirrors.get(mirror)
+        if allowed is None or jid.host not in allowed:
+            self._refuse("a DMUC3 join named the untrusted mirror %r" % (mirror,),
+                         jid, room_jid)
+        return Sender(jid, jid.full(), mirror)
+
+    def _refuse(self, why, jid, room_jid):
+        log.warn("{room}: refused: {why} (from {jid})", room=room_jid, why=why,
+                 jid=jid.full())
+        raise StanzaError("not-allowed", text="Not a trusted mirror for this sender")
+
+    def _from_mirror_room(self, room, stanza, name, recipient):
+        """A mirror room's own traffic: the history request, sync answers."""
+        kind = stanza.getAttribute("type")
+        if name != "iq" or kind in ("result", "error"):
+            if kind == "error":
+                log.warn("{room}: mirror {mirror} answered with an error: {cond}",
+                         room=recipient.userhost(), mirror=stanza.getAttribute("from"),
+                         cond=_error_condition(stanza))
+            return
+        query = payload(stanza)
+        if room is None:
+            raise StanzaError("item-not-found", by=self.domain)
+        if kind != "get" or query is None or (query.uri, query.name) != (ns.DMUC_SYNC, "room"):
+            raise StanzaError("service-unavailable")
+        if not room.config.distributed:
+            raise StanzaError("not-allowed", text="This room does not accept mirrors")
+        request = HistoryRequest()
+        element = child(query, "history", ns.MUC)
+        if element is not None:
+            request = _history_request(element)
+        reply = result_reply(stanza)
+        answer = reply.addElement((ns.DMUC_SYNC, "room"))
+        answer["id"] = room.jid
+        history = answer.addElement((ns.MUC, "history"))
+        for message in room.history_for_mirror(request):
+            history.addChild(message)
+        self.send(reply)
+
     def _is_join(self, stanza):
         return (stanza.getAttribute("type") is None
                 and child(stanza, "x", ns.MUC) is not None)
@@ -179,7 +290,7 @@ class MasterMUC(XMPPHandler):
         if recipient.resource is None:
             raise StanzaError("item-not-found", by=self.domain)
         room = Room(recipient.userhost(), self)
-        room.affiliations[sender.userhost()] = "owner"
+        room.affiliations[sender.real_jid.userhost()] = "owner"
         request = parse_join(stanza)
         if request.password:
             room.config.password = request.password
@@ -190,7 +301,7 @@ class MasterMUC(XMPPHandler):
         except Exception:
             del self.rooms[room.jid]
             raise
-        log.info("{room}: created by {jid}", room=room.jid, jid=sender.full())
+        log.info("{room}: created by {jid}", room=room.jid, jid=sender.real_jid.full())
 
     # -- stanzas to the service itself
 
@@ -246,7 +357,7 @@ class MasterMUC(XMPPHandler):
         kind = stanza.getAttribute("type")
         if name == "presence":
             # Some clients send presence updates to the room JID.
-            occupant = room.occupant_by_real_jid(sender)
+            occupant = room.occupant_by_sender(sender)
             if occupant is not None:
                 room.handle_presence(stanza, sender, occupant.nick,
                                      parse_join(stanza))
@@ -257,10 +368,11 @@ class MasterMUC(XMPPHandler):
 
     def _message_to_room(self, room, stanza, sender, kind):
         if kind == "groupchat":
-            room.handle_groupchat(stanza, sender)
+            nomirror = child(stanza, "nomirror", ns.FMUC) is not None
+            room.handle_groupchat(stanza, sender, nomirror=nomirror)
             return
         if kind == "error":
-            occupant = room.occupant_by_real_jid(sender)
+            occupant = room.occupant_by_sender(sender)
             if occupant is not None and _error_condition(stanza) in KICKABLE_ERRORS:
                 room.handle_presence(stanza, sender, occupant.nick)
             return
@@ -359,7 +471,7 @@ class MasterMUC(XMPPHandler):
         if jid is None and nick is not None and nick in room.occupants:
             jid = room.occupants[nick].real_jid.userhostJID()
         elif role and nick is None and jid is not None:
-            occupant = room.occupant_by_real_jid(jid) or next(
+            occupant = next(
                 (o for o in room.occupants.values() if o.bare_jid == jid.userhost()), None)
             if occupant is not None:
                 nick = occupant.nick
@@ -386,7 +498,7 @@ class MasterMUC(XMPPHandler):
         if action.name == "destroy":
             room.destroy(action.getAttribute("jid"),
                          child_text(action, "reason", ns.MUC_OWNER))
-            log.info("{room}: destroyed by {jid}", room=room.jid, jid=sender.full())
+            log.info("{room}: destroyed by {jid}", room=room.jid, jid=sender.real_jid.full())
         elif action.name == "x" and action.uri == ns.DATA_FORMS:
             kind = action.getAttribute("type")
             codes = []
@@ -411,7 +523,7 @@ class MasterMUC(XMPPHandler):
         elif name == "message":
             if (stanza.getAttribute("type") == "error"
                     and _error_condition(stanza) in KICKABLE_ERRORS):
-                occupant = room.occupant_by_real_jid(sender)
+                occupant = room.occupant_by_sender(sender)
                 if occupant is not None:
                     room.handle_presence(stanza, sender, occupant.nick)
                 return
@@ -436,18 +548,22 @@ def parse_join(stanza):
         return JoinRequest()
     password = child_text(x, "password", ns.MUC) or None
     element = child(x, "history", ns.MUC)
-    request = HistoryRequest()
-    if element is not None:
-        request.maxstanzas = _number(element.getAttribute("maxstanzas"))
-        request.maxchars = _number(element.getAttribute("maxchars"))
-        request.seconds = _number(element.getAttribute("seconds"))
-        since = element.getAttribute("since")
-        if since:
-            try:
-                request.since = parse_timestamp(since)
-            except ValueError:
-                pass
+    request = _history_request(element) if element is not None else HistoryRequest()
     return JoinRequest(password=password, history=request)
+
+
+def _history_request(element):
+    request = HistoryRequest(
+        maxstanzas=_number(element.getAttribute("maxstanzas")),
+        maxchars=_number(element.getAttribute("maxchars")),
+        seconds=_number(element.getAttribute("seconds")))
+    since = element.getAttribute("since")
+    if since:
+        try:
+            request.since = parse_timestamp(since)
+        except ValueError:
+            pass
+    return request
 
 
 def _number(text):

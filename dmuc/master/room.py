@@ -59,8 +59,10 @@ class Room:
         self.subject_nick = None
         self.subject_time = None
         self.salt = uuid.uuid4().hex
-        self._nick_by_jid = {}
+        self._nick_by_address = {}
         self._pending_iqs = {}
+        # Mirror room JIDs that have had the config and roster (DMUC).
+        self.synced_mirrors = set()
 
     # -- persistence
 
@@ -91,9 +93,16 @@ class Room:
     def occupant_jid(self, nick):
         return "%s/%s" % (self.jid, nick)
 
-    def occupant_by_real_jid(self, real_jid):
-        nick = self._nick_by_jid.get(real_jid.full())
+    def occupant_by_sender(self, sender):
+        return self.occupant_by_address(sender.address)
+
+    def occupant_by_address(self, address):
+        nick = self._nick_by_address.get(address)
         return self.occupants.get(nick) if nick is not None else None
+
+    def mirrors(self):
+        """The mirrors with occupants here, in a stable order."""
+        return sorted({o.via for o in self.occupants.values() if o.via})
 
     def get_affiliation(self, jid):
         """The affiliation of a (real) JID; a banned domain bans its users."""
@@ -129,21 +138,38 @@ class Room:
         """Whether the occupant C{viewer} is shown real JIDs."""
         return self.config.whois == "anyone" or viewer.role == "moderator"
 
+    def mirror_sees_real_jids(self, via):
+        """
+        DMUC2's privacy rule: in a semi-anonymous room a mirror gets real
+        JIDs only while it hosts a moderator (who may see them).
+        """
+        return self.config.whois == "anyone" or any(
+            o.via == via and o.role == "moderator" for o in self.occupants.values())
+
     def is_empty(self):
         return not self.occupants
 
     # -- sending
 
     def _send_to(self, occupant, stanza):
-        stanza["to"] = occupant.real_jid.full()
+        stanza["to"] = occupant.address
+        self.host.send(stanza)
+
+    def _send_to_mirror(self, via, stanza):
+        stanza["to"] = via
         self.host.send(stanza)
 
     def _presence_of(self, occupant, viewer, codes=(), **kwargs):
-        """C{occupant}'s presence as C{viewer} may see it."""
-        show_jid = viewer is occupant or self.may_see_real_jids(viewer)
-        if occupant.role is None and "actor_jid" in kwargs and not show_jid:
-            kwargs = dict(kwargs, actor_jid=None)
-        if viewer is occupant:
+        """
+        C{occupant}'s presence as C{viewer} may see it; C{viewer} is an
+        occupant, or a mirror room JID for the one copy a mirror gets.
+        """
+        if isinstance(viewer, str):
+            show_jid = self.mirror_sees_real_jids(viewer)
+        else:
+            show_jid = viewer is occupant or self.may_see_real_jids(viewer)
+        if viewer is occupant or not show_jid:
+            # The actor's real JID only for those who may see real JIDs.
             kwargs.pop("actor_jid", None)
         return occupant_presence(
             occupant.presence, self.occupant_jid(occupant.nick),
@@ -158,17 +184,40 @@ class Room:
         """
         unavailable = occupant.role is None
         for other in list(self.occupants.values()):
-            if other is not occupant:
+            if other is not occupant and other.via is None:
                 self._send_to(other, self._presence_of(
                     occupant, other, codes, unavailable=unavailable, **kwargs))
+        for via in self._mirrors_told_about(occupant):
+            self._send_to_mirror(via, self._presence_of(
+                occupant, via, codes, unavailable=unavailable, **kwargs))
         own = tuple(codes) + tuple(self_codes) + ("110",)
         self._send_to(occupant, self._presence_of(
             occupant, occupant, own, unavailable=unavailable, **kwargs))
 
-    def _broadcast(self, stanza, only=None):
+    def _mirrors_told_about(self, occupant):
+        """
+        The mirrors that get one copy of a presence of C{occupant}: all but
+        its own, which learns from the occupant's self-presence (110) -
+        unless it joined literally (DMUC3), when the self-presence went to
+        the user and the mirror needs its copy.
+        """
+        own = occupant.via if occupant.via and occupant.address != occupant.real_jid.full() else None
+        vias = set(self.mirrors()) | ({occupant.via} if occupant.via else set())
+        return sorted(v for v in vias if v != own and v in self.synced_mirrors)
+
+    def _broadcast(self, stanza, only=None, skip_mirror=None):
+        """
+        Send C{stanza} to every occupant of this site and one copy to each
+        mirror (a mirror passes C{only} when one of its occupants does).
+        """
         for occupant in list(self.occupants.values()):
-            if only is None or only(occupant):
+            if occupant.via is None and (only is None or only(occupant)):
                 self._send_to(occupant, stanza)
+        for via in self.mirrors():
+            if via == skip_mirror or via not in self.synced_mirrors:
+                continue
+            if only is None or any(only(o) for o in self.occupants.values() if o.via == via):
+                self._send_to_mirror(via, stanza)
 
     # -- presence
 
@@ -180,7 +229,7 @@ class Room:
             MUC C{<x/>}, else C{None}.
         """
         kind = stanza.getAttribute("type")
-        occupant = self.occupant_by_real_jid(sender)
+        occupant = self.occupant_by_sender(sender)
         if kind == "error":
             if occupant is not None:
                 self._remove_after_error(occupant)
@@ -200,7 +249,7 @@ class Room:
             self._join(stanza, sender, nick, request, created)
         elif occupant.nick == nick:
             occupant.presence = template(stanza)
-            if request is not None:
+            if request is not None and occupant.via is None:
                 # A join from someone the room thinks is in already: the
                 # client lost its state (e.g. a server restart).  Give it
                 # the whole join sequence again, as Prosody does.
@@ -229,29 +278,87 @@ class Room:
 
     def _join(self, stanza, sender, nick, request, created):
         self._check_nick(nick)
-        affiliation = self.get_affiliation(sender)
-        self._check_join_allowed(sender, affiliation, request)
+        if sender.via is not None and not self.config.distributed:
+            raise StanzaError("not-allowed", text="This room does not accept mirrors",
+                              by=self.jid)
+        affiliation = self.get_affiliation(sender.real_jid)
+        self._check_join_allowed(affiliation, request)
         current = self.occupants.get(nick)
         if current is not None:
             # One session per nick: a second resource of the same user is a
             # conflict too (docs/conformance.md).
             raise StanzaError("conflict", by=self.jid)
-        occupant = Occupant(nick, sender, self.default_role(affiliation),
-                            template(stanza))
+        occupant = Occupant(nick, sender.real_jid, self.default_role(affiliation),
+                            template(stanza), address=sender.address, via=sender.via)
+        if occupant.via is not None and occupant.via not in self.synced_mirrors:
+            self._sync_mirror(occupant.via, joining=occupant)
         self._add(occupant)
-        self._send_occupant_list(occupant)
         self_codes = []
         if created:
             self_codes.append("201")
         if self.config.whois == "anyone":
             self_codes.append("100")
+        if occupant.via is None:
+            self._send_occupant_list(occupant)
         self._publicise(occupant, self_codes=self_codes)
-        self._send_history(occupant, request.history)
-        self._send_subject(occupant)
-        log.debug("{nick} ({jid}) joined {room}", nick=nick, jid=sender.full(),
-                  room=self.jid)
+        if occupant.via is None:
+            # A mirror serves history and subject from its own copy.
+            self._send_history(occupant, request.history)
+            self._send_subject(occupant)
+        log.debug("{nick} ({jid}) joined {room}{via}", nick=nick,
+                  jid=sender.real_jid.full(), room=self.jid,
+                  via=" through " + occupant.via if occupant.via else "")
 
-    def _check_join_allowed(self, sender, affiliation, request):
+    # -- mirrors (DMUC)
+
+    def _sync_mirror(self, via, joining):
+        """
+        A mirror's first user joins: push the configuration and the roster
+        to the mirror room (PROTOCOL.md 2).  The mirror asks for history
+        itself.
+        """
+        self.synced_mirrors.add(via)
+        self.host.send(self.config_push(via))
+        iq = make_stanza("iq", to=via, frm=self.jid, type="set", id=self.host.new_id())
+        roster = iq.addElement((ns.DMUC_SYNC, "roster"))
+        # The joiner's own occupancy decides what the mirror may see.
+        show_jid = (self.config.whois == "anyone" or joining.role == "moderator"
+                    or self.mirror_sees_real_jids(via))
+        for occupant in self.occupants.values():
+            item = roster.addElement("item")
+            item["name"] = occupant.nick
+            item["affiliation"] = self.get_affiliation(occupant.real_jid)
+            item["role"] = occupant.role
+            if show_jid:
+                item["jid"] = occupant.real_jid.full()
+        self.host.send(iq)
+        log.info("{room}: mirror {via} synchronised ({count} occupants)",
+                 room=self.jid, via=via, count=len(self.occupants))
+
+    def config_push(self, via):
+        iq = make_stanza("iq", to=via, frm=self.jid, type="set", id=self.host.new_id())
+        iq.addElement((ns.DMUC_SYNC, "config")).addChild(
+            forms.config_form(self.config, self.jid))
+        return iq
+
+    def history_for_mirror(self, request):
+        """The history a mirror asked for, oldest first, ready to send."""
+        entries = history.select(self.history, request, self.host.now(),
+                                 self.config.history_length)
+        return [self._history_message(entry) for entry in entries]
+
+    def _check_mirror_left(self, via):
+        """After its last user left, tell the mirror and send it nothing
+        more (PROTOCOL.md 4)."""
+        if via is None or via in self.mirrors() or via not in self.synced_mirrors:
+            return
+        self.synced_mirrors.discard(via)
+        presence = make_stanza("presence", to=via, frm=self.jid)
+        presence.addElement((ns.FMUC, "fmuc")).addElement("left")
+        self.host.send(presence)
+        log.info("{room}: mirror {via} has no users left", room=self.jid, via=via)
+
+    def _check_join_allowed(self, affiliation, request):
         """The pre-join checks, in the order Prosody runs them."""
         if self.config.members_only and affiliation_rank(affiliation) <= 0:
             raise StanzaError("registration-required", by=self.jid)
@@ -265,11 +372,11 @@ class Room:
 
     def _add(self, occupant):
         self.occupants[occupant.nick] = occupant
-        self._nick_by_jid[occupant.real_jid.full()] = occupant.nick
+        self._nick_by_address[occupant.address] = occupant.nick
 
     def _remove(self, occupant):
         self.occupants.pop(occupant.nick, None)
-        self._nick_by_jid.pop(occupant.real_jid.full(), None)
+        self._nick_by_address.pop(occupant.address, None)
         occupant.role = None
 
     def _send_occupant_list(self, joiner):
@@ -307,7 +414,7 @@ class Room:
         occupant.presence = template(stanza)
         self._remove(occupant)
         self._publicise(occupant)
-        self._after_leave()
+        self._after_leave(occupant)
 
     def _remove_after_error(self, occupant):
         """
@@ -317,9 +424,11 @@ class Room:
         occupant.presence = None
         self._remove(occupant)
         self._publicise(occupant, codes=("333",))
-        self._after_leave()
+        self._after_leave(occupant)
 
-    def _after_leave(self):
+    def _after_leave(self, *gone):
+        for via in sorted({o.via for o in gone if o.via}):
+            self._check_mirror_left(via)
         if self.is_empty() and not self.config.persistent:
             self.host.forget(self)
 
@@ -327,29 +436,41 @@ class Room:
         self._check_nick(nick)
         if nick in self.occupants:
             raise StanzaError("conflict", by=self.jid)
+        if occupant.via is not None:
+            # FMUC: nicks are never changed through a mirror.
+            raise StanzaError("not-acceptable", by=self.jid)
         old_jid = self.occupant_jid(occupant.nick)
-        for other in list(self.occupants.values()):
-            codes = ("303",) if other is not occupant else ("303", "110")
-            presence = self._presence_of(occupant, other, codes, nick=nick,
+        viewers = [o for o in self.occupants.values() if o.via is None]
+        for viewer in viewers + self.mirrors():
+            codes = ("303",) if viewer is not occupant else ("303", "110")
+            presence = self._presence_of(occupant, viewer, codes, nick=nick,
                                          unavailable=True)
             presence["from"] = old_jid
-            if other is occupant:
+            if viewer is occupant:
                 # Prosody builds this one by hand, without an occupant-id.
                 _drop_occupant_id(presence)
-            self._send_to(other, presence)
+            presence["to"] = viewer if isinstance(viewer, str) else viewer.address
+            self.host.send(presence)
+        self._nick_by_address.pop(occupant.address, None)
         del self.occupants[occupant.nick]
         occupant.nick = nick
         occupant.presence = template(stanza)
+        if occupant.via is None:
+            occupant.address = occupant.real_jid.full()
         self._add(occupant)
         self._publicise(occupant)
 
     # -- groupchat
 
-    def handle_groupchat(self, stanza, sender):
+    def handle_groupchat(self, stanza, sender, nomirror=False):
+        """
+        @param nomirror: the mirror already delivered it to its users
+            (fire-and-forget): send it no copy.
+        """
         if not stanza.getAttribute("id"):
             # Prosody ids id-less messages first, so errors carry it too.
             stanza["id"] = self.host.new_id()
-        occupant = self.occupant_by_real_jid(sender)
+        occupant = self.occupant_by_sender(sender)
         if occupant is None:
             raise StanzaError("not-acceptable", type="cancel", text=NOT_IN_ROOM)
         if role_rank(occupant.role) <= ROLE_RANK["visitor"]:
@@ -359,9 +480,10 @@ class Room:
         if subject is not None and not _has_child(stanza, "body", "thread"):
             self._change_subject(occupant, str(subject))
             return
-        self._broadcast_message(occupant, stanza)
+        self._broadcast_message(occupant, stanza,
+                                skip_mirror=occupant.via if nomirror else None)
 
-    def _broadcast_message(self, occupant, stanza):
+    def _broadcast_message(self, occupant, stanza, skip_mirror=None):
         message = copy_element(stanza)
         message.children = [c for c in message.children if not self._is_own_marker(c)]
         message["from"] = self.occupant_jid(occupant.nick)
@@ -376,11 +498,13 @@ class Room:
             self._remember(HistoryEntry(
                 stanza_id=stanza_id, timestamp=self.host.now(), nick=occupant.nick,
                 real_jid=occupant.real_jid.full(), xml=message.toXml()))
-        self._broadcast(message)
+        self._broadcast(message, skip_mirror=skip_mirror)
 
     def _is_own_marker(self, node):
         """Delay and stanza-id elements claiming to be from this room are
         forgeries from a client (XEP-0359 4, Prosody strips delay too)."""
+        if isinstance(node, domish.Element) and node.uri in (ns.FMUC, ns.DMUC3):
+            return True  # the DMUC envelope is for this room only
         return (isinstance(node, domish.Element)
                 and ((node.uri, node.name) in ((ns.DELAY, "delay"), (ns.STANZA_ID, "stanza-id")))
                 and (node.getAttribute("from") == self.jid or node.getAttribute("by") == self.jid))
@@ -406,7 +530,7 @@ class Room:
     # -- private messages and IQs between occupants
 
     def handle_private_message(self, stanza, sender, nick):
-        occupant = self.occupant_by_real_jid(sender)
+        occupant = self.occupant_by_sender(sender)
         kind = stanza.getAttribute("type")
         if occupant is None:
             if kind != "error":
@@ -422,7 +546,8 @@ class Room:
         message = copy_element(stanza)
         message.children = [
             c for c in message.children
-            if not (isinstance(c, domish.Element) and c.uri in (ns.MUC, ns.MUC_USER))]
+            if not (isinstance(c, domish.Element)
+                    and c.uri in (ns.MUC, ns.MUC_USER, ns.FMUC, ns.DMUC3))]
         message.addElement((ns.MUC_USER, "x"))
         self._stamp_occupant_id(message, occupant)
         message["from"] = self.occupant_jid(occupant.nick)
@@ -433,7 +558,7 @@ class Room:
         if kind in ("result", "error"):
             self._route_iq_response(iq, sender, nick)
             return
-        occupant = self.occupant_by_real_jid(sender)
+        occupant = self.occupant_by_sender(sender)
         if occupant is None:
             raise StanzaError("not-acceptable", type="cancel", text=NOT_IN_ROOM, by=self.jid)
         target = self.occupants.get(nick)
@@ -441,20 +566,21 @@ class Room:
             raise StanzaError("item-not-found", text="Recipient not in room", by=self.jid)
         if target is occupant and _is_ping(iq) and kind == "get":
             # XEP-0410 self-ping: answered by the room.
-            self.host.send(make_stanza("iq", to=sender.full(), frm=iq["to"],
+            self.host.send(make_stanza("iq", to=sender.address, frm=iq["to"],
                                        type="result", id=iq.getAttribute("id")))
             return
         routed_id = self.host.new_id()
-        self._pending_iqs[routed_id] = (iq.getAttribute("id"), sender.full(),
-                                        target.real_jid.full())
+        self._pending_iqs[routed_id] = (iq.getAttribute("id"), sender.address,
+                                        target.address)
         forwarded = copy_element(iq)
+        forwarded.children = [c for c in forwarded.children if not self._is_own_marker(c)]
         forwarded["id"] = routed_id
         forwarded["from"] = self.occupant_jid(occupant.nick)
-        to = target.real_jid
+        to = target.address
         payload = next(iter(forwarded.elements()), None)
-        if payload is not None and payload.uri == "vcard-temp":
-            to = to.userhostJID()
-        forwarded["to"] = to.full()
+        if payload is not None and payload.uri == "vcard-temp" and target.via is None:
+            to = target.real_jid.userhost()
+        forwarded["to"] = to
         self.host.send(forwarded)
 
     def _route_iq_response(self, iq, sender, nick):
@@ -462,9 +588,9 @@ class Room:
         if pending is None:
             return
         original_id, requester, target = pending
-        if sender.full() != target and sender.userhost() != target.split("/")[0]:
+        if sender.address != target and sender.real_jid.userhost() != target.split("/")[0]:
             return
-        responder = self.occupant_by_real_jid(parse_jid(target))
+        responder = self.occupant_by_address(target)
         if responder is None:
             return
         del self._pending_iqs[iq["id"]]
@@ -477,8 +603,9 @@ class Room:
     # -- invitations (XEP-0045 7.8.2)
 
     def handle_invite(self, stanza, sender, invite):
-        inviter = self.occupant_by_real_jid(sender)
-        role = inviter.role if inviter else self.default_role(self.get_affiliation(sender))
+        inviter = self.occupant_by_sender(sender)
+        role = inviter.role if inviter else self.default_role(
+            self.get_affiliation(sender.real_jid))
         if role_rank(role) <= ROLE_RANK["visitor"]:
             raise StanzaError("forbidden")
         invitee = parse_jid(invite.getAttribute("to"))
@@ -486,13 +613,13 @@ class Room:
             raise StanzaError("jid-malformed")
         if self.config.members_only:
             needed = "member" if self.config.allow_invites else "admin"
-            if affiliation_rank(self.get_affiliation(sender)) < AFFILIATION_RANK[needed]:
+            if affiliation_rank(self.get_affiliation(sender.real_jid)) < AFFILIATION_RANK[needed]:
                 raise StanzaError("forbidden", by=self.jid)
             if self.get_affiliation(invitee) == "none":
                 self.affiliations[invitee.userhost()] = "member"
                 self._save()
         reason = child_text(invite, "reason", ns.MUC_USER) or ""
-        shown_from = sender.full()
+        shown_from = sender.real_jid.full()
         if self.config.whois == "moderators" and inviter is not None:
             shown_from = self.occupant_jid(inviter.nick)
         message = make_stanza("message", to=invitee.full(), frm=self.jid)
@@ -515,7 +642,7 @@ class Room:
         reason = child_text(decline, "reason", ns.MUC_USER) or ""
         message = make_stanza("message", to=declinee.full(), frm=self.jid)
         element = message.addElement((ns.MUC_USER, "x")).addElement("decline")
-        element["from"] = sender.full()
+        element["from"] = sender.real_jid.full()
         element.addElement("reason", content=reason)
         self.host.send(message)
 
@@ -533,26 +660,26 @@ class Room:
         if role == "none":
             self._remove(target)
             self._publicise(target, codes=("307",), actor_nick=actor_nick,
-                            actor_jid=actor.full(), reason=reason)
-            self._after_leave()
+                            actor_jid=actor.real_jid.full(), reason=reason)
+            self._after_leave(target)
             return
         target.role = role
-        self._publicise(target, actor_nick=actor_nick, actor_jid=actor.full(),
+        self._publicise(target, actor_nick=actor_nick, actor_jid=actor.real_jid.full(),
                         reason=reason)
 
     def _check_may_set_role(self, actor, target, role):
-        actor_affiliation = self.get_affiliation(actor)
+        actor_affiliation = self.get_affiliation(actor.real_jid)
         target_affiliation = self.get_affiliation(target.real_jid)
         if affiliation_rank(actor_affiliation) < affiliation_rank(target_affiliation):
             raise StanzaError("not-allowed")
         if "moderator" in (target.role, role) and actor_affiliation not in ("owner", "admin"):
             raise StanzaError("not-allowed")
-        acting = self.occupant_by_real_jid(actor)
+        acting = self.occupant_by_sender(actor)
         if acting is None or acting.role != "moderator":
             raise StanzaError("not-allowed")
 
     def _actor_nick(self, actor):
-        acting = self.occupant_by_real_jid(actor)
+        acting = self.occupant_by_sender(actor)
         return acting.nick if acting is not None else None
 
     def set_affiliation(self, actor, jid, affiliation, reason):
@@ -580,10 +707,10 @@ class Room:
         self._save()
 
     def _check_may_set_affiliation(self, actor, bare, affiliation):
-        actor_affiliation = self.get_affiliation(actor)
+        actor_affiliation = self.get_affiliation(actor.real_jid)
         current = self.affiliations.get(bare, "none")
         if actor_affiliation == "owner":
-            if (actor.userhost() == bare and affiliation != "owner"
+            if (actor.real_jid.userhost() == bare and affiliation != "owner"
                     and [j for j, a in self.affiliations.items() if a == "owner"] == [bare]):
                 raise StanzaError("conflict")
             return
@@ -603,9 +730,10 @@ class Room:
                 codes = ("301",) if affiliation == "outcast" else ("321",)
                 self._remove(occupant)
             self._publicise(occupant, codes=codes, actor_nick=actor_nick,
-                            actor_jid=actor.full(), reason=reason)
-        if any(o.role is None for o in affected):
-            self._after_leave()
+                            actor_jid=actor.real_jid.full(), reason=reason)
+        gone = [o for o in affected if o.role is None]
+        if gone:
+            self._after_leave(*gone)
 
     def _announce_affiliation(self, bare, affiliation, reason):
         message = make_stanza("message", frm=self.jid)
@@ -621,7 +749,7 @@ class Room:
 
     def affiliation_list(self, actor, affiliation):
         """The muc#admin affiliation list, for those allowed to read it."""
-        actor_rank = affiliation_rank(self.get_affiliation(actor))
+        actor_rank = affiliation_rank(self.get_affiliation(actor.real_jid))
         allowed = ((actor_rank >= AFFILIATION_RANK["admin"]
                     and actor_rank >= affiliation_rank(affiliation))
                    or (self.config.members_only and self.config.whois == "anyone"
@@ -631,8 +759,9 @@ class Room:
         return sorted(j for j, a in self.affiliations.items() if a == affiliation)
 
     def role_list(self, actor, role):
-        acting = self.occupant_by_real_jid(actor)
-        current = acting.role if acting else self.default_role(self.get_affiliation(actor))
+        acting = self.occupant_by_sender(actor)
+        current = acting.role if acting else self.default_role(
+            self.get_affiliation(actor.real_jid))
         if current != "moderator":
             raise StanzaError("forbidden")
         return [o for o in self.occupants.values() if (o.role or "none") == role]
@@ -640,7 +769,7 @@ class Room:
     # -- ownership (muc#owner)
 
     def check_owner(self, actor):
-        if self.get_affiliation(actor) != "owner":
+        if self.get_affiliation(actor.real_jid) != "owner":
             raise StanzaError("forbidden", text="Only owners can configure rooms")
 
     def configure(self, new):
@@ -675,24 +804,25 @@ class Room:
         self._broadcast(message)
 
     def _remove_non_members(self):
+        gone = []
         for occupant in list(self.occupants.values()):
             if self.get_affiliation(occupant.real_jid) == "none":
                 self._remove(occupant)
                 self._publicise(occupant, codes=("322",))
+                gone.append(occupant)
+        for via in sorted({o.via for o in gone if o.via}):
+            self._check_mirror_left(via)
 
     def destroy(self, alternate=None, reason=None):
         """Everyone leaves with the destroy notice; the room is forgotten."""
-        for occupant in list(self.occupants.values()):
-            occupant.role = None
         leaving = list(self.occupants.values())
         for occupant in leaving:
-            for viewer in leaving:
-                codes = ("110",) if viewer is occupant else ()
-                self._send_to(viewer, self._presence_of(
-                    occupant, viewer, codes, destroy=(alternate, reason),
-                    unavailable=True))
+            occupant.role = None
+        for occupant in leaving:
+            self._publicise(occupant, destroy=(alternate, reason))
         for occupant in leaving:
             self._remove(occupant)
+        self.synced_mirrors.clear()
         self.host.forget(self)
 
     # -- discovery

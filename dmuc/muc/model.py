@@ -14,6 +14,28 @@ def role_rank(role):
     return ROLE_RANK[role or "none"]
 
 
+@dataclass(frozen=True)
+class Sender:
+    """
+    Who sent a stanza, once the service has checked it.
+
+    @ivar real_jid: the user's full real JID (a L{JID}): what permissions,
+        bans and affiliations are decided on.
+    @ivar address: where stanzas for this user go: the real JID for a user
+        of this site, the mirror occupant JID for a user behind a mirror.
+    @ivar via: the mirror room's bare JID (the mirror service JID for a
+        DMUC3 literal join), or C{None} for a user of this site.
+    """
+
+    real_jid: object
+    address: str
+    via: str | None = None
+
+    @classmethod
+    def local(cls, jid):
+        return cls(jid, jid.full(), None)
+
+
 @dataclass
 class Occupant:
     """
@@ -24,15 +46,20 @@ class Occupant:
     @ivar role: C{moderator}, C{participant} or C{visitor}.
     @ivar presence: the last available presence the occupant sent, with the
         MUC elements removed: the template for what others see.
-    @ivar via: the mirror room JID this occupant is joined through, or
-        C{None} for a user of this site.
+    @ivar address: where stanzas for this occupant go (see L{Sender}).
+    @ivar via: the mirror this occupant is joined through, or C{None}.
     """
 
     nick: str
     real_jid: object
     role: str
     presence: object = None
-    via: object = None
+    address: str = None
+    via: str | None = None
+
+    def __post_init__(self):
+        if self.address is None:
+            self.address = self.real_jid.full()
 
     @property
     def bare_jid(self):
