@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from dmuc.xmpp.stanzas import parse_jid
 
-SERVICE_SECTIONS = ("master",)
+SERVICE_SECTIONS = ("master", "mirror")
 
 
 class ConfigError(Exception):
@@ -86,6 +86,22 @@ def _existing_parent(path):
     return path
 
 
+def _domains(raw):
+    domains = tuple(_plain_domain(d) for d in raw.replace(",", " ").split())
+    if not domains:
+        raise ValueError("empty (name at least one domain whose users may join)")
+    return domains
+
+
+def _boolean(raw):
+    value = raw.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("%r is not true or false" % (raw,))
+
+
 def _trusted_mirrors(raw):
     """
     C{mirror.raleigh.test} or C{mirror.raleigh.test=raleigh.test,other.test},
@@ -127,6 +143,13 @@ SCHEMA = {
         "database": (_database, "dmuc-master.sqlite"),
         "trusted_mirrors": (_trusted_mirrors, ""),
     },
+    "mirror": {
+        "jid": (_domain_jid, REQUIRED),
+        "secret": (_secret, REQUIRED),
+        "local_domains": (_domains, REQUIRED),
+        "fire_and_forget": (_boolean, "false"),
+        "database": (_database, "dmuc-mirror.sqlite"),
+    },
 }
 
 
@@ -149,15 +172,27 @@ class MasterConfig:
 
 
 @dataclass
+class MirrorConfig:
+    """The mirror room service."""
+
+    jid: str
+    secret: str
+    local_domains: tuple
+    fire_and_forget: bool
+    database: str
+
+
+@dataclass
 class Config:
     """The whole validated configuration."""
 
     path: str
     xmpp: XMPPConfig
     master: MasterConfig | None = None
+    mirror: MirrorConfig | None = None
 
 
-_SECTION_TYPES = {"xmpp": XMPPConfig, "master": MasterConfig}
+_SECTION_TYPES = {"xmpp": XMPPConfig, "master": MasterConfig, "mirror": MirrorConfig}
 
 
 def load(path):

@@ -40,4 +40,7 @@ def makeService(options, reactor=None):
     if parsed.master is not None:
         from dmuc.master import MasterService
         MasterService(parsed.xmpp, parsed.master, reactor).setServiceParent(top)
+    if parsed.mirror is not None:
+        from dmuc.mirror import MirrorService
+        MirrorService(parsed.xmpp, parsed.mirror, reactor).setServiceParent(top)
     return top

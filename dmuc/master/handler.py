@@ -279,6 +279,8 @@ class MasterMUC(XMPPHandler):
         answer["id"] = room.jid
         history = answer.addElement((ns.MUC, "history"))
         for message in room.history_for_mirror(request):
+            # Inside a foreign element a stanza names its namespace.
+            message.uri = message.defaultUri = ns.CLIENT
             history.addChild(message)
         self.send(reply)
 

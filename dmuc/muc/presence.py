@@ -14,11 +14,11 @@ from dmuc.xmpp.stanzas import copy_element, make_stanza
 def template(stanza):
     """
     What the room keeps of a presence an occupant sent: a copy without the
-    MUC elements, without a client-supplied occupant-id and without
+    MUC elements, the DMUC envelope, a client-supplied occupant-id and
     addressing.
     """
     presence = copy_element(stanza)
-    dropped = (ns.MUC, ns.MUC_USER, ns.OCCUPANT_ID)
+    dropped = (ns.MUC, ns.MUC_USER, ns.OCCUPANT_ID, ns.FMUC, ns.DMUC3)
     presence.children = [
         c for c in presence.children
         if not (isinstance(c, domish.Element) and c.uri in dropped)

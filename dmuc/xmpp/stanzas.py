@@ -148,22 +148,26 @@ def strip_children(element, *uris):
 _STREAM_NAMESPACES = (ns.CLIENT, ns.COMPONENT)
 
 
-def copy_element(element):
+def copy_element(element, _in_stream=True):
     """
     A deep copy of a C{domish.Element}, detached from its parent.
 
-    Elements in the stream namespace (C{jabber:client} as stored,
-    C{jabber:component:accept} as received) lose it, so the copy serialises
-    in whatever stream it is sent on without stray C{xmlns} declarations.
+    Stanza-level elements in the stream namespace (C{jabber:client} as
+    stored, C{jabber:component:accept} as received) lose it, so the copy
+    serialises in whatever stream it is sent on without stray C{xmlns}
+    declarations.  A stanza nested in a foreign element (a message inside
+    a history result) keeps its namespace, which it needs there.
     """
-    uri = None if element.uri in _STREAM_NAMESPACES else element.uri
-    default = None if element.defaultUri in _STREAM_NAMESPACES else element.defaultUri
+    strip = _in_stream and element.uri in _STREAM_NAMESPACES
+    uri = None if strip else element.uri
+    default = None if strip and element.defaultUri in _STREAM_NAMESPACES else element.defaultUri
     clone = domish.Element((uri, element.name), default)
     clone.attributes = dict(element.attributes)
     clone.localPrefixes = dict(element.localPrefixes)
+    children_in_stream = _in_stream and uri is None
     for node in element.children:
         if isinstance(node, domish.Element):
-            clone.addChild(copy_element(node))
+            clone.addChild(copy_element(node, _in_stream=children_in_stream))
         else:
             clone.addContent(node)
     return clone

@@ -1,0 +1,466 @@
+"""
+The mirror service's protocol edge (PROTOCOL.md 1-5, 7).
+
+Stanzas come from two sides: local users (of C{local_domains}) addressing
+mirror rooms, and master rooms addressing mirror rooms or their occupants.
+L{MirrorMUC} tells them apart, checks them (strict XEP-0106 addresses,
+local domains only, master traffic only from the room's own master,
+client-supplied envelopes stripped), and hands them to the L{MirrorRoom}.
+"""
+
+import itertools
+import os
+
+from twisted.logger import Logger
+from twisted.words.xish import domish
+from wokkel.subprotocols import XMPPHandler
+
+from dmuc.master.handler import MAX_STANZA_SIZE, parse_join
+from dmuc.mirror.room import MirrorRoom, PendingJoin
+from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.addressing import MalformedAddress, master_room_jid, mirror_room_jid
+from dmuc.xmpp.stanzas import (
+    StanzaError, child, copy_element, error_reply, make_stanza, parse_jid, payload,
+    result_reply)
+
+log = Logger(namespace="dmuc.mirror")
+
+DMUC_FEATURES = (ns.DMUC3, ns.DMUC_SYNC)
+
+
+class MirrorMUC(XMPPHandler):
+    """
+    The mirror room service for one component domain.
+
+    @ivar rooms: mirror room bare JID -> L{MirrorRoom}.
+    """
+
+    def __init__(self, domain, local_domains, store, clock, fire_and_forget=False,
+                 name="dmuc mirror rooms"):
+        XMPPHandler.__init__(self)
+        self.domain = domain
+        self.local_domains = tuple(local_domains)
+        self.store = store
+        self.clock = clock
+        self.fire_and_forget = fire_and_forget
+        self.name = name
+        self.rooms = {}
+        self._masters = {}        # master service -> True / False / [waiting joins]
+        self._forwarded_iqs = {}  # our id -> (user JID, their id)
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(4).hex()
+
+    def connectionInitialized(self):
+        for name in ("presence", "message", "iq"):
+            self.xmlstream.addObserver("/%s" % name, self._receive, name=name)
+
+    # -- host interface of MirrorRoom
+
+    def send(self, stanza):
+        if not stanza.getAttribute("from"):
+            stanza["from"] = self.domain
+        XMPPHandler.send(self, stanza)
+
+    def now(self):
+        return self.clock.seconds()
+
+    def new_id(self):
+        return "%s-%d" % (self._id_prefix, next(self._ids))
+
+    def room_configured(self, room):
+        pass
+
+    def store_message(self, room, entry):
+        d = self.store.append_history(room.jid, entry, room.config.history_length)
+        d.addErrback(lambda f: log.failure("{room}: could not store a message", f,
+                                           room=room.jid))
+
+    def user_left(self, room, occupant):
+        self.maybe_idle(room)
+
+    def maybe_idle(self, room):
+        """A mirror room nobody here uses any more is dropped: the master
+        sends it nothing more (<left/>), and a new join syncs afresh."""
+        if room.is_idle() and self.rooms.get(room.jid) is room:
+            del self.rooms[room.jid]
+
+    # -- dispatch
+
+    def _receive(self, stanza, name):
+        stanza.handled = True
+        sender = parse_jid(stanza.getAttribute("from"))
+        recipient = parse_jid(stanza.getAttribute("to"))
+        if sender is None:
+            log.warn("{domain}: dropped a {name} with a malformed sender {s!r}",
+                     domain=self.domain, name=name, s=stanza.getAttribute("from"))
+            return
+        try:
+            if recipient is None or recipient.host != self.domain:
+                raise StanzaError("service-unavailable")
+            if len(stanza.toXml()) > MAX_STANZA_SIZE:
+                raise StanzaError("policy-violation", text="Stanza too large for this room")
+            self._dispatch(stanza, name, sender, recipient)
+        except StanzaError as e:
+            if stanza.getAttribute("type") not in ("error", "result"):
+                self.send(error_reply(stanza, e))
+        except Exception:
+            log.failure("{domain}: failed to handle a {name} from {sender}",
+                        domain=self.domain, name=name, sender=sender.full())
+            if stanza.getAttribute("type") not in ("error", "result"):
+                self.send(error_reply(stanza, StanzaError("internal-server-error")))
+
+    def _dispatch(self, stanza, name, sender, recipient):
+        if recipient.user is None:
+            self._to_service(stanza, name, sender)
+            return
+        try:
+            master_jid = master_room_jid(recipient.user)
+        except MalformedAddress:
+            raise StanzaError("jid-malformed", text="Not a mirror room address")
+        room_jid = recipient.userhost()
+        master_host = master_jid.split("@", 1)[1]
+        if sender.host == master_host:
+            self._from_master(stanza, name, sender, recipient, master_jid, room_jid)
+        elif sender.host in self.local_domains:
+            self._from_user(stanza, name, sender, recipient, master_jid, room_jid)
+        else:
+            log.warn("{room}: refused {name} from {jid}: not a user of {domains}",
+                     room=room_jid, name=name, jid=sender.full(),
+                     domains=", ".join(self.local_domains))
+            raise StanzaError("not-allowed", text="This mirror serves only its local users")
+
+    # -- the service itself
+
+    def _to_service(self, stanza, name, sender):
+        kind = stanza.getAttribute("type")
+        if name == "iq" and kind in ("result", "error"):
+            self._master_disco_answer(stanza, sender)
+            return
+        if name != "iq":
+            return
+        query = payload(stanza)
+        key = (kind, query.uri if query is not None else None)
+        if key == ("get", ns.DISCO_INFO):
+            reply = result_reply(stanza)
+            info = reply.addElement((ns.DISCO_INFO, "query"))
+            identity = info.addElement("identity")
+            identity["category"], identity["type"], identity["name"] = (
+                "conference", "text", self.name)
+            for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, ns.MUC, ns.PING):
+                info.addElement("feature")["var"] = feature
+            self.send(reply)
+        elif key == ("get", ns.DISCO_ITEMS):
+            reply = result_reply(stanza)
+            items = reply.addElement((ns.DISCO_ITEMS, "query"))
+            for jid in sorted(self.rooms):
+                room = self.rooms[jid]
+                if room.synced and room.config.public:
+                    item = items.addElement("item")
+                    item["jid"] = jid
+                    item["name"] = room.config.name or room.master_jid
+            self.send(reply)
+        elif key == ("get", ns.PING):
+            self.send(result_reply(stanza))
+        else:
+            raise StanzaError("service-unavailable")
+
+    # -- master feature check (PROTOCOL.md 1), once per master service
+
+    def _with_master_features(self, master_host, proceed, refuse):
+        state = self._masters.get(master_host)
+        if state is True:
+            proceed()
+        elif state is False:
+            refuse()
+        elif isinstance(state, list):
+            state.append((proceed, refuse))
+        else:
+            self._masters[master_host] = [(proceed, refuse)]
+            iq = make_stanza("iq", to=master_host, frm=self.domain, type="get",
+                             id="disco-" + self.new_id())
+            iq.addElement((ns.DISCO_INFO, "query"))
+            self.send(iq)
+
+    def _master_disco_answer(self, stanza, sender):
+        waiting = self._masters.get(sender.host)
+        if not isinstance(waiting, list):
+            return
+        query = child(stanza, "query", ns.DISCO_INFO)
+        features = set()
+        if query is not None and stanza.getAttribute("type") == "result":
+            features = {f.getAttribute("var") for f in query.elements(ns.DISCO_INFO, "feature")}
+        ok = any(f in features for f in DMUC_FEATURES)
+        if stanza.getAttribute("type") == "result":
+            self._masters[sender.host] = ok
+        else:
+            del self._masters[sender.host]   # ask again next time
+        log.info("{master}: {verdict}", master=sender.host,
+                 verdict="speaks DMUC" if ok else "has no DMUC feature; joins refused")
+        for proceed, refuse in waiting:
+            (proceed if ok else refuse)()
+
+    # -- from local users
+
+    def _from_user(self, stanza, name, user, recipient, master_jid, room_jid):
+        _strip_envelopes(stanza)
+        room = self.rooms.get(room_jid)
+        nick = recipient.resource
+        if name == "presence":
+            self._user_presence(stanza, user, nick, room, master_jid, room_jid)
+        elif name == "message":
+            self._user_message(stanza, user, nick, room)
+        else:
+            self._user_iq(stanza, user, nick, room)
+
+    def _user_presence(self, stanza, user, nick, room, master_jid, room_jid):
+        kind = stanza.getAttribute("type")
+        current = room.occupant_of(user) if room else None
+        if nick is None:
+            if current is None:
+                return
+            nick = current.nick
+        if current is None:
+            if kind is not None or child(stanza, "x", ns.MUC) is None:
+                if kind is None:
+                    raise StanzaError("item-not-found", type="cancel",
+                                      text="You are not currently connected to this chat")
+                return
+            self._start_join(stanza, user, nick, master_jid, room_jid)
+            return
+        if current.nick != nick and kind != "unavailable":
+            raise StanzaError("not-acceptable", text="Nick changes are not possible "
+                              "through a mirror; leave and join again", by=room.jid)
+        self._send_up(stanza, user, room, current.nick)
+
+    def _start_join(self, stanza, user, nick, master_jid, room_jid):
+        master_host = master_jid.split("@", 1)[1]
+        request = parse_join(stanza)
+
+        def proceed():
+            room = self.rooms.get(room_jid)
+            if room is None:
+                room = self.rooms[room_jid] = MirrorRoom(master_jid, room_jid, self)
+            room.pending[nick] = PendingJoin(user, request)
+            up = copy_element(stanza)
+            up.children = [c for c in up.children
+                           if not (isinstance(c, domish.Element) and c.uri == ns.MUC)]
+            x = up.addElement((ns.MUC, "x"))
+            if request.password:
+                x.addElement("password", content=request.password)
+            self._send_up(up, user, room, nick)
+
+        def refuse():
+            error = error_reply(stanza, StanzaError(
+                "service-unavailable", text="The master room's service does not speak DMUC"))
+            self.send(error)
+
+        self._with_master_features(master_host, proceed, refuse)
+
+    def _send_up(self, stanza, user, room, nick, nomirror=False):
+        """Forward a user's stanza to the master: from the mirror occupant
+        JID, to the master room (or occupant), with the envelope (and
+        C{<nomirror/>} for a fire-and-forget message)."""
+        up = copy_element(stanza)
+        up["from"] = room.local_jid(nick)
+        to = parse_jid(stanza.getAttribute("to"))
+        up["to"] = room.master_jid + ("/" + to.resource if to and to.resource else "")
+        if stanza.name == "presence" and to is not None and to.resource is None:
+            up["to"] = room.master_occupant(nick)
+        envelope = up.addElement((ns.FMUC, "fmuc"))
+        envelope["from"] = user.full()
+        if nomirror:
+            up.addElement((ns.FMUC, "nomirror"))
+        self.send(up)
+
+    def _user_message(self, stanza, user, nick, room):
+        kind = stanza.getAttribute("type")
+        sender = room.occupant_of(user) if room else None
+        if sender is None:
+            if kind != "error":
+                raise StanzaError("not-acceptable", type="cancel",
+                                  text="You are not currently connected to this chat")
+            return
+        if kind == "groupchat":
+            if nick is not None:
+                raise StanzaError("bad-request")
+            fire = self.fire_and_forget and child(stanza, "subject", stanza.uri) is None
+            self._send_up(stanza, user, room, sender.nick, nomirror=fire)
+            if fire:
+                room.fan_out_local_message(stanza, sender)
+            return
+        if nick is None:
+            self._send_up(stanza, user, room, sender.nick)
+            return
+        target = room.roster.get(nick)
+        if target is not None and target.user is not None:
+            # Two users of this mirror talk without crossing the link.
+            message = copy_element(stanza)
+            message.children = [c for c in message.children
+                                if not (isinstance(c, domish.Element)
+                                        and c.uri in (ns.MUC, ns.MUC_USER))]
+            message.addElement((ns.MUC_USER, "x"))
+            message["from"] = room.local_jid(sender.nick)
+            message["to"] = target.user.full()
+            self.send(message)
+            return
+        self._send_up(stanza, user, room, sender.nick)
+
+    def _user_iq(self, stanza, user, nick, room):
+        kind = stanza.getAttribute("type")
+        if nick is None and kind == "get" and room is not None:
+            query = payload(stanza)
+            if query is not None and query.uri in (ns.DISCO_INFO, ns.DISCO_ITEMS):
+                self._room_disco(stanza, room, query)
+                return
+        sender = room.occupant_of(user) if room else None
+        if sender is None:
+            if kind in ("result", "error"):
+                return
+            if room is None and nick is None:
+                raise StanzaError("item-not-found")
+            raise StanzaError("not-acceptable", type="cancel",
+                              text="You are not currently connected to this chat")
+        if kind in ("result", "error"):
+            pending = self._forwarded_iqs.pop(stanza.getAttribute("id"), None)
+            if pending is not None:
+                asker, their_id = pending
+                answer = copy_element(stanza)
+                answer["id"] = their_id
+                answer["from"] = room.local_jid(sender.nick)
+                answer["to"] = asker.full()
+                self.send(answer)
+                return
+            self._send_up(stanza, user, room, sender.nick)
+            return
+        target = room.roster.get(nick) if nick else None
+        if target is not None and target.user is not None:
+            routed = copy_element(stanza)
+            our_id = self.new_id()
+            self._forwarded_iqs[our_id] = (user, stanza.getAttribute("id"))
+            routed["id"] = our_id
+            routed["from"] = room.local_jid(sender.nick)
+            routed["to"] = target.user.full()
+            self.send(routed)
+            return
+        up = copy_element(stanza)
+        our_id = self.new_id()
+        self._forwarded_iqs[our_id] = (user, stanza.getAttribute("id"))
+        up["id"] = our_id
+        self._send_up(up, user, room, sender.nick)
+
+    def _room_disco(self, iq, room, query):
+        reply = result_reply(iq)
+        if query.uri == ns.DISCO_ITEMS:
+            reply.addElement((ns.DISCO_ITEMS, "query"))
+            self.send(reply)
+            return
+        name, features, form = room.disco_info()
+        info = reply.addElement((ns.DISCO_INFO, "query"))
+        identity = info.addElement("identity")
+        identity["category"], identity["type"], identity["name"] = "conference", "text", name
+        for feature in features:
+            info.addElement("feature")["var"] = feature
+        info.addChild(form)
+        self.send(reply)
+
+    # -- from the master
+
+    def _from_master(self, stanza, name, sender, recipient, master_jid, room_jid):
+        if sender.userhost() != master_jid:
+            # Only the room itself speaks for the room (PROTOCOL.md 7).
+            log.warn("{room}: refused {name} from {jid}: not the master room {master}",
+                     room=room_jid, name=name, jid=sender.full(), master=master_jid)
+            raise StanzaError("not-allowed", text="Not this room's master")
+        room = self.rooms.get(room_jid)
+        if room is None:
+            if stanza.getAttribute("type") not in ("error", "result"):
+                log.debug("{room}: no such mirror room; ignored a {name}", room=room_jid,
+                          name=name)
+            return
+        if recipient.resource is not None:
+            self._to_mirror_occupant(stanza, name, sender, recipient.resource, room)
+        else:
+            self._to_mirror_room(stanza, name, sender, room)
+
+    def _to_mirror_room(self, stanza, name, sender, room):
+        kind = stanza.getAttribute("type")
+        if name == "iq":
+            self._sync_iq(stanza, room, kind)
+        elif name == "presence":
+            envelope = child(stanza, "fmuc", ns.FMUC)
+            if sender.resource is None and envelope is not None \
+                    and child(envelope, "left", ns.FMUC) is not None:
+                log.info("{room}: the master has no users of ours left", room=room.jid)
+                room.synced = False
+                room.history_requested = False
+                self.maybe_idle(room)
+            elif sender.resource is not None:
+                room.handle_broadcast_presence(stanza, sender.resource)
+        elif name == "message":
+            if kind == "groupchat":
+                room.handle_groupchat(stanza)
+            elif kind != "error":
+                room._fan_out(stanza)
+
+    def _sync_iq(self, iq, room, kind):
+        if kind == "result":
+            answer = child(iq, "room", ns.DMUC_SYNC)
+            if answer is not None:
+                history = child(answer, "history", ns.MUC)
+                room.apply_history(list(history.elements()) if history is not None else [])
+            return
+        if kind == "error":
+            return
+        query = payload(iq)
+        if kind == "set" and query is not None and query.uri == ns.DMUC_SYNC:
+            if query.name == "config":
+                form = child(query, "x", ns.DATA_FORMS)
+                if form is not None:
+                    room.apply_config(form)
+            elif query.name == "roster":
+                room.apply_roster(query)
+            else:
+                raise StanzaError("feature-not-implemented")
+            self.send(result_reply(iq))
+            if query.name == "roster" and not room.history_requested:
+                self._request_history(room)
+            return
+        raise StanzaError("service-unavailable")
+
+    def _request_history(self, room):
+        room.history_requested = True
+        iq = make_stanza("iq", to=room.master_jid, frm=room.jid, type="get",
+                         id=self.new_id())
+        query = iq.addElement((ns.DMUC_SYNC, "room"))
+        query["id"] = room.master_jid
+        query.addElement((ns.MUC, "history"))["maxstanzas"] = str(room.config.history_length)
+        self.send(iq)
+
+    def _to_mirror_occupant(self, stanza, name, sender, nick, room):
+        kind = stanza.getAttribute("type")
+        if name == "presence":
+            if kind == "error":
+                room.handle_join_error(stanza, nick)
+            else:
+                room.handle_self_presence(stanza, nick)
+            return
+        if name == "iq" and kind in ("result", "error"):
+            pending = self._forwarded_iqs.pop(stanza.getAttribute("id"), None)
+            if pending is not None:
+                user, their_id = pending
+                answer = room._translate(stanza)
+                answer["id"] = their_id
+                answer["to"] = user.full()
+                self.send(answer)
+                return
+        if not room.deliver_to_nick(stanza, nick) and kind not in ("error", "result"):
+            raise StanzaError("recipient-unavailable")
+
+
+def _strip_envelopes(stanza):
+    """A client's own <fmuc/> or <dmuc/> is never forwarded (PROTOCOL.md 7)."""
+    stanza.children = [c for c in stanza.children
+                       if not (isinstance(c, domish.Element) and c.uri in (ns.FMUC, ns.DMUC3))]
+
+
+__all__ = ["MirrorMUC", "mirror_room_jid"]

@@ -1,0 +1,87 @@
+"""
+Unit-test helpers: a master service and a mirror service wired together
+in memory, with users of both sites, and a count of what crosses the link
+between the sites (every stanza between a fairfax.test entity and a
+raleigh.test entity).
+"""
+
+from collections import deque, defaultdict
+
+from twisted.internet.task import Clock
+from wokkel.test.helpers import TestableStreamManager
+
+import dmuc  # noqa: F401
+from dmuc.master.handler import MasterMUC
+from dmuc.mirror.handler import MirrorMUC
+from dmuc.storage.memory import MemoryRoomStore
+from dmuc.xmpp.addressing import mirror_room_jid
+from dmuc.xmpp.stanzas import parse_xml
+from tests.stanza_helpers import component_stanza
+
+MASTER = "conference.fairfax.test"
+MIRROR = "mirror.raleigh.test"
+ROOM = "chat@" + MASTER
+MROOM = mirror_room_jid(ROOM, MIRROR)
+
+
+def site(jid):
+    host = jid.split("/")[0].split("@")[-1]
+    return "raleigh" if host.endswith("raleigh.test") else "fairfax"
+
+
+class TwoSites:
+    """
+    @ivar inbox: user full JID -> stanzas received.
+    @ivar link: list of (direction, stanza) that crossed between sites.
+    """
+
+    def __init__(self, trusted=None, fire_and_forget=False):
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.master = MasterMUC(MASTER, MemoryRoomStore(), self.clock,
+                                trusted_mirrors=trusted if trusted is not None
+                                else {MIRROR: ("raleigh.test",)})
+        self.mirror = MirrorMUC(MIRROR, ("raleigh.test",), MemoryRoomStore(), self.clock,
+                                fire_and_forget=fire_and_forget)
+        self._managers = {}
+        for domain, handler in ((MASTER, self.master), (MIRROR, self.mirror)):
+            manager = TestableStreamManager(reactor=self.clock)
+            manager.stub.xmlstream.send = (lambda el, d=domain: self._route(d, el))
+            handler.setHandlerParent(manager)
+            self._managers[domain] = manager
+        self.inbox = defaultdict(list)
+        self.link = []
+        self._queue = deque()
+
+    def _route(self, sender_domain, element):
+        copy = parse_xml(element.toXml())
+        frm = copy.getAttribute("from") or sender_domain
+        self._queue.append((frm, copy))
+
+    def send(self, user, text):
+        """A user's client sends a stanza (its server stamps the from)."""
+        stanza = parse_xml(text)
+        stanza["from"] = user
+        self._queue.append((user, stanza))
+        self._run()
+
+    def _run(self):
+        while self._queue:
+            frm, stanza = self._queue.popleft()
+            to = stanza.getAttribute("to")
+            if site(frm) != site(to):
+                self.link.append(("%s>%s" % (site(frm), site(to)), stanza))
+            host = to.split("/")[0].split("@")[-1]
+            if host in self._managers:
+                self._managers[host].stub.send(component_stanza(stanza.toXml()))
+            else:
+                self.inbox[to].append(stanza)
+
+    def take(self, user):
+        stanzas, self.inbox[user] = self.inbox[user], []
+        return stanzas
+
+    def link_count(self):
+        count = len(self.link)
+        self.link = []
+        return count
