@@ -4,6 +4,7 @@ users on both sites see, and what crosses the link between the sites.
 The same flows run over real Prosody S2S in tests/test_two_sites.py.
 """
 
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from dmuc.xmpp import namespaces as ns
@@ -248,6 +249,18 @@ class TrustTests(unittest.TestCase):
         self.sites = TwoSites()
         join(self.sites, KEVIN, "Kevin", ROOM)
         self.sites.take(KEVIN)
+        self.warnings = []
+
+        def observe(event):
+            if event.get("log_level") in (LogLevel.warn, LogLevel.error):
+                self.warnings.append(formatEvent(event))
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+    def assertLogged(self, *fragments):
+        """An operator can read why, and who: the offending JIDs."""
+        self.assertTrue(any(all(f in line for f in fragments) for line in self.warnings),
+                        "no warning with %r in %r" % (fragments, self.warnings))
 
     def refusals_to(self, jid):
         """Errors the other site's component answered C{jid} with."""
@@ -266,6 +279,7 @@ class TrustTests(unittest.TestCase):
         join(sites, KEVIN, "Kevin", ROOM)
         sites.take(KEVIN)
         self.assertRefused_in(sites, join(sites, WAYNE, "Wayne"))
+        self.assertLogged("refused", "untrusted", MROOM + "/Wayne")
 
     def assertRefused_in(self, sites, stanzas):
         self.assertEqual(error_condition(stanzas[0]), ("cancel", "not-allowed"))
@@ -276,12 +290,14 @@ class TrustTests(unittest.TestCase):
         self.sites.send(MROOM + "/Eve", "<presence to='%s/Eve'>%s<fmuc xmlns='%s' "
                         "from='eve@evil.test/x'/></presence>" % (ROOM, MUC_X % "", ns.FMUC))
         self.assertRefused(self.refusals_to(MROOM + "/Eve"))
+        self.assertLogged("refused", "eve@evil.test", MROOM + "/Eve")
         self.assertEqual(list(self.sites.master.rooms[ROOM].occupants), ["Kevin"])
 
     def test_client_supplied_envelope_at_the_master(self):
         self.sites.send("eve@fairfax.test/x", "<presence to='%s/Eve'>%s<fmuc xmlns='%s' "
                         "from='kevin@fairfax.test/desk'/></presence>" % (ROOM, MUC_X % "", ns.FMUC))
         self.assertRefused(self.sites.take("eve@fairfax.test/x"))
+        self.assertLogged("refused", "fmuc", "eve@fairfax.test/x")
 
     def test_client_supplied_envelope_at_the_mirror_is_stripped(self):
         self.sites.send(WAYNE, "<presence to='%s/Wayne'>%s<fmuc xmlns='%s' from='kevin@fairfax.test/desk'/>"
@@ -297,21 +313,25 @@ class TrustTests(unittest.TestCase):
         self.sites.send("other@conference.fairfax.test/Mallory",
                         "<message to='%s' type='groupchat'><body>spoof</body></message>" % MROOM)
         self.assertRefused(self.refusals_to("other@conference.fairfax.test/Mallory"))
+        self.assertLogged("refused", "other@conference.fairfax.test/Mallory", ROOM)
         self.assertEqual(bodies(self.sites.take(WAYNE)), ["fine"])
 
     def test_foreign_user_at_the_mirror(self):
         self.sites.send("eve@evil.test/x", "<presence to='%s/Eve'>%s</presence>" % (MROOM, MUC_X % ""))
         self.assertRefused(self.sites.take("eve@evil.test/x"))
+        self.assertLogged("refused", "eve@evil.test/x")
 
     def test_malformed_escape(self):
         self.sites.send(WAYNE, "<presence to='chat\\4zconference.fairfax.test@%s/Wayne'>%s</presence>"
                         % (MIRROR, MUC_X % ""))
         self.assertRefused(self.sites.take(WAYNE), "jid-malformed")
+        self.assertLogged("refused", WAYNE, "malformed")
 
     def test_mirror_room_writing_to_another_room(self):
         self.sites.send(MROOM + "/Wayne", "<presence to='other@%s/Wayne'>%s<fmuc xmlns='%s' "
                         "from='%s'/></presence>" % (MASTER, MUC_X % "", ns.FMUC, WAYNE))
         self.assertRefused(self.refusals_to(MROOM + "/Wayne"))
+        self.assertLogged("refused", "another room", MROOM + "/Wayne")
         self.assertNotIn("other@" + MASTER, self.sites.master.rooms)
 
 

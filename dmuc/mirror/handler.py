@@ -116,6 +116,8 @@ class MirrorMUC(XMPPHandler):
         try:
             master_jid = master_room_jid(recipient.user)
         except MalformedAddress:
+            log.warn("{domain}: refused {name} from {jid} to the malformed address {to}",
+                     domain=self.domain, name=name, jid=sender.full(), to=recipient.full())
             raise StanzaError("jid-malformed", text="Not a mirror room address")
         room_jid = recipient.userhost()
         master_host = master_jid.split("@", 1)[1]
