@@ -1,0 +1,193 @@
+"""
+The S2S link between two test sites, through a relay of our own that
+counts what crosses it.
+
+Each site's Prosody resolves the other site's domains to one of the
+relay's listening addresses; the relay forwards to the real server.  So
+every byte between the sites passes here, in one of two directions
+(C{fairfax>raleigh}, C{raleigh>fairfax}) whichever side opened the TCP
+connection.  For each direction the relay counts bytes, and parses the
+XML stream to count and describe every top-level element: stanzas
+(message, presence, iq) apart from stream set-up and dialback.
+
+It runs on the harness's asyncio loop thread; its methods are called from
+the test thread.
+"""
+
+import asyncio
+import threading
+import xml.parsers.expat
+
+from tests.harness.client import event_loop, run_on_loop
+
+STANZAS = ("message", "presence", "iq")
+BARRIER_PREFIX = "harness"
+
+
+class Crossing:
+    """One top-level element that crossed the link."""
+
+    def __init__(self, direction, name, attributes, size):
+        self.direction = direction
+        self.name = name
+        self.attributes = attributes
+        self.size = size
+
+    @property
+    def is_stanza(self):
+        return self.name in STANZAS
+
+    @property
+    def is_barrier(self):
+        return (self.attributes.get("id") or "").startswith(BARRIER_PREFIX)
+
+    def get(self, key, default=None):
+        return self.attributes.get(key, default)
+
+    def __repr__(self):
+        return "<%s %s %s>" % (self.direction, self.name, self.attributes)
+
+
+class _StreamCounter:
+    """Parses one direction of one TCP connection."""
+
+    def __init__(self, direction, record):
+        self.direction = direction
+        self.record = record
+        self.depth = 0
+        self.start = None
+        self.current = None
+        self.parser = self._new_parser()
+        self.broken = False
+
+    def _new_parser(self):
+        parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        self.offset = 0
+        return parser
+
+    def feed(self, data):
+        if self.broken:
+            return
+        self.chunk_base = self.offset
+        try:
+            self.parser.Parse(data, False)
+        except xml.parsers.expat.ExpatError:
+            self.broken = True
+        self.offset += len(data)
+
+    def _start(self, name, attributes):
+        self.depth += 1
+        if self.depth == 2:
+            self.start = self.parser.CurrentByteIndex
+            self.current = (name.split(" ")[-1], dict(attributes))
+
+    def _end(self, name):
+        if self.depth == 2 and self.current is not None:
+            end = self.parser.CurrentByteIndex
+            local, attributes = self.current
+            self.record(Crossing(self.direction, local, attributes,
+                                 max(0, end - self.start)))
+            self.current = None
+        self.depth -= 1
+
+
+class LinkRelay:
+    """
+    @param routes: listen address -> (target address, direction), e.g.
+        C{{("127.0.0.4", 5269): (("127.0.0.3", 5269), "fairfax>raleigh")}}.
+    """
+
+    def __init__(self, routes):
+        self.routes = dict(routes)
+        self._servers = []
+        self._lock = threading.Lock()
+        self._crossings = []
+        self._bytes = {}
+        self._connections = set()
+
+    # -- control from the test thread
+
+    def start(self, timeout=5):
+        run_on_loop(self._start(), timeout)
+        return self
+
+    def stop(self, timeout=5):
+        run_on_loop(self._stop(), timeout)
+
+    def crossings(self, stanzas_only=True, include_barriers=False):
+        """Everything counted so far (a copy)."""
+        with self._lock:
+            items = list(self._crossings)
+        return [c for c in items
+                if (c.is_stanza or not stanzas_only)
+                and (include_barriers or not c.is_barrier)]
+
+    def bytes(self, direction):
+        with self._lock:
+            return self._bytes.get(direction, 0)
+
+    def reset(self):
+        """Start counting afresh (the connections stay up)."""
+        with self._lock:
+            self._crossings = []
+            self._bytes = {}
+
+    # -- the loop side
+
+    async def _start(self):
+        for (host, port), (target, direction) in self.routes.items():
+            server = await asyncio.start_server(
+                lambda r, w, t=target, d=direction: self._accept(r, w, t, d),
+                host, port, reuse_address=True)
+            self._servers.append(server)
+
+    async def _stop(self):
+        for server in self._servers:
+            server.close()
+        for writer in list(self._connections):
+            writer.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers = []
+
+    async def _accept(self, reader, writer, target, direction):
+        back = "%s>%s" % tuple(reversed(direction.split(">")))
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*target)
+        except OSError:
+            writer.close()
+            return
+        self._connections.update((writer, up_writer))
+        await asyncio.gather(
+            self._pump(reader, up_writer, _StreamCounter(direction, self._record), direction),
+            self._pump(up_reader, writer, _StreamCounter(back, self._record), back),
+            return_exceptions=True)
+        self._connections.difference_update((writer, up_writer))
+
+    async def _pump(self, reader, writer, counter, direction):
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                with self._lock:
+                    self._bytes[direction] = self._bytes.get(direction, 0) + len(data)
+                counter.feed(data)
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    def _record(self, crossing):
+        with self._lock:
+            self._crossings.append(crossing)
+
+
+def start_relay(testcase, routes):
+    relay = LinkRelay(routes)
+    event_loop()
+    relay.start()
+    testcase.addCleanup(relay.stop)
+    return relay

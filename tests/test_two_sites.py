@@ -1,0 +1,228 @@
+"""
+Two real sites: Prosody for fairfax.test with the dmuc master, Prosody for
+raleigh.test with the dmuc mirror, federating over S2S through the
+counting relay; slixmpp users on both sides.  Assertions are on what the
+users see and on what crossed the link.
+"""
+
+from twisted.trial import unittest
+
+from tests.harness.client import connect
+from tests.harness.prosody import temp_directory
+from tests.harness.sites import MASTER, MIRROR, start_two_sites
+from tests.harness.xml import NS, error_condition, find, matcher, status_codes
+
+ROOM = "chat@" + MASTER
+MROOM = "chat\\40%s@%s" % (MASTER, MIRROR)
+
+
+def join_xml(room, nick, extra=""):
+    return "<presence to='%s/%s'><x xmlns='%s'>%s</x></presence>" % (room, nick, NS.MUC, extra)
+
+
+def body(stanza):
+    element = find(stanza, "body")
+    return element.text if element is not None else None
+
+
+class TwoSiteTestCase(unittest.TestCase):
+
+    fire_and_forget = False
+
+    def setUp(self):
+        self.sites = start_two_sites(self, temp_directory(self),
+                                     fire_and_forget=self.fire_and_forget)
+
+    def fairfax_user(self, name):
+        return connect(self, self.sites.fairfax, name, resource="desk")
+
+    def raleigh_user(self, name):
+        return connect(self, self.sites.raleigh, name, resource="laptop")
+
+    def join(self, client, room, nick, extra=""):
+        client.send(join_xml(room, nick, extra))
+        own = client.wait_for(lambda s: 110 in status_codes(s), timeout=10)
+        # the join sequence ends with the subject
+        client.wait_for(lambda s: find(s, "subject") is not None, timeout=10)
+        return own
+
+    def settle(self, *clients):
+        """Everything the master and the mirror sent has arrived: a round
+        trip from each client to both services (over the link for
+        raleigh's users, so the link is drained too)."""
+        for client in clients:
+            client.barrier(MASTER, timeout=10)
+            client.barrier(MIRROR, timeout=10)
+
+    def link(self, direction=None):
+        return [c for c in self.sites.relay.crossings()
+                if direction is None or c.direction == direction]
+
+
+class ChatAcrossSitesTests(TwoSiteTestCase):
+
+    def test_users_of_both_sites_chat_as_in_a_plain_room(self):
+        kevin = self.fairfax_user("kevin")
+        wayne = self.raleigh_user("wayne")
+        self.join(kevin, ROOM, "Kevin")
+        kevin.send("<message to='%s' type='groupchat'><body>before you came</body></message>"
+                   % ROOM)
+        kevin.wait_for(matcher("message", type="groupchat"))
+
+        wayne.send(join_xml(MROOM, "Wayne"))
+        kevin_seen = wayne.wait_for(matcher("presence", from_=MROOM + "/Kevin"), timeout=10)
+        self.assertEqual(find(kevin_seen, "muc_user:x/muc_user:item").get("role"), "moderator")
+        own = wayne.wait_for(lambda s: 110 in status_codes(s), timeout=10)
+        self.assertEqual(own.get("from"), MROOM + "/Wayne")
+        history = wayne.wait_for(matcher("message", type="groupchat"))
+        self.assertEqual(body(history), "before you came")
+        self.assertIsNotNone(find(history, "delay:delay"))
+        wayne.wait_for(lambda s: find(s, "subject") is not None)
+
+        seen = kevin.wait_for(matcher("presence", from_=ROOM + "/Wayne"))
+        self.assertEqual(find(seen, "muc_user:x/muc_user:item").get("jid"),
+                         "wayne@raleigh.test/laptop")
+
+        # talk, both ways
+        wayne.send("<message to='%s' type='groupchat'><body>hello fairfax</body></message>" % MROOM)
+        self.assertEqual(body(kevin.wait_for(matcher("message", from_=ROOM + "/Wayne"))),
+                         "hello fairfax")
+        self.assertEqual(body(wayne.wait_for(matcher("message", from_=MROOM + "/Wayne"))),
+                         "hello fairfax")
+        kevin.send("<message to='%s' type='groupchat'><body>hello raleigh</body></message>" % ROOM)
+        self.assertEqual(body(wayne.wait_for(matcher("message", from_=MROOM + "/Kevin"))),
+                         "hello raleigh")
+
+        # status changes
+        wayne.send("<presence to='%s/Wayne'><show>away</show></presence>" % MROOM)
+        away = kevin.wait_for(matcher("presence", from_=ROOM + "/Wayne"))
+        self.assertEqual(find(away, "show").text, "away")
+        wayne.wait_for(lambda s: 110 in status_codes(s) and find(s, "show") is not None)
+
+        # private messages
+        wayne.send("<message to='%s/Kevin' type='chat'><body>psst</body></message>" % MROOM)
+        pm = kevin.wait_for(matcher("message", type="chat"))
+        self.assertEqual((pm.get("from"), body(pm)), (ROOM + "/Wayne", "psst"))
+        kevin.send("<message to='%s/Wayne' type='chat'><body>yes?</body></message>" % ROOM)
+        pm = wayne.wait_for(matcher("message", type="chat"))
+        self.assertEqual((pm.get("from"), body(pm)), (MROOM + "/Kevin", "yes?"))
+
+        # leave
+        wayne.send("<presence type='unavailable' to='%s/Wayne'/>" % MROOM)
+        gone = wayne.wait_for(matcher("presence", type="unavailable"))
+        self.assertEqual(status_codes(gone), {110})
+        kevin.wait_for(matcher("presence", type="unavailable", from_=ROOM + "/Wayne"))
+
+    def test_two_mirror_users_talk_privately_without_the_link(self):
+        kevin = self.fairfax_user("kevin")
+        wayne, keith = self.raleigh_user("wayne"), self.raleigh_user("keith")
+        self.join(kevin, ROOM, "Kevin")
+        self.join(wayne, MROOM, "Wayne")
+        self.join(keith, MROOM, "Keith")
+        self.settle(kevin, wayne, keith)
+        self.sites.relay.reset()
+        wayne.send("<message to='%s/Keith' type='chat'><body>local</body></message>" % MROOM)
+        self.assertEqual(body(keith.wait_for(matcher("message", type="chat"))), "local")
+        self.settle(wayne, keith)
+        self.assertEqual(self.link(), [])
+
+    def test_join_error_reaches_only_the_user(self):
+        kevin = self.fairfax_user("kevin")
+        wayne, keith = self.raleigh_user("wayne"), self.raleigh_user("keith")
+        self.join(kevin, ROOM, "Kevin", "<password>sesame</password>")
+        self.join(keith, MROOM, "Keith", "<password>sesame</password>")
+        wayne.send(join_xml(MROOM, "Wayne"))
+        error = wayne.wait_for(matcher("presence", type="error"), timeout=10)
+        self.assertEqual(error_condition(error), ("auth", "not-authorized"))
+        self.assertEqual(error.get("from"), MROOM + "/Wayne")
+        self.settle(keith)
+        self.assertEqual([s for s in keith.take_all() if s.get("from", "").endswith("/Wayne")], [])
+
+
+class LinkCostTests(TwoSiteTestCase):
+
+    def test_link_carries_one_copy_per_site(self):
+        kevin = self.fairfax_user("kevin")
+        self.join(kevin, ROOM, "Kevin")
+        users = [self.raleigh_user("user%d" % n) for n in range(10)]
+        self.join(users[0], MROOM, "User0")
+        self.settle(users[0])
+        for n, user in enumerate(users[1:], start=1):
+            self.sites.relay.reset()
+            self.join(user, MROOM, "User%d" % n)
+            self.settle(user)
+            crossed = [(c.direction, c.name) for c in self.link()]
+            self.assertEqual(sorted(crossed), [("fairfax>raleigh", "presence"),
+                                               ("raleigh>fairfax", "presence")],
+                             "join %d" % (n + 1))
+        self.settle(*users)
+        self.sites.relay.reset()
+        kevin.send("<message to='%s' type='groupchat'><body>one for all</body></message>" % ROOM)
+        for user in users:
+            self.assertEqual(body(user.wait_for(matcher("message", type="groupchat"))),
+                             "one for all")
+        self.settle(users[0])
+        crossed = self.link()
+        self.assertEqual([(c.direction, c.name, c.get("type")) for c in crossed],
+                         [("fairfax>raleigh", "message", "groupchat")])
+
+    def test_room_without_mirror_users_costs_nothing(self):
+        kevin = self.fairfax_user("kevin")
+        wayne = self.raleigh_user("wayne")
+        self.join(kevin, ROOM, "Kevin")
+        self.join(wayne, MROOM, "Wayne")
+        wayne.send("<presence type='unavailable' to='%s/Wayne'/>" % MROOM)
+        wayne.wait_for(matcher("presence", type="unavailable"))
+        self.settle(wayne)
+        self.sites.relay.reset()
+        for n in range(5):
+            kevin.send("<message to='%s' type='groupchat'><body>%d</body></message>" % (ROOM, n))
+        kevin.send("<presence to='%s/Kevin'><show>dnd</show></presence>" % ROOM)
+        self.settle(kevin, wayne)
+        self.assertEqual(self.link(), [])
+
+
+class TrustOverS2STests(TwoSiteTestCase):
+
+    def test_foreign_user_at_the_mirror_and_forged_envelope_at_the_master(self):
+        kevin = self.fairfax_user("kevin")
+        wayne = self.raleigh_user("wayne")
+        self.join(kevin, ROOM, "Kevin")
+        # a fairfax user may not use raleigh's mirror
+        eve = self.fairfax_user("eve")
+        eve.send(join_xml(MROOM, "Eve"))
+        error = eve.wait_for(matcher("presence", type="error"), timeout=10)
+        self.assertEqual(error_condition(error), ("cancel", "not-allowed"))
+        # a raleigh user may not forge the envelope to the master directly
+        wayne.send("<presence to='%s/Wayne'><x xmlns='%s'/><fmuc "
+                   "xmlns='http://isode.com/protocol/fmuc' from='kevin@fairfax.test/desk'/>"
+                   "</presence>" % (ROOM, NS.MUC))
+        error = wayne.wait_for(matcher("presence", type="error"), timeout=10)
+        self.assertEqual(error_condition(error), ("cancel", "not-allowed"))
+        self.assertIn("untrusted sender", self.sites.master.log_text())
+        self.assertIn("eve@fairfax.test/desk", self.sites.mirror.log_text())
+        # and the room works for everyone else
+        self.join(wayne, MROOM, "Wayne")
+        kevin.send("<message to='%s' type='groupchat'><body>still fine</body></message>" % ROOM)
+        self.assertEqual(body(wayne.wait_for(matcher("message", type="groupchat", from_=MROOM + "/Kevin"))),
+                         "still fine")
+
+
+class FireAndForgetTwoSiteTests(TwoSiteTestCase):
+
+    fire_and_forget = True
+
+    def test_mirror_users_get_their_messages_without_the_round_trip(self):
+        kevin = self.fairfax_user("kevin")
+        wayne, keith = self.raleigh_user("wayne"), self.raleigh_user("keith")
+        self.join(kevin, ROOM, "Kevin")
+        self.join(wayne, MROOM, "Wayne")
+        self.join(keith, MROOM, "Keith")
+        self.settle(kevin, wayne, keith)
+        self.sites.relay.reset()
+        wayne.send("<message to='%s' type='groupchat'><body>fast</body></message>" % MROOM)
+        self.assertEqual(body(keith.wait_for(matcher("message", type="groupchat"))), "fast")
+        self.assertEqual(body(kevin.wait_for(matcher("message", type="groupchat"))), "fast")
+        self.settle(wayne)
+        self.assertEqual([(c.direction, c.name) for c in self.link()],
+                         [("raleigh>fairfax", "message")])
