@@ -1,7 +1,8 @@
 # dmuc: the two commands a newcomer needs.
 #
-#   make run    start Prosody and the dmuc master service on this machine
+#   make run    start two sites (fairfax: master, raleigh: mirror) on this machine
 #   make test   install everything, then run the whole suite (pytest, then trial)
+#   make demo   play a conversation across the two sites, print what crossed the link
 #
 # Both install what they need: a virtualenv with dmuc and its test tools in
 # .venv, and Debian's prosody package (apt-get; sudo when not root).
@@ -11,7 +12,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all install prosody test pytest trial run clean
+.PHONY: all install prosody test pytest trial run demo clean
 
 all: test
 
@@ -41,6 +42,9 @@ trial: install prosody
 
 run: install prosody
 	$(PY) tools/run_site.py
+
+demo: install prosody
+	$(PY) tools/demo.py
 
 clean:
 	rm -rf $(VENV) _trial_temp run .pytest_cache *.egg-info

@@ -1,6 +1,6 @@
 -- What an existing Prosody 0.12 needs to host the dmuc master service.
 -- Add this to /etc/prosody/prosody.cfg.lua (or a file it includes) and
--- reload Prosody; then start dmuc with etc/dmuc.ini.
+-- reload Prosody; then start dmuc with etc/dmuc-fairfax.ini.
 
 -- Where external components connect.  Keep it on loopback when dmuc runs
 -- on the same machine.
@@ -11,3 +11,7 @@ component_interface = "127.0.0.1"
 -- in dmuc's configuration.
 Component "conference.fairfax.test"
     component_secret = "change-me"
+
+-- Mirrors at other sites reach the master service over ordinary S2S: this
+-- server must federate with theirs (raleigh.test and mirror.raleigh.test),
+-- and dmuc must list them in [master] trusted_mirrors.

@@ -357,3 +357,22 @@ class LiteralJoinTests(unittest.TestCase):
         sites.send(WAYNE, "<presence to='%s/Wayne'>%s<dmuc xmlns='%s' from='mirror.evil.test'/>"
                    "</presence>" % (ROOM, MUC_X % "", ns.DMUC3))
         self.assertEqual(error_condition(sites.take(WAYNE)[0]), ("cancel", "not-allowed"))
+
+
+class MirrorRestartTests(unittest.TestCase):
+
+    def test_history_and_roster_copies_survive_a_restart(self):
+        sites = TwoSites()
+        join(sites, KEVIN, "Kevin", ROOM)
+        join(sites, WAYNE, "Wayne")
+        say(sites, KEVIN, "kept", ROOM)
+        sites.restart_mirror()
+        sites.take(WAYNE)
+        sites.link_count()
+        seen = join(sites, KEITH, "Keith")
+        self.assertEqual(sites.link_count(), 2)   # no new sync: one presence each way
+        occupants = sorted(s["from"] for s in seen if s.name == "presence" and not status_codes(s))
+        self.assertEqual(occupants, [MROOM + "/Kevin", MROOM + "/Wayne"])
+        self.assertEqual(bodies(seen), ["kept"])
+        say(sites, KEVIN, "after", ROOM)
+        self.assertEqual(bodies(sites.take(WAYNE))[-1], "after")

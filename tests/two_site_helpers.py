@@ -41,17 +41,28 @@ class TwoSites:
         self.master = MasterMUC(MASTER, MemoryRoomStore(), self.clock,
                                 trusted_mirrors=trusted if trusted is not None
                                 else {MIRROR: ("raleigh.test",)})
+        self.fire_and_forget = fire_and_forget
         self.mirror = MirrorMUC(MIRROR, ("raleigh.test",), MemoryRoomStore(), self.clock,
                                 fire_and_forget=fire_and_forget)
         self._managers = {}
         for domain, handler in ((MASTER, self.master), (MIRROR, self.mirror)):
-            manager = TestableStreamManager(reactor=self.clock)
-            manager.stub.xmlstream.send = (lambda el, d=domain: self._route(d, el))
-            handler.setHandlerParent(manager)
-            self._managers[domain] = manager
+            self._attach(domain, handler)
         self.inbox = defaultdict(list)
         self.link = []
         self._queue = deque()
+
+    def _attach(self, domain, handler):
+        manager = TestableStreamManager(reactor=self.clock)
+        manager.stub.xmlstream.send = (lambda el, d=domain: self._route(d, el))
+        handler.setHandlerParent(manager)
+        self._managers[domain] = manager
+
+    def restart_mirror(self):
+        """A new mirror process on the same database, as after a restart."""
+        self.mirror = MirrorMUC(MIRROR, ("raleigh.test",), self.mirror.store, self.clock,
+                                fire_and_forget=self.fire_and_forget)
+        self.mirror.load()
+        self._attach(MIRROR, self.mirror)
 
     def _route(self, sender_domain, element):
         copy = parse_xml(element.toXml())

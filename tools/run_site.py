@@ -1,10 +1,13 @@
 """
-The main job of this repository for a newcomer: one site on this machine.
+`make run`: a ready two-site setup on this machine.
 
-Starts a private Prosody 0.12 for fairfax.test (plain text, loopback only),
-creates a few accounts, attaches the dmuc master service as
-conference.fairfax.test, and prints how to connect an ordinary client.
-Stop with Ctrl-C; everything started is stopped.  Files live in ./run/.
+    fairfax.test  Prosody on 127.0.0.2:5222, dmuc master  conference.fairfax.test
+    raleigh.test  Prosody on 127.0.0.3:5222, dmuc mirror  mirror.raleigh.test
+
+The two Prosody servers federate over S2S through the project's relay,
+which counts what crosses the link.  A few accounts are created; the script
+prints how to connect an ordinary client to each site and stops everything
+on Ctrl-C.  Files (configs, logs, databases) live in ./run/.
 """
 
 import os
@@ -15,56 +18,53 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.harness.dmuc_process import DmucProcess  # noqa: E402
-from tests.harness.prosody import ProsodyServer, require_prosody  # noqa: E402
+from tests.harness.sites import (  # noqa: E402
+    FAIRFAX, FAIRFAX_IP, MASTER, MIRROR, RALEIGH, RALEIGH_IP, TwoSites)
+from dmuc.xmpp.addressing import mirror_room_jid  # noqa: E402
 
-DOMAIN = "fairfax.test"
-SERVICE = "conference.fairfax.test"
-ACCOUNTS = ("kevin", "wayne", "keith")
+ACCOUNTS = {FAIRFAX: ("kevin", "carol"), RALEIGH: ("wayne", "keith")}
 
 
 def main():
-    require_prosody()
     base = os.path.join(ROOT, "run")
-    shutil.rmtree(os.path.join(base, DOMAIN), ignore_errors=True)
-    secret = os.urandom(12).hex()
-    server = ProsodyServer(base, DOMAIN, components={SERVICE: secret}, s2s_port=0,
-                           c2s_port=5222)
-    dmuc = DmucProcess(os.path.join(base, "dmuc"), {
-        "xmpp": {"host": server.ip, "port": server.component_port},
-        "master": {"jid": SERVICE, "secret": secret,
-                   "database": os.path.join(base, "dmuc", "master.sqlite")}})
+    shutil.rmtree(base, ignore_errors=True)
+    sites = TwoSites(base, c2s_ports=(5222, 5222))
     try:
-        server.start()
-        for user in ACCOUNTS:
-            server.register(user, user)
-        dmuc.start()
-        print_instructions(server, dmuc)
+        sites.start()
+        for server in (sites.fairfax, sites.raleigh):
+            for user in ACCOUNTS[server.domain]:
+                server.register(user, user)
+        print_instructions(sites)
         while True:
             signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
-        dmuc.stop()
-        server.stop()
-        print("\nStopped dmuc and Prosody.")
+        sites.stop()
+        print("\nStopped both sites.")
 
 
-def print_instructions(server, dmuc):
+def print_instructions(sites):
+    room = "chat@" + MASTER
     print(f"""
-dmuc master service is running.
+Two dmuc sites are running.
 
-  XMPP server   Prosody for {DOMAIN} at {server.ip}:{server.c2s_port} (plain text, no TLS)
-  MUC service   {SERVICE} (dmuc, attached as an external component)
-  accounts      {", ".join(f"{u}@{DOMAIN} / password {u}" for u in ACCOUNTS)}
+  fairfax.test  XMPP server {FAIRFAX_IP} port 5222, accounts {accounts(FAIRFAX)}
+                rooms on the master service {MASTER}, e.g. {room}
+  raleigh.test  XMPP server {RALEIGH_IP} port 5222, accounts {accounts(RALEIGH)}
+                the same room through the mirror: {mirror_room_jid(room, MIRROR)}
 
-Connect an ordinary client with one of the accounts, setting the server to
-{server.ip} and port {server.c2s_port} by hand (there is no DNS for {DOMAIN}) and
-allowing plain-text authentication, then join e.g. chat@{SERVICE}.
+Log in with any XMPP client (password = user name; plain text, no TLS: set
+the server address by hand, there is no DNS for these domains), join the room
+from each site and chat.  The S2S link between the sites runs through a relay
+that counts what crosses it.
 
-Logs: {dmuc.log_path}
-      {server.log_path}
+Logs and configs: {sites.base_dir}
 Press Ctrl-C to stop.""", flush=True)
+
+
+def accounts(domain):
+    return ", ".join("%s@%s" % (user, domain) for user in ACCOUNTS[domain])
 
 
 def _interrupt(signum, frame):

@@ -34,6 +34,7 @@ class MirrorService(service.MultiService):
         service.Service.startService(self)
         log.info("mirror service {jid}: opening {db}", jid=self.muc.domain, db=self.database)
         d = self.store.open()
+        d.addCallback(lambda _: self.muc.load())
         d.addCallback(lambda _: self.connection.setServiceParent(self))
         d.addErrback(self._failed)
         return d

@@ -11,6 +11,7 @@ client-supplied envelopes stripped), and hands them to the L{MirrorRoom}.
 import itertools
 import os
 
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
@@ -50,6 +51,17 @@ class MirrorMUC(XMPPHandler):
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
 
+    @defer.inlineCallbacks
+    def load(self):
+        """Bring back the mirror rooms' copies (config, roster, history)."""
+        records = yield self.store.load_rooms()
+        for record in records:
+            entries = yield self.store.load_history(
+                record.jid, record.config.get("room_config", {}).get("history_length", 20))
+            self.rooms[record.jid] = MirrorRoom.from_record(record, self, entries)
+        log.info("{domain}: loaded {count} mirror room(s)", domain=self.domain,
+                 count=len(records))
+
     def connectionInitialized(self):
         for name in ("presence", "message", "iq"):
             self.xmlstream.addObserver("/%s" % name, self._receive, name=name)
@@ -67,8 +79,10 @@ class MirrorMUC(XMPPHandler):
     def new_id(self):
         return "%s-%d" % (self._id_prefix, next(self._ids))
 
-    def room_configured(self, room):
-        pass
+    def save(self, room):
+        d = self.store.save_room(room.to_record())
+        d.addErrback(lambda f: log.failure("{room}: could not save the room copy", f,
+                                           room=room.jid))
 
     def store_message(self, room, entry):
         d = self.store.append_history(room.jid, entry, room.config.history_length)
@@ -83,6 +97,9 @@ class MirrorMUC(XMPPHandler):
         sends it nothing more (<left/>), and a new join syncs afresh."""
         if room.is_idle() and self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
+            d = self.store.delete_room(room.jid)
+            d.addErrback(lambda f: log.failure("{room}: could not delete the room copy",
+                                               f, room=room.jid))
 
     # -- dispatch
 
@@ -170,6 +187,11 @@ class MirrorMUC(XMPPHandler):
 
     def _with_master_features(self, master_host, proceed, refuse):
         state = self._masters.get(master_host)
+        if state is None and any(r.synced and r.master_jid.endswith("@" + master_host)
+                                 for r in self.rooms.values()):
+            # A room we already mirror from there (say, loaded after a
+            # restart) proves the master speaks DMUC.
+            state = self._masters[master_host] = True
         if state is True:
             proceed()
         elif state is False:

@@ -19,9 +19,9 @@ from twisted.words.xish import domish
 from dmuc.muc import forms, history
 from dmuc.muc.model import RoomConfig
 from dmuc.muc.presence import occupant_presence, template
-from dmuc.storage import HistoryEntry
+from dmuc.storage import HistoryEntry, RoomRecord
 from dmuc.xmpp import namespaces as ns
-from dmuc.xmpp.stanzas import child, copy_element, make_stanza, parse_jid
+from dmuc.xmpp.stanzas import child, copy_element, make_stanza, parse_jid, parse_xml
 from dmuc.xmpp.timestamps import format_timestamp
 
 log = Logger(namespace="dmuc.mirror")
@@ -72,6 +72,39 @@ class MirrorRoom:
         self.synced = False
         self.history_requested = False
         self._waiting = []   # confirmations held until history arrives
+
+    # -- persistence: the copy survives a restart of the mirror
+
+    def to_record(self):
+        roster = [{"nick": o.nick, "affiliation": o.affiliation, "role": o.role,
+                   "jid": o.jid, "user": o.user.full() if o.user else None,
+                   "presence": o.presence.toXml() if o.presence is not None else None}
+                  for o in self.roster.values()]
+        return RoomRecord(
+            jid=self.jid,
+            config={"master": self.master_jid, "room_config": self.config.to_dict(),
+                    "synced": self.synced, "roster": roster},
+            subject=self.subject, subject_nick=self.subject_from,
+            subject_time=self.subject_delay)
+
+    @classmethod
+    def from_record(cls, record, host, entries):
+        data = record.config
+        room = cls(data["master"], record.jid, host)
+        room.config = RoomConfig.from_dict(data.get("room_config", {}))
+        room.synced = room.history_requested = bool(data.get("synced"))
+        for item in data.get("roster", []):
+            room.roster[item["nick"]] = RemoteOccupant(
+                item["nick"], item["affiliation"], item["role"], item.get("jid"),
+                parse_xml(item["presence"]) if item.get("presence") else None,
+                parse_jid(item["user"]) if item.get("user") else None)
+        room.subject, room.subject_from = record.subject, record.subject_nick
+        room.subject_delay = record.subject_time
+        room.history = list(entries)
+        return room
+
+    def _save(self):
+        self.host.save(self)
 
     # -- addresses
 
@@ -150,7 +183,7 @@ class MirrorRoom:
 
     def apply_config(self, form):
         self.config = forms.parse_config_submission(form, self.config)
-        self.host.room_configured(self)
+        self._save()
 
     def apply_roster(self, roster):
         """The master's roster push replaces what we knew of remote
@@ -164,12 +197,14 @@ class MirrorRoom:
             self.roster[nick] = RemoteOccupant(
                 nick, item.getAttribute("affiliation", "none"),
                 item.getAttribute("role", "participant"), item.getAttribute("jid"))
+        self._save()
 
     def apply_history(self, messages):
         self.history = []
         for message in messages:
             self._remember(message)
         self.synced = True
+        self._save()
         waiting, self._waiting = self._waiting, []
         for confirm in waiting:
             confirm()
@@ -191,6 +226,7 @@ class MirrorRoom:
                 occupant.role = item.getAttribute("role", "participant")
             occupant.presence = template(presence)
             self.roster[nick] = occupant
+        self._save()
         self._fan_out(presence, view=True)
 
     def handle_self_presence(self, presence, nick):
@@ -216,6 +252,8 @@ class MirrorRoom:
         self._fan_out(others, exclude=nick, view=True)
         if unavailable:
             del self.roster[nick]
+        self._save()
+        if unavailable:
             self.host.user_left(self, occupant)
 
     def _update_local(self, occupant, presence):
@@ -229,6 +267,7 @@ class MirrorRoom:
         occupant = RemoteOccupant(nick, "none", "participant", user=pending.user)
         self._update_local(occupant, presence)
         self.roster[nick] = occupant
+        self._save()
         for other in list(self.roster.values()):
             if other is not occupant:
                 self._deliver(pending.user, self._roster_presence(other, occupant))
@@ -257,6 +296,7 @@ class MirrorRoom:
             self.subject = str(subject) or None
             self.subject_from = message.getAttribute("from")
             self.subject_delay = self.host.now()
+            self._save()
         elif body is not None:
             self._remember(message)
         self._fan_out(message)

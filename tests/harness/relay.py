@@ -49,7 +49,8 @@ class Crossing:
 
 
 class _StreamCounter:
-    """Parses one direction of one TCP connection."""
+    """Parses one direction of one TCP connection; measures each top-level
+    element in bytes as it was on the wire."""
 
     def __init__(self, direction, record):
         self.direction = direction
@@ -57,25 +58,27 @@ class _StreamCounter:
         self.depth = 0
         self.start = None
         self.current = None
-        self.parser = self._new_parser()
+        self.buffer = b""
+        self.buffer_base = 0     # stream offset of self.buffer[0]
+        self.parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
+        self.parser.StartElementHandler = self._start
+        self.parser.EndElementHandler = self._end
         self.broken = False
-
-    def _new_parser(self):
-        parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
-        parser.StartElementHandler = self._start
-        parser.EndElementHandler = self._end
-        self.offset = 0
-        return parser
 
     def feed(self, data):
         if self.broken:
             return
-        self.chunk_base = self.offset
+        self.buffer += data
         try:
             self.parser.Parse(data, False)
         except xml.parsers.expat.ExpatError:
             self.broken = True
-        self.offset += len(data)
+        keep_from = self.start if self.current is not None else (
+            self.buffer_base + len(self.buffer))
+        cut = keep_from - self.buffer_base
+        if cut > 0:
+            self.buffer = self.buffer[cut:]
+            self.buffer_base += cut
 
     def _start(self, name, attributes):
         self.depth += 1
@@ -85,10 +88,13 @@ class _StreamCounter:
 
     def _end(self, name):
         if self.depth == 2 and self.current is not None:
-            end = self.parser.CurrentByteIndex
+            # The element ends at the first '>' from where expat reports
+            # its end tag (or, for <empty/>, its only tag).
+            at = self.parser.CurrentByteIndex - self.buffer_base
+            close = self.buffer.find(b">", max(at, 0))
+            end = self.buffer_base + (close + 1 if close >= 0 else len(self.buffer))
             local, attributes = self.current
-            self.record(Crossing(self.direction, local, attributes,
-                                 max(0, end - self.start)))
+            self.record(Crossing(self.direction, local, attributes, end - self.start))
             self.current = None
         self.depth -= 1
 
@@ -125,8 +131,14 @@ class LinkRelay:
                 and (include_barriers or not c.is_barrier)]
 
     def bytes(self, direction):
+        """All bytes in one direction, stream set-up and dialback included."""
         with self._lock:
             return self._bytes.get(direction, 0)
+
+    def stanza_bytes(self, direction, include_barriers=False):
+        """The bytes of the stanzas counted in one direction."""
+        return sum(c.size for c in self.crossings(include_barriers=include_barriers)
+                   if c.direction == direction)
 
     def reset(self):
         """Start counting afresh (the connections stay up)."""
