@@ -58,6 +58,11 @@ class ServiceTestCase(unittest.TestCase):
         self.kevin = self.site.client("kevin")
         self.wayne = self.site.client("wayne")
 
+    def set_up_with_two_occupants(self):
+        ServiceTestCase.setUp(self)
+        self.join(self.kevin, "Kevin")
+        self.join(self.wayne, "Wayne")
+
     def join(self, client, nick, extra="", room=ROOM):
         """Join and return the self-presence (status 110)."""
         client.send(join_xml(nick, extra, room))
@@ -113,10 +118,7 @@ class DiscoveryAndPingTests(ServiceTestCase):
 
 class AdministrationTests(ServiceTestCase):
 
-    def setUp(self):
-        ServiceTestCase.setUp(self)
-        self.join(self.kevin, "Kevin")
-        self.join(self.wayne, "Wayne")
+    setUp = ServiceTestCase.set_up_with_two_occupants
 
     def test_config_form_round_trip(self):
         form = self.kevin.iq("<iq type='get' to='%s'><query xmlns='%s'/></iq>"
@@ -183,10 +185,7 @@ class AdministrationTests(ServiceTestCase):
 class BadInputTests(ServiceTestCase):
     """Malformed stanzas get the right error; the room keeps serving."""
 
-    def setUp(self):
-        ServiceTestCase.setUp(self)
-        self.join(self.kevin, "Kevin")
-        self.join(self.wayne, "Wayne")
+    setUp = ServiceTestCase.set_up_with_two_occupants
 
     def assertStillServing(self):
         """After a bad stanza, the room still works for everyone."""

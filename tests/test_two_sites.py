@@ -54,6 +54,18 @@ class TwoSiteTestCase(unittest.TestCase):
             client.barrier(MASTER, timeout=10)
             client.barrier(MIRROR, timeout=10)
 
+    def three_in_the_room(self):
+        """Kevin at fairfax, Wayne and Keith through the mirror; the link
+        counts start afresh."""
+        kevin = self.fairfax_user("kevin")
+        wayne, keith = self.raleigh_user("wayne"), self.raleigh_user("keith")
+        self.join(kevin, ROOM, "Kevin")
+        self.join(wayne, MROOM, "Wayne")
+        self.join(keith, MROOM, "Keith")
+        self.settle(kevin, wayne, keith)
+        self.sites.relay.reset()
+        return kevin, wayne, keith
+
     def link(self, direction=None):
         return [c for c in self.sites.relay.crossings()
                 if direction is None or c.direction == direction]
@@ -114,13 +126,7 @@ class ChatAcrossSitesTests(TwoSiteTestCase):
         kevin.wait_for(matcher("presence", type="unavailable", from_=ROOM + "/Wayne"))
 
     def test_two_mirror_users_talk_privately_without_the_link(self):
-        kevin = self.fairfax_user("kevin")
-        wayne, keith = self.raleigh_user("wayne"), self.raleigh_user("keith")
-        self.join(kevin, ROOM, "Kevin")
-        self.join(wayne, MROOM, "Wayne")
-        self.join(keith, MROOM, "Keith")
-        self.settle(kevin, wayne, keith)
-        self.sites.relay.reset()
+        kevin, wayne, keith = self.three_in_the_room()
         wayne.send("<message to='%s/Keith' type='chat'><body>local</body></message>" % MROOM)
         self.assertEqual(body(keith.wait_for(matcher("message", type="chat"))), "local")
         self.settle(wayne, keith)
@@ -213,13 +219,7 @@ class FireAndForgetTwoSiteTests(TwoSiteTestCase):
     fire_and_forget = True
 
     def test_mirror_users_get_their_messages_without_the_round_trip(self):
-        kevin = self.fairfax_user("kevin")
-        wayne, keith = self.raleigh_user("wayne"), self.raleigh_user("keith")
-        self.join(kevin, ROOM, "Kevin")
-        self.join(wayne, MROOM, "Wayne")
-        self.join(keith, MROOM, "Keith")
-        self.settle(kevin, wayne, keith)
-        self.sites.relay.reset()
+        kevin, wayne, keith = self.three_in_the_room()
         wayne.send("<message to='%s' type='groupchat'><body>fast</body></message>" % MROOM)
         self.assertEqual(body(keith.wait_for(matcher("message", type="groupchat"))), "fast")
         self.assertEqual(body(kevin.wait_for(matcher("message", type="groupchat"))), "fast")

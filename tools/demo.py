@@ -16,8 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tests.harness.client import Client  # noqa: E402
-from tests.harness.sites import (  # noqa: E402
-    FAIRFAX_IP, MASTER, MIRROR, RALEIGH_IP, TwoSites)
+from tests.harness.sites import MASTER, MIRROR, TwoSites, free_addresses  # noqa: E402
 from tests.harness.xml import status_codes  # noqa: E402
 from dmuc.xmpp.addressing import mirror_room_jid  # noqa: E402
 
@@ -27,7 +26,7 @@ MUC = "http://jabber.org/protocol/muc"
 
 
 def main():
-    sites = TwoSites(tempfile.mkdtemp(prefix="dmuc-demo-"))
+    sites = TwoSites(tempfile.mkdtemp(prefix="dmuc-demo-"), addresses=free_addresses())
     try:
         sites.start()
         run(sites)
@@ -37,12 +36,11 @@ def main():
 
 def run(sites):
     users = {}
-    for name, server, ip in (("kevin", sites.fairfax, FAIRFAX_IP),
-                             ("wayne", sites.raleigh, RALEIGH_IP),
-                             ("keith", sites.raleigh, RALEIGH_IP)):
+    for name, server in (("kevin", sites.fairfax), ("wayne", sites.raleigh),
+                         ("keith", sites.raleigh)):
         server.register(name, name)
         users[name] = Client.connect("%s@%s/demo" % (name, server.domain), name,
-                                     ip, server.c2s_port)
+                                     server.ip, server.c2s_port)
     kevin, wayne, keith = users["kevin"], users["wayne"], users["keith"]
 
     def join(client, room, nick):

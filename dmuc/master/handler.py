@@ -9,30 +9,19 @@ stanza that makes a handler fail gets C{internal-server-error}, is logged
 with its sender, and the service goes on serving everyone else.
 """
 
-import itertools
-import os
-
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.words.xish import domish
-from wokkel.subprotocols import XMPPHandler
 
 from dmuc.master.room import Room
 from dmuc.muc import forms
 from dmuc.muc.model import HistoryRequest, JoinRequest, Sender
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.addressing import MalformedAddress, master_room_jid
-from dmuc.xmpp.stanzas import (
-    StanzaError, child, child_text, error_reply, make_stanza, parse_jid,
-    payload, result_reply)
+from dmuc.xmpp.component import ComponentHandler
+from dmuc.xmpp.stanzas import StanzaError, child, child_text, parse_jid, payload, result_reply
 from dmuc.xmpp.timestamps import parse_timestamp
 
 log = Logger(namespace="dmuc.master")
-
-# A stanza larger than this (serialised) is refused with policy-violation.
-# Prosody's own c2s limit is 256 KiB; rooms fan messages out to every
-# occupant and keep them in history, so they get a lower one.
-MAX_STANZA_SIZE = 64 * 1024
 
 KICKABLE_ERRORS = {
     "gone", "internal-server-error", "item-not-found", "jid-malformed",
@@ -40,7 +29,7 @@ KICKABLE_ERRORS = {
     "remote-server-timeout", "service-unavailable"}
 
 
-class MasterMUC(XMPPHandler):
+class MasterMUC(ComponentHandler):
     """
     The master MUC service for one component domain.
 
@@ -54,15 +43,10 @@ class MasterMUC(XMPPHandler):
         @param trusted_mirrors: mirror service domain -> the user domains it
             may speak for (PROTOCOL.md 8).
         """
-        XMPPHandler.__init__(self)
-        self.domain = domain
+        ComponentHandler.__init__(self, domain, store, clock)
         self.trusted_mirrors = dict(trusted_mirrors or {})
-        self.store = store
-        self.clock = clock
         self.name = name
         self.rooms = {}
-        self._ids = itertools.count(1)
-        self._id_prefix = os.urandom(4).hex()
 
     # -- start-up
 
@@ -78,31 +62,16 @@ class MasterMUC(XMPPHandler):
         log.info("{domain}: loaded {count} persistent room(s)",
                  domain=self.domain, count=len(records))
 
-    def connectionInitialized(self):
-        for name in ("presence", "message", "iq"):
-            self.xmlstream.addObserver("/%s" % name, self._receive, name=name)
-
-    # -- the room host interface
-
-    def send(self, stanza):
-        if not stanza.getAttribute("from"):
-            stanza["from"] = self.domain
-        XMPPHandler.send(self, stanza)
-
-    def now(self):
-        return self.clock.seconds()
-
-    def new_id(self):
-        return "%s-%d" % (self._id_prefix, next(self._ids))
+    # -- the room host interface (send, now, new_id: ComponentHandler)
 
     def save(self, room):
         if room.config.persistent:
-            self._store(self.store.save_room(room.to_record()), room, "save")
+            self.stored(self.store.save_room(room.to_record()), room, "save the room")
 
     def store_message(self, room, entry):
-        self._store(self.store.append_history(room.jid, entry,
+        self.stored(self.store.append_history(room.jid, entry,
                                               room.config.history_length),
-                    room, "store a message of")
+                    room, "store a message")
 
     def configured(self, room, old_config):
         for via in sorted(room.synced_mirrors):
@@ -113,7 +82,7 @@ class MasterMUC(XMPPHandler):
                 for entry in room.history:
                     self.store_message(room, entry)
         elif old_config.persistent:
-            self._store(self.store.delete_room(room.jid), room, "delete")
+            self.stored(self.store.delete_room(room.jid), room, "delete the room")
             if room.is_empty():
                 self.forget(room)
 
@@ -122,45 +91,10 @@ class MasterMUC(XMPPHandler):
         if self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
         if room.config.persistent:
-            self._store(self.store.delete_room(room.jid), room, "delete")
+            self.stored(self.store.delete_room(room.jid), room, "delete the room")
         log.info("{room}: room removed", room=room.jid)
 
-    def _store(self, d, room, what):
-        def failed(failure):
-            log.failure("{room}: could not {what} the room in storage",
-                        failure, room=room.jid, what=what)
-        d.addErrback(failed)
-
     # -- dispatch
-
-    def _receive(self, stanza, name):
-        stanza.handled = True
-        sender = parse_jid(stanza.getAttribute("from"))
-        recipient = parse_jid(stanza.getAttribute("to"))
-        if sender is None:
-            log.warn("{domain}: dropped a {name} with a missing or malformed "
-                     "sender {sender!r}", domain=self.domain, name=name,
-                     sender=stanza.getAttribute("from"))
-            return
-        try:
-            if recipient is None:
-                raise StanzaError("jid-malformed")
-            if recipient.host != self.domain:
-                raise StanzaError("service-unavailable")
-            if len(stanza.toXml()) > MAX_STANZA_SIZE:
-                raise StanzaError("policy-violation", text="Stanza too large for this room")
-            self._dispatch(stanza, name, sender, recipient)
-        except StanzaError as e:
-            self._reply_error(stanza, e)
-        except Exception:
-            log.failure("{domain}: failed to handle a {name} from {sender}",
-                        domain=self.domain, name=name, sender=sender.full())
-            self._reply_error(stanza, StanzaError("internal-server-error"))
-
-    def _reply_error(self, stanza, error):
-        if stanza.getAttribute("type") in ("error", "result"):
-            return
-        self.send(error_reply(stanza, error))
 
     def _dispatch(self, stanza, name, sender, recipient):
         if recipient.user is None:

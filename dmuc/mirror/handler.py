@@ -8,18 +8,15 @@ local domains only, master traffic only from the room's own master,
 client-supplied envelopes stripped), and hands them to the L{MirrorRoom}.
 """
 
-import itertools
-import os
-
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.xish import domish
-from wokkel.subprotocols import XMPPHandler
 
-from dmuc.master.handler import MAX_STANZA_SIZE, parse_join
+from dmuc.master.handler import parse_join
 from dmuc.mirror.room import MirrorRoom, PendingJoin
 from dmuc.xmpp import namespaces as ns
-from dmuc.xmpp.addressing import MalformedAddress, master_room_jid, mirror_room_jid
+from dmuc.xmpp.addressing import MalformedAddress, master_room_jid
+from dmuc.xmpp.component import ComponentHandler
 from dmuc.xmpp.stanzas import (
     StanzaError, child, copy_element, error_reply, make_stanza, parse_jid, payload,
     result_reply)
@@ -29,7 +26,7 @@ log = Logger(namespace="dmuc.mirror")
 DMUC_FEATURES = (ns.DMUC3, ns.DMUC_SYNC)
 
 
-class MirrorMUC(XMPPHandler):
+class MirrorMUC(ComponentHandler):
     """
     The mirror room service for one component domain.
 
@@ -38,18 +35,13 @@ class MirrorMUC(XMPPHandler):
 
     def __init__(self, domain, local_domains, store, clock, fire_and_forget=False,
                  name="dmuc mirror rooms"):
-        XMPPHandler.__init__(self)
-        self.domain = domain
+        ComponentHandler.__init__(self, domain, store, clock)
         self.local_domains = tuple(local_domains)
-        self.store = store
-        self.clock = clock
         self.fire_and_forget = fire_and_forget
         self.name = name
         self.rooms = {}
         self._masters = {}        # master service -> True / False / [waiting joins]
         self._forwarded_iqs = {}  # our id -> (user JID, their id)
-        self._ids = itertools.count(1)
-        self._id_prefix = os.urandom(4).hex()
 
     @defer.inlineCallbacks
     def load(self):
@@ -62,32 +54,14 @@ class MirrorMUC(XMPPHandler):
         log.info("{domain}: loaded {count} mirror room(s)", domain=self.domain,
                  count=len(records))
 
-    def connectionInitialized(self):
-        for name in ("presence", "message", "iq"):
-            self.xmlstream.addObserver("/%s" % name, self._receive, name=name)
-
-    # -- host interface of MirrorRoom
-
-    def send(self, stanza):
-        if not stanza.getAttribute("from"):
-            stanza["from"] = self.domain
-        XMPPHandler.send(self, stanza)
-
-    def now(self):
-        return self.clock.seconds()
-
-    def new_id(self):
-        return "%s-%d" % (self._id_prefix, next(self._ids))
+    # -- host interface of MirrorRoom (send, now, new_id: ComponentHandler)
 
     def save(self, room):
-        d = self.store.save_room(room.to_record())
-        d.addErrback(lambda f: log.failure("{room}: could not save the room copy", f,
-                                           room=room.jid))
+        self.stored(self.store.save_room(room.to_record()), room, "save the room copy")
 
     def store_message(self, room, entry):
-        d = self.store.append_history(room.jid, entry, room.config.history_length)
-        d.addErrback(lambda f: log.failure("{room}: could not store a message", f,
-                                           room=room.jid))
+        self.stored(self.store.append_history(room.jid, entry, room.config.history_length),
+                    room, "store a message")
 
     def user_left(self, room, occupant):
         self.maybe_idle(room)
@@ -97,34 +71,9 @@ class MirrorMUC(XMPPHandler):
         sends it nothing more (<left/>), and a new join syncs afresh."""
         if room.is_idle() and self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
-            d = self.store.delete_room(room.jid)
-            d.addErrback(lambda f: log.failure("{room}: could not delete the room copy",
-                                               f, room=room.jid))
+            self.stored(self.store.delete_room(room.jid), room, "delete the room copy")
 
     # -- dispatch
-
-    def _receive(self, stanza, name):
-        stanza.handled = True
-        sender = parse_jid(stanza.getAttribute("from"))
-        recipient = parse_jid(stanza.getAttribute("to"))
-        if sender is None:
-            log.warn("{domain}: dropped a {name} with a malformed sender {s!r}",
-                     domain=self.domain, name=name, s=stanza.getAttribute("from"))
-            return
-        try:
-            if recipient is None or recipient.host != self.domain:
-                raise StanzaError("service-unavailable")
-            if len(stanza.toXml()) > MAX_STANZA_SIZE:
-                raise StanzaError("policy-violation", text="Stanza too large for this room")
-            self._dispatch(stanza, name, sender, recipient)
-        except StanzaError as e:
-            if stanza.getAttribute("type") not in ("error", "result"):
-                self.send(error_reply(stanza, e))
-        except Exception:
-            log.failure("{domain}: failed to handle a {name} from {sender}",
-                        domain=self.domain, name=name, sender=sender.full())
-            if stanza.getAttribute("type") not in ("error", "result"):
-                self.send(error_reply(stanza, StanzaError("internal-server-error")))
 
     def _dispatch(self, stanza, name, sender, recipient):
         if recipient.user is None:
@@ -486,5 +435,3 @@ def _strip_envelopes(stanza):
     stanza.children = [c for c in stanza.children
                        if not (isinstance(c, domish.Element) and c.uri in (ns.FMUC, ns.DMUC3))]
 
-
-__all__ = ["MirrorMUC", "mirror_room_jid"]

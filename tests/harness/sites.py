@@ -11,6 +11,8 @@ C{make demo}.
 """
 
 import os
+import random
+import socket
 
 from tests.harness.dmuc_process import DmucProcess
 from tests.harness.prosody import ProsodyServer, require_prosody
@@ -20,7 +22,31 @@ FAIRFAX, RALEIGH = "fairfax.test", "raleigh.test"
 MASTER, MIRROR = "conference.fairfax.test", "mirror.raleigh.test"
 FAIRFAX_IP, RALEIGH_IP = "127.0.0.2", "127.0.0.3"
 TO_RALEIGH_IP, TO_FAIRFAX_IP = "127.0.0.4", "127.0.0.5"
+FIXED_ADDRESSES = (FAIRFAX_IP, RALEIGH_IP, TO_RALEIGH_IP, TO_FAIRFAX_IP)
 S2S_PORT = 5269
+
+
+def free_addresses():
+    """
+    Four loopback addresses whose S2S port is free, in a random 127.x.y.0
+    block, so that test runs side by side on one machine (S2S needs the
+    fixed port 5269) do not collide.
+    """
+    for _ in range(50):
+        block = "127.%d.%d." % (random.randint(16, 250), random.randint(0, 255))
+        addresses = tuple(block + str(n) for n in (2, 3, 4, 5))
+        if all(_port_free(a, S2S_PORT) for a in addresses):
+            return addresses
+    raise RuntimeError("no free loopback block for two sites")
+
+
+def _port_free(address, port):
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
 
 
 class TwoSites:
@@ -33,31 +59,37 @@ class TwoSites:
     @ivar relay: the L{LinkRelay} between the sites.
     """
 
-    def __init__(self, base_dir, fire_and_forget=False, c2s_ports=(0, 0)):
+    def __init__(self, base_dir, fire_and_forget=False, c2s_ports=(0, 0),
+                 addresses=FIXED_ADDRESSES):
+        """
+        @param addresses: fairfax's, raleigh's, and the relay's towards
+            raleigh and towards fairfax (tests pass L{free_addresses}()).
+        """
         require_prosody()
+        self.fairfax_ip, self.raleigh_ip, to_raleigh, to_fairfax = addresses
         self.base_dir = base_dir
         os.makedirs(base_dir, exist_ok=True)
         hosts = os.path.join(base_dir, "hosts")
         with open(hosts, "w") as f:
-            f.write("%s %s %s\n" % (TO_RALEIGH_IP, RALEIGH, MIRROR))
-            f.write("%s %s %s\n" % (TO_FAIRFAX_IP, FAIRFAX, MASTER))
-        self.fairfax = ProsodyServer(base_dir, FAIRFAX, ip=FAIRFAX_IP, hosts_file=hosts,
+            f.write("%s %s %s\n" % (to_raleigh, RALEIGH, MIRROR))
+            f.write("%s %s %s\n" % (to_fairfax, FAIRFAX, MASTER))
+        self.fairfax = ProsodyServer(base_dir, FAIRFAX, ip=self.fairfax_ip, hosts_file=hosts,
                                      components={MASTER: "master-secret"},
                                      c2s_port=c2s_ports[0])
-        self.raleigh = ProsodyServer(base_dir, RALEIGH, ip=RALEIGH_IP, hosts_file=hosts,
+        self.raleigh = ProsodyServer(base_dir, RALEIGH, ip=self.raleigh_ip, hosts_file=hosts,
                                      components={MIRROR: "mirror-secret"},
                                      c2s_port=c2s_ports[1])
         self.relay = LinkRelay({
-            (TO_RALEIGH_IP, S2S_PORT): ((RALEIGH_IP, S2S_PORT), "fairfax>raleigh"),
-            (TO_FAIRFAX_IP, S2S_PORT): ((FAIRFAX_IP, S2S_PORT), "raleigh>fairfax"),
+            (to_raleigh, S2S_PORT): ((self.raleigh_ip, S2S_PORT), "fairfax>raleigh"),
+            (to_fairfax, S2S_PORT): ((self.fairfax_ip, S2S_PORT), "raleigh>fairfax"),
         })
         self.master = DmucProcess(os.path.join(base_dir, "dmuc-fairfax"), {
-            "xmpp": {"host": FAIRFAX_IP, "port": self.fairfax.component_port},
+            "xmpp": {"host": self.fairfax_ip, "port": self.fairfax.component_port},
             "master": {"jid": MASTER, "secret": "master-secret",
                        "database": os.path.join(base_dir, "dmuc-fairfax", "master.sqlite"),
                        "trusted_mirrors": MIRROR}})
         self.mirror = DmucProcess(os.path.join(base_dir, "dmuc-raleigh"), {
-            "xmpp": {"host": RALEIGH_IP, "port": self.raleigh.component_port},
+            "xmpp": {"host": self.raleigh_ip, "port": self.raleigh.component_port},
             "mirror": {"jid": MIRROR, "secret": "mirror-secret",
                        "local_domains": RALEIGH,
                        "fire_and_forget": "true" if fire_and_forget else "false",
@@ -80,6 +112,7 @@ class TwoSites:
 
 
 def start_two_sites(testcase, base_dir, **kwargs):
+    kwargs.setdefault("addresses", free_addresses())
     sites = TwoSites(base_dir, **kwargs)
     testcase.addCleanup(sites.stop)
     sites.start()

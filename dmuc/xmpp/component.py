@@ -1,0 +1,93 @@
+"""
+What every dmuc service's protocol edge shares: the stanza entry point
+with its checks and error handling, sending from the service's domain,
+time and ids, and fire-and-forget storage calls that log their failures.
+
+Subclasses implement C{_dispatch(stanza, name, sender, recipient)} with the
+stanza's kind (C{presence}, C{message}, C{iq}) and parsed JIDs, raising
+L{StanzaError} to refuse.  Whatever a handler raises, the service answers
+(unless the stanza is itself an error or result), logs, and keeps serving.
+"""
+
+import itertools
+import os
+
+from twisted.logger import Logger
+from wokkel.subprotocols import XMPPHandler
+
+from dmuc.xmpp.stanzas import StanzaError, error_reply, parse_jid
+
+log = Logger(namespace="dmuc.xmpp")
+
+# A stanza larger than this (serialised) is refused with policy-violation.
+# Prosody's own c2s limit is 256 KiB; rooms fan messages out to every
+# occupant and keep them in history, so they get a lower one.
+MAX_STANZA_SIZE = 64 * 1024
+
+
+class ComponentHandler(XMPPHandler):
+    """
+    @ivar domain: the service's JID, e.g. C{conference.fairfax.test}.
+    @ivar clock: an C{IReactorTime}; tests pass a L{Clock}.
+    """
+
+    def __init__(self, domain, store, clock):
+        XMPPHandler.__init__(self)
+        self.domain = domain
+        self.store = store
+        self.clock = clock
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(4).hex()
+
+    def connectionInitialized(self):
+        for name in ("presence", "message", "iq"):
+            self.xmlstream.addObserver("/%s" % name, self._receive, name=name)
+
+    def send(self, stanza):
+        if not stanza.getAttribute("from"):
+            stanza["from"] = self.domain
+        XMPPHandler.send(self, stanza)
+
+    def now(self):
+        return self.clock.seconds()
+
+    def new_id(self):
+        """Unique across restarts: a random prefix per process."""
+        return "%s-%d" % (self._id_prefix, next(self._ids))
+
+    def stored(self, d, room, what):
+        """Let a storage call run; log (with the room) if it fails."""
+        def failed(failure):
+            log.failure("{room}: could not {what} in storage", failure,
+                        room=room.jid, what=what)
+        d.addErrback(failed)
+
+    def _receive(self, stanza, name):
+        stanza.handled = True
+        sender = parse_jid(stanza.getAttribute("from"))
+        recipient = parse_jid(stanza.getAttribute("to"))
+        if sender is None:
+            log.warn("{domain}: dropped a {name} with a missing or malformed sender {s!r}",
+                     domain=self.domain, name=name, s=stanza.getAttribute("from"))
+            return
+        try:
+            if recipient is None:
+                raise StanzaError("jid-malformed")
+            if recipient.host != self.domain:
+                raise StanzaError("service-unavailable")
+            if len(stanza.toXml()) > MAX_STANZA_SIZE:
+                raise StanzaError("policy-violation", text="Stanza too large for this room")
+            self._dispatch(stanza, name, sender, recipient)
+        except StanzaError as e:
+            self._reply_error(stanza, e)
+        except Exception:
+            log.failure("{domain}: failed to handle a {name} from {sender}",
+                        domain=self.domain, name=name, sender=sender.full())
+            self._reply_error(stanza, StanzaError("internal-server-error"))
+
+    def _reply_error(self, stanza, error):
+        if stanza.getAttribute("type") not in ("error", "result"):
+            self.send(error_reply(stanza, error))
+
+    def _dispatch(self, stanza, name, sender, recipient):
+        raise NotImplementedError

@@ -1,0 +1,53 @@
+"""
+The service tree of one dmuc service: its storage, its rooms (a
+L{ComponentHandler} with a C{load()}), and its component connection,
+started in that order so rooms are loaded before the first stanza arrives.
+A storage that cannot be opened stops dmuc with a log line naming it.
+"""
+
+from twisted.application import service
+from twisted.logger import Logger
+
+from dmuc.storage.sqlite import SQLiteRoomStore
+from dmuc.xmpp.connection import ComponentConnection
+
+log = Logger(namespace="dmuc")
+
+
+class ComponentService(service.MultiService):
+    """
+    @param kind: C{master} or C{mirror}, for the log.
+    @param make_handler: called with the store, returns the handler.
+    """
+
+    def __init__(self, kind, xmpp, jid, secret, database, make_handler, reactor):
+        service.MultiService.__init__(self)
+        self.kind = kind
+        self.database = database
+        self.reactor = reactor
+        self.store = SQLiteRoomStore(database)
+        self.handler = make_handler(self.store)
+        self.connection = ComponentConnection(jid, secret, xmpp.host, xmpp.port,
+                                              reactor=reactor)
+        self.handler.setHandlerParent(self.connection)
+
+    def startService(self):
+        service.Service.startService(self)
+        log.info("{kind} service {jid}: opening {db}", kind=self.kind,
+                 jid=self.handler.domain, db=self.database)
+        d = self.store.open()
+        d.addCallback(lambda _: self.handler.load())
+        d.addCallback(lambda _: self.connection.setServiceParent(self))
+        d.addErrback(self._failed)
+        return d
+
+    def _failed(self, failure):
+        log.failure("{kind} service {jid}: cannot start", failure, kind=self.kind,
+                    jid=self.handler.domain)
+        self.reactor.stop()
+
+    def stopService(self):
+        d = service.MultiService.stopService(self)
+        if d is None:
+            return self.store.close()
+        return d.addBoth(lambda _: self.store.close())
