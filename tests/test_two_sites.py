@@ -226,3 +226,44 @@ class FireAndForgetTwoSiteTests(TwoSiteTestCase):
         self.settle(wayne)
         self.assertEqual([(c.direction, c.name) for c in self.link()],
                          [("raleigh>fairfax", "message")])
+
+
+class PushesAndDiscoveryTests(TwoSiteTestCase):
+    """Changes made at the master reach mirror users; the mirror answers
+    discovery from its copy."""
+
+    def test_subject_config_roles_and_kick_reach_the_mirror(self):
+        kevin, wayne, keith = self.three_in_the_room()
+        kevin.send("<message to='%s' type='groupchat'><subject>Agenda</subject></message>" % ROOM)
+        subject = wayne.wait_for(lambda s: find(s, "subject") is not None)
+        self.assertEqual((subject.get("from"), find(subject, "subject").text),
+                         (MROOM + "/Kevin", "Agenda"))
+        reply = kevin.iq("<iq type='set' to='%s'><query xmlns='%s'><x xmlns='jabber:x:data' "
+                         "type='submit'><field var='muc#roomconfig_roomname'><value>Plans</value>"
+                         "</field></x></query></iq>" % (ROOM, NS.MUC_OWNER))
+        self.assertEqual(reply.get("type"), "result")
+        notice = wayne.wait_for(lambda s: s.get("from") == MROOM and status_codes(s))
+        self.assertEqual(status_codes(notice), {104})
+        info = wayne.iq("<iq type='get' to='%s'><query xmlns='%s'/></iq>" % (MROOM, NS.DISCO_INFO))
+        self.assertEqual(find(info, "disco_info:query/disco_info:identity").get("name"), "Plans")
+        fields = {f.get("var"): [v.text for v in f]
+                  for f in info.findall("{%s}query/{%s}x/{%s}field"
+                                        % (NS.DISCO_INFO, NS.DATA_FORMS, NS.DATA_FORMS))}
+        self.assertEqual(fields["dmuc-source"], [ROOM])
+        items = wayne.iq("<iq type='get' to='%s'><query xmlns='%s'/></iq>" % (MIRROR, NS.DISCO_ITEMS))
+        self.assertEqual([i.get("jid") for i in items.iter("{%s}item" % NS.DISCO_ITEMS)], [MROOM])
+
+        # voice revoked, then a kick: mirror users see it as in a plain room
+        kevin.iq("<iq type='set' to='%s'><query xmlns='%s'><item nick='Wayne' role='visitor'/>"
+                 "</query></iq>" % (ROOM, NS.MUC_ADMIN))
+        keith.wait_for(lambda s: s.get("from") == MROOM + "/Wayne" and find(
+            s, "muc_user:x/muc_user:item").get("role") == "visitor")
+        wayne.send("<message to='%s' type='groupchat'><body>may I?</body></message>" % MROOM)
+        self.assertEqual(error_condition(wayne.wait_for(matcher("message", type="error"))),
+                         ("auth", "forbidden"))
+        kevin.iq("<iq type='set' to='%s'><query xmlns='%s'><item nick='Wayne' role='none'>"
+                 "<reason>bye</reason></item></query></iq>" % (ROOM, NS.MUC_ADMIN))
+        kicked = wayne.wait_for(matcher("presence", type="unavailable"))
+        self.assertEqual(status_codes(kicked), {307, 110})
+        seen = keith.wait_for(matcher("presence", type="unavailable"))
+        self.assertEqual(status_codes(seen), {307})
