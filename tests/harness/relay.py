@@ -103,15 +103,28 @@ class LinkRelay:
     """
     @param routes: listen address -> (target address, direction), e.g.
         C{{("127.0.0.4", 5269): (("127.0.0.3", 5269), "fairfax>raleigh")}}.
+
+    A hostile link on command (issue 4): L{cut} breaks every connection and
+    refuses new ones; L{stall} holds the bytes of one or both directions
+    (a black hole: TCP would deliver them late), L{shape} adds one-way
+    delay and caps bandwidth; L{heal} undoes cuts and stalls.  Counting
+    happens when bytes are delivered, so what a cut or stall holds back
+    has not crossed.
     """
 
     def __init__(self, routes):
         self.routes = dict(routes)
+        self.directions = sorted({d for _, d in self.routes.values()} |
+                                 {_reverse(d) for _, d in self.routes.values()})
         self._servers = []
         self._lock = threading.Lock()
         self._crossings = []
         self._bytes = {}
         self._connections = set()
+        self._cut = False
+        self._open = {}
+        self._delay = {d: 0.0 for d in self.directions}
+        self._bandwidth = {d: None for d in self.directions}
 
     # -- control from the test thread
 
@@ -121,6 +134,28 @@ class LinkRelay:
 
     def stop(self, timeout=5):
         run_on_loop(self._stop(), timeout)
+
+    def cut(self):
+        """Break the link: every S2S connection is reset, new ones fail."""
+        run_on_loop(self._set_cut(True), 5)
+
+    def stall(self, direction=None):
+        """Hold back what crosses in C{direction} (both when C{None})."""
+        run_on_loop(self._set_open(direction, False), 5)
+
+    def heal(self):
+        """Undo cuts and stalls; held-back bytes flow again."""
+        run_on_loop(self._set_cut(False), 5)
+        run_on_loop(self._set_open(None, True), 5)
+
+    def shape(self, delay=0.0, bandwidth=None, direction=None):
+        """
+        @param delay: one-way delay in seconds.
+        @param bandwidth: bits per second, or C{None} for no cap.
+        """
+        for d in self._chosen(direction):
+            self._delay[d] = delay
+            self._bandwidth[d] = bandwidth
 
     def crossings(self, stanzas_only=True, include_barriers=False):
         """Everything counted so far (a copy)."""
@@ -148,6 +183,26 @@ class LinkRelay:
 
     # -- the loop side
 
+    def _chosen(self, direction):
+        return self.directions if direction is None else [direction]
+
+    def _gate(self, direction):
+        if direction not in self._open:
+            self._open[direction] = asyncio.Event()
+            self._open[direction].set()
+        return self._open[direction]
+
+    async def _set_open(self, direction, is_open):
+        for d in self._chosen(direction):
+            gate = self._gate(d)
+            gate.set() if is_open else gate.clear()
+
+    async def _set_cut(self, cut):
+        self._cut = cut
+        if cut:
+            for writer in list(self._connections):
+                writer.transport.abort()
+
     async def _start(self):
         for (host, port), (target, direction) in self.routes.items():
             server = await asyncio.start_server(
@@ -159,19 +214,22 @@ class LinkRelay:
         for server in self._servers:
             server.close()
         for writer in list(self._connections):
-            writer.close()
+            writer.transport.abort()
         for server in self._servers:
             await server.wait_closed()
         self._servers = []
 
     async def _accept(self, reader, writer, target, direction):
-        back = "%s>%s" % tuple(reversed(direction.split(">")))
+        if self._cut:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*target)
         except OSError:
             writer.close()
             return
         self._connections.update((writer, up_writer))
+        back = _reverse(direction)
         await asyncio.gather(
             self._pump(reader, up_writer, _StreamCounter(direction, self._record), direction),
             self._pump(up_reader, writer, _StreamCounter(back, self._record), back),
@@ -179,22 +237,47 @@ class LinkRelay:
         self._connections.difference_update((writer, up_writer))
 
     async def _pump(self, reader, writer, counter, direction):
-        try:
+        """Read as it comes; deliver as the link conditions allow, in order."""
+        queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        async def deliver():
             while True:
-                data = await reader.read(65536)
-                if not data:
+                arrived, data = await queue.get()
+                if data is None:
                     break
+                await self._gate(direction).wait()
+                wait = arrived + self._delay[direction] - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if self._bandwidth[direction]:
+                    await asyncio.sleep(len(data) * 8.0 / self._bandwidth[direction])
+                await self._gate(direction).wait()
                 with self._lock:
                     self._bytes[direction] = self._bytes.get(direction, 0) + len(data)
                 counter.feed(data)
                 writer.write(data)
                 await writer.drain()
+
+        delivering = asyncio.ensure_future(deliver())
+        try:
+            while not delivering.done():
+                data = await reader.read(65536)
+                queue.put_nowait((loop.time(), data or None))
+                if not data:
+                    break
+            await delivering
         finally:
+            delivering.cancel()
             writer.close()
 
     def _record(self, crossing):
         with self._lock:
             self._crossings.append(crossing)
+
+
+def _reverse(direction):
+    return "%s>%s" % tuple(reversed(direction.split(">")))
 
 
 def start_relay(testcase, routes):
