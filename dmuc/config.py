@@ -102,6 +102,27 @@ def _boolean(raw):
     raise ValueError("%r is not true or false" % (raw,))
 
 
+def _path(raw):
+    return os.path.abspath(os.path.expanduser(raw.strip()))
+
+
+def _seconds(raw):
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("%r is not a number of seconds" % (raw,))
+    if value <= 0:
+        raise ValueError("%r must be more than 0 seconds" % (raw,))
+    return value
+
+
+def _split_mode(raw):
+    value = raw.strip()
+    if value not in ("local", "readonly"):
+        raise ValueError("%r is not local or readonly" % (raw,))
+    return value
+
+
 def _trusted_mirrors(raw):
     """
     C{mirror.raleigh.test} or C{mirror.raleigh.test=raleigh.test,other.test},
@@ -149,6 +170,13 @@ SCHEMA = {
         "local_domains": (_domains, REQUIRED),
         "fire_and_forget": (_boolean, "false"),
         "database": (_database, "dmuc-mirror.sqlite"),
+        "split_mode": (_split_mode, "local"),
+    },
+    "monitor": {
+        "ping_interval": (_seconds, "60"),
+        "ping_timeout": (_seconds, "20"),
+        "split_ping_interval": (_seconds, "10"),
+        "status_file": (_path, "dmuc-status.json"),
     },
 }
 
@@ -180,6 +208,17 @@ class MirrorConfig:
     local_domains: tuple
     fire_and_forget: bool
     database: str
+    split_mode: str = "local"
+
+
+@dataclass
+class MonitorConfig:
+    """The link monitor (PROTOCOL.md 6); seconds."""
+
+    ping_interval: float = 60
+    ping_timeout: float = 20
+    split_ping_interval: float = 10
+    status_file: str = "dmuc-status.json"
 
 
 @dataclass
@@ -190,9 +229,11 @@ class Config:
     xmpp: XMPPConfig
     master: MasterConfig | None = None
     mirror: MirrorConfig | None = None
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
-_SECTION_TYPES = {"xmpp": XMPPConfig, "master": MasterConfig, "mirror": MirrorConfig}
+_SECTION_TYPES = {"xmpp": XMPPConfig, "master": MasterConfig, "mirror": MirrorConfig,
+                  "monitor": MonitorConfig}
 
 
 def load(path):
@@ -225,7 +266,7 @@ def _validate(path, parser):
                           % (path, ", ".join("[%s]" % s for s in SERVICE_SECTIONS)))
     sections = {}
     for name, keys in SCHEMA.items():
-        if parser.has_section(name) or name == "xmpp":
+        if parser.has_section(name) or name in ("xmpp", "monitor"):
             values = _section(path, parser, name, keys)
             sections[name] = _SECTION_TYPES[name](**values)
     return Config(path=path, **sections)

@@ -39,8 +39,8 @@ def makeService(options, reactor=None):
     top = service.MultiService()
     if parsed.master is not None:
         from dmuc.master import MasterService
-        MasterService(parsed.xmpp, parsed.master, reactor).setServiceParent(top)
+        MasterService(parsed.xmpp, parsed.master, parsed.monitor, reactor).setServiceParent(top)
     if parsed.mirror is not None:
         from dmuc.mirror import MirrorService
-        MirrorService(parsed.xmpp, parsed.mirror, reactor).setServiceParent(top)
+        MirrorService(parsed.xmpp, parsed.mirror, parsed.monitor, reactor).setServiceParent(top)
     return top

@@ -8,10 +8,11 @@ from dmuc.master.handler import MasterMUC
 from dmuc.xmpp.service import ComponentService
 
 
-def MasterService(xmpp, master, reactor):
-    """The master MUC service as configured by a L{MasterConfig}."""
+def MasterService(xmpp, master, monitor, reactor):
+    """The master MUC service as configured by L{MasterConfig} and
+    L{MonitorConfig}."""
     return ComponentService(
         "master", xmpp, master.jid, master.secret, master.database,
         lambda store: MasterMUC(master.jid, store, reactor,
-                                trusted_mirrors=master.trusted_mirrors),
+                                trusted_mirrors=master.trusted_mirrors, monitor=monitor),
         reactor)

@@ -38,12 +38,12 @@ class MasterMUC(ComponentHandler):
     """
 
     def __init__(self, domain, store, clock, name="dmuc chat rooms",
-                 trusted_mirrors=None):
+                 trusted_mirrors=None, monitor=None):
         """
         @param trusted_mirrors: mirror service domain -> the user domains it
             may speak for (PROTOCOL.md 8).
         """
-        ComponentHandler.__init__(self, domain, store, clock)
+        ComponentHandler.__init__(self, domain, store, clock, monitor)
         self.trusted_mirrors = dict(trusted_mirrors or {})
         self.name = name
         self.rooms = {}
@@ -85,6 +85,18 @@ class MasterMUC(ComponentHandler):
             self.stored(self.store.delete_room(room.jid), room, "delete the room")
             if room.is_empty():
                 self.forget(room)
+
+    def mirror_synced(self, via):
+        """A mirror depends on us now: watch the link to its service."""
+        self.monitors.watch(via.split("@")[-1])
+
+    def split(self, peer, reason):
+        for room in list(self.rooms.values()):
+            room.mirror_split(peer)
+
+    def netjoin(self, peer):
+        # The mirror drives the resync: it joins its users again.
+        pass
 
     def forget(self, room):
         """The room is gone: destroyed, or temporary and empty."""
@@ -212,7 +224,7 @@ class MasterMUC(ComponentHandler):
         answer = reply.addElement((ns.DMUC_SYNC, "room"))
         answer["id"] = room.jid
         history = answer.addElement((ns.MUC, "history"))
-        for message in room.history_for_mirror(request):
+        for message in room.history_for_mirror(request, query.getAttribute("after")):
             # Inside a foreign element a stanza names its namespace.
             message.uri = message.defaultUri = ns.CLIENT
             history.addChild(message)

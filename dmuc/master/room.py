@@ -29,7 +29,7 @@ from dmuc.storage import HistoryEntry, RoomRecord
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import (
     StanzaError, child, child_text, copy_element, make_stanza, parse_jid)
-from dmuc.xmpp.timestamps import format_timestamp
+from dmuc.xmpp.timestamps import format_timestamp, parse_timestamp
 
 log = Logger(namespace="dmuc.master")
 
@@ -318,6 +318,7 @@ class Room:
         itself.
         """
         self.synced_mirrors.add(via)
+        self.host.mirror_synced(via)
         self.host.send(self.config_push(via))
         iq = make_stanza("iq", to=via, frm=self.jid, type="set", id=self.host.new_id())
         roster = iq.addElement((ns.DMUC_SYNC, "roster"))
@@ -341,11 +342,47 @@ class Room:
             forms.config_form(self.config, self.jid))
         return iq
 
-    def history_for_mirror(self, request):
-        """The history a mirror asked for, oldest first, ready to send."""
-        entries = history.select(self.history, request, self.host.now(),
+    def history_for_mirror(self, request, after=None):
+        """
+        The history a mirror asked for, oldest first, ready to send.
+
+        @param after: the last stanza-id the mirror holds (at a netjoin):
+            only what came since, so a resync costs what changed.  An id
+            the room no longer has means everything the request allows.
+        """
+        entries = self.history
+        ids = [e.stanza_id for e in entries]
+        if after in ids:
+            entries = entries[ids.index(after) + 1:]
+        entries = history.select(entries, request, self.host.now(),
                                  self.config.history_length)
         return [self._history_message(entry) for entry in entries]
+
+    def mirror_split(self, peer):
+        """
+        The link to mirror service C{peer} is down (PROTOCOL.md 6): its
+        users leave everyone else's view with status 333, and it is sent
+        nothing more until it joins them again at the netjoin.
+        """
+        gone = [o for o in self.occupants.values()
+                if o.via and o.via.split("@")[-1] == peer]
+        for via in {o.via for o in gone}:
+            self.synced_mirrors.discard(via)
+        for occupant in gone:
+            self._remove(occupant)
+            for other in list(self.occupants.values()):
+                if other.via is None:
+                    self._send_to(other, self._presence_of(
+                        occupant, other, ("333",), unavailable=True))
+            for via in self.mirrors():
+                if via in self.synced_mirrors:
+                    self._send_to_mirror(via, self._presence_of(
+                        occupant, via, ("333",), unavailable=True))
+        if gone:
+            log.info("{room}: {count} occupant(s) of {peer} gone with the split",
+                     room=self.jid, count=len(gone), peer=peer)
+        if self.is_empty() and not self.config.persistent:
+            self.host.forget(self)
 
     def _check_mirror_left(self, via):
         """After its last user left, tell the mirror and send it nothing
@@ -486,6 +523,13 @@ class Room:
     def _broadcast_message(self, occupant, stanza, skip_mirror=None):
         message = copy_element(stanza)
         message.children = [c for c in message.children if not self._is_own_marker(c)]
+        timestamp = self.host.now()
+        written = self._written_during_split(occupant, message)
+        if written is not None:
+            timestamp, origin_id = written
+            if any(_origin_id(e) == origin_id for e in self.history):
+                return   # already had it (a resync repeated)
+            skip_mirror = occupant.via
         message["from"] = self.occupant_jid(occupant.nick)
         message["type"] = "groupchat"
         message.attributes.pop("to", None)
@@ -496,9 +540,28 @@ class Room:
         marker["by"] = self.jid
         if _is_historic(message):
             self._remember(HistoryEntry(
-                stanza_id=stanza_id, timestamp=self.host.now(), nick=occupant.nick,
+                stanza_id=stanza_id, timestamp=timestamp, nick=occupant.nick,
                 real_jid=occupant.real_jid.full(), xml=message.toXml()))
         self._broadcast(message, skip_mirror=skip_mirror)
+
+    def _written_during_split(self, occupant, message):
+        """
+        A message a mirror kept during a split comes with its original
+        <delay/> (from the mirror room) and an origin-id (PROTOCOL.md 6).
+        @return: (timestamp, origin id), or C{None} for a live message.
+        """
+        if occupant.via is None:
+            return None
+        delay = child(message, "delay", ns.DELAY)
+        origin = child(message, "origin-id", ns.STANZA_ID)
+        if delay is None or origin is None or delay.getAttribute("from") != occupant.via:
+            return None
+        try:
+            stamp = parse_timestamp(delay.getAttribute("stamp", ""))
+        except ValueError:
+            return None
+        delay["from"] = self.jid
+        return min(stamp, self.host.now()), origin.getAttribute("id")
 
     def _is_own_marker(self, node):
         """Delay and stanza-id elements claiming to be from this room are
@@ -511,7 +574,12 @@ class Room:
 
     def _remember(self, entry):
         limit = self.config.history_length
-        self.history.append(entry)
+        # Messages written at a mirror during a split arrive late with
+        # their own time: history stays in timestamp order.
+        position = len(self.history)
+        while position and self.history[position - 1].timestamp > entry.timestamp:
+            position -= 1
+        self.history.insert(position, entry)
         del self.history[:max(0, len(self.history) - limit)]
         if self.config.persistent and limit:
             self.host.store_message(self, entry)
@@ -833,6 +901,14 @@ class Room:
         features = forms.room_features(self.config)
         form = forms.roominfo_form(self.config, len(self.occupants), self.subject)
         return name, features, form
+
+
+def _origin_id(entry):
+    if "origin-id" not in entry.xml:
+        return None
+    message = history.to_message(entry)
+    origin = child(message, "origin-id", ns.STANZA_ID)
+    return origin.getAttribute("id") if origin is not None else None
 
 
 def _drop_occupant_id(stanza):

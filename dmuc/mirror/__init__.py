@@ -8,10 +8,12 @@ from dmuc.mirror.handler import MirrorMUC
 from dmuc.xmpp.service import ComponentService
 
 
-def MirrorService(xmpp, mirror, reactor):
-    """The mirror service as configured by a L{MirrorConfig}."""
+def MirrorService(xmpp, mirror, monitor, reactor):
+    """The mirror service as configured by L{MirrorConfig} and
+    L{MonitorConfig}."""
     return ComponentService(
         "mirror", xmpp, mirror.jid, mirror.secret, mirror.database,
         lambda store: MirrorMUC(mirror.jid, mirror.local_domains, store, reactor,
-                                fire_and_forget=mirror.fire_and_forget),
+                                fire_and_forget=mirror.fire_and_forget,
+                                split_mode=mirror.split_mode, monitor=monitor),
         reactor)

@@ -34,8 +34,9 @@ class MirrorMUC(ComponentHandler):
     """
 
     def __init__(self, domain, local_domains, store, clock, fire_and_forget=False,
-                 name="dmuc mirror rooms"):
-        ComponentHandler.__init__(self, domain, store, clock)
+                 name="dmuc mirror rooms", split_mode="local", monitor=None):
+        ComponentHandler.__init__(self, domain, store, clock, monitor)
+        self.split_mode = split_mode
         self.local_domains = tuple(local_domains)
         self.fire_and_forget = fire_and_forget
         self.name = name

@@ -15,6 +15,8 @@ import os
 from twisted.logger import Logger
 from wokkel.subprotocols import XMPPHandler
 
+from dmuc.monitor.monitor import MonitorSettings
+from dmuc.monitor.peers import PeerMonitors
 from dmuc.xmpp.stanzas import StanzaError, error_reply, parse_jid
 
 log = Logger(namespace="dmuc.xmpp")
@@ -31,13 +33,32 @@ class ComponentHandler(XMPPHandler):
     @ivar clock: an C{IReactorTime}; tests pass a L{Clock}.
     """
 
-    def __init__(self, domain, store, clock):
+    def __init__(self, domain, store, clock, monitor=None):
+        """
+        @param monitor: the [monitor] settings (a L{MonitorConfig}); the
+            defaults when C{None}.
+        """
         XMPPHandler.__init__(self)
         self.domain = domain
         self.store = store
         self.clock = clock
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
+        settings = MonitorSettings()
+        status_file = None
+        if monitor is not None:
+            settings = MonitorSettings(monitor.ping_interval, monitor.ping_timeout,
+                                       monitor.split_ping_interval)
+            status_file = monitor.status_file
+        self.monitors = PeerMonitors(self, settings, status_file)
+
+    # -- the link monitor's listener; services override what they do
+
+    def split(self, peer, reason):
+        pass
+
+    def netjoin(self, peer):
+        pass
 
     def connectionInitialized(self):
         for name in ("presence", "message", "iq"):
@@ -70,6 +91,7 @@ class ComponentHandler(XMPPHandler):
             log.warn("{domain}: dropped a {name} with a missing or malformed sender {s!r}",
                      domain=self.domain, name=name, s=stanza.getAttribute("from"))
             return
+        self.monitors.observe(stanza, sender)
         try:
             if recipient is None:
                 raise StanzaError("jid-malformed")

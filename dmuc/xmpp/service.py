@@ -47,6 +47,7 @@ class ComponentService(service.MultiService):
         self.reactor.stop()
 
     def stopService(self):
+        self.handler.monitors.stop()
         d = service.MultiService.stopService(self)
         if d is None:
             return self.store.close()

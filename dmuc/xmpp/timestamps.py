@@ -4,9 +4,18 @@ from datetime import datetime, timezone
 
 
 def format_timestamp(seconds):
-    """Seconds since the epoch -> C{2026-11-21T06:00:00Z} (no fraction,
-    as Prosody writes them)."""
-    moment = datetime.fromtimestamp(int(seconds), tz=timezone.utc)
+    """
+    Seconds since the epoch -> C{2026-11-21T06:00:00Z}, with milliseconds
+    when there are any (C{...06:00:00.250Z}): history must keep the order
+    of messages written within one second at different sites.
+    """
+    whole = int(seconds)
+    moment = datetime.fromtimestamp(whole, tz=timezone.utc)
+    millis = int(round((seconds - whole) * 1000))
+    if millis == 1000:
+        moment, millis = datetime.fromtimestamp(whole + 1, tz=timezone.utc), 0
+    if millis:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S") + ".%03dZ" % millis
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -1,0 +1,104 @@
+"""
+The monitors of one service, one per peer service, and the status file
+an operator reads.
+
+A service calls L{PeerMonitors.observe} with every stanza it receives and
+L{PeerMonitors.watch} when it starts depending on a peer (a mirror synced
+a room; a mirror room was created for a master).  Splits and netjoins go
+to the service's C{split(peer, reason)} and C{netjoin(peer)}.
+"""
+
+import json
+import os
+
+from twisted.logger import Logger
+
+from dmuc.monitor.monitor import SPLIT, LinkMonitor
+from dmuc.xmpp import namespaces as ns
+
+log = Logger(namespace="dmuc.monitor")
+
+
+class PeerMonitors:
+
+    def __init__(self, service, settings, status_file=None):
+        self.service = service
+        self.settings = settings
+        self.status_file = status_file
+        self.monitors = {}
+
+    def watch(self, peer):
+        if peer not in self.monitors:
+            monitor = LinkMonitor(self.service.domain, peer, self.service.clock,
+                                  self.service.send, self, self.settings)
+            self.monitors[peer] = monitor
+            monitor.start()
+            self.write_status()
+
+    def stop(self):
+        for monitor in self.monitors.values():
+            monitor.stop()
+
+    def is_split(self, peer):
+        monitor = self.monitors.get(peer)
+        return monitor is not None and monitor.state == SPLIT
+
+    def observe(self, stanza, sender):
+        """Every stanza the service receives: is it from a watched peer,
+        and is it a sign of life or a bounce?"""
+        monitor = self.monitors.get(sender.host)
+        if monitor is None:
+            return
+        if stanza.getAttribute("type") == "error" and _is_bounce(stanza):
+            monitor.bounced(_condition(stanza))
+            return
+        monitor.heard()
+
+    # -- the listener interface of LinkMonitor
+
+    def split(self, peer, reason):
+        self.write_status()
+        self.service.split(peer, reason)
+
+    def netjoin(self, peer):
+        self.write_status()
+        self.service.netjoin(peer)
+
+    def write_status(self):
+        """The status file: one JSON object per peer (docs/monitor.md)."""
+        if not self.status_file:
+            return
+        status = {"service": self.service.domain,
+                  "peers": [m.status() for _, m in sorted(self.monitors.items())]}
+        temporary = self.status_file + ".tmp"
+        try:
+            with open(temporary, "w") as f:
+                json.dump(status, f, indent=2)
+            os.replace(temporary, self.status_file)
+        except OSError as e:
+            log.error("cannot write the status file {path}: {error}",
+                      path=self.status_file, error=e)
+
+
+def _condition(stanza):
+    for error in stanza.elements():
+        if error.name == "error":
+            for element in error.elements():
+                if element.uri == ns.STANZAS and element.name != "text":
+                    return element.name
+    return None
+
+
+def _is_bounce(stanza):
+    """
+    Prosody bounces what it cannot deliver to a peer with
+    remote-server-not-found or remote-server-timeout (S2S failed, or the
+    peer component is not connected).  A service-unavailable counts only
+    as the answer to our own ping: a live peer may well answer other
+    stanzas with it.
+    """
+    condition = _condition(stanza)
+    if condition in ("remote-server-not-found", "remote-server-timeout"):
+        return True
+    return (condition == "service-unavailable"
+            and (stanza.getAttribute("id") or "").startswith("dmuc-ping-"))
