@@ -76,17 +76,43 @@ class TwoSites:
         self._queue.append((user, stanza))
         self._run()
 
+    cut = False
+
     def _run(self):
         while self._queue:
             frm, stanza = self._queue.popleft()
             to = stanza.getAttribute("to")
-            if site(frm) != site(to):
+            bounce = frm.startswith("bounce:")
+            if bounce:
+                frm = frm[len("bounce:"):]   # made by the sender's own server
+            elif site(frm) != site(to):
+                if self.cut:
+                    self._bounce(frm, stanza)
+                    continue
                 self.link.append(("%s>%s" % (site(frm), site(to)), stanza))
             host = to.split("/")[0].split("@")[-1]
             if host in self._managers:
                 self._managers[host].stub.send(component_stanza(stanza.toXml()))
             else:
                 self.inbox[to].append(stanza)
+
+    def _bounce(self, frm, stanza):
+        """What Prosody does with a stanza for an unreachable server."""
+        if stanza.getAttribute("type") in ("error", "result"):
+            return
+        error = parse_xml("<%s type='error'><error type='cancel'><remote-server-not-found "
+                          "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></%s>"
+                          % (stanza.name, stanza.name))
+        error["from"], error["to"] = stanza["to"], frm
+        if stanza.getAttribute("id"):
+            error["id"] = stanza["id"]
+        self._queue.append(("bounce:" + stanza["to"], error))
+
+    def advance(self, seconds, step=1):
+        """Let time pass (pings, timeouts), delivering what it causes."""
+        for _ in range(int(seconds / step)):
+            self.clock.advance(step)
+            self._run()
 
     def take(self, user):
         stanzas, self.inbox[user] = self.inbox[user], []

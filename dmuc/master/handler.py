@@ -114,9 +114,10 @@ class MasterMUC(ComponentHandler):
             return
         room_jid = recipient.userhost()
         room = self.rooms.get(room_jid)
-        sender = self._sender(stanza, sender, room_jid)
+        jid = sender
+        sender = self._sender(stanza, jid, room_jid)
         if sender is None:
-            self._from_mirror_room(room, stanza, name, recipient)
+            self._from_mirror_room(room, stanza, name, jid)
             return
         if room is None:
             if name == "presence" and self._is_join(stanza):
@@ -200,22 +201,29 @@ class MasterMUC(ComponentHandler):
                  jid=jid.full())
         raise StanzaError("not-allowed", text="Not a trusted mirror for this sender")
 
-    def _from_mirror_room(self, room, stanza, name, recipient):
-        """A mirror room's own traffic: the history request, sync answers."""
+    def _from_mirror_room(self, room, stanza, name, mirror):
+        """A mirror room's own traffic: the history request, the messages
+        written during a split, sync answers."""
         kind = stanza.getAttribute("type")
         if name != "iq" or kind in ("result", "error"):
             if kind == "error":
-                log.warn("{room}: mirror {mirror} answered with an error: {cond}",
-                         room=recipient.userhost(), mirror=stanza.getAttribute("from"),
+                log.warn("{mirror} answered with an error: {cond}", mirror=mirror.full(),
                          cond=_error_condition(stanza))
             return
         query = payload(stanza)
         if room is None:
             raise StanzaError("item-not-found", by=self.domain)
-        if kind != "get" or query is None or (query.uri, query.name) != (ns.DMUC_SYNC, "room"):
+        if query is None or (query.uri, query.name) != (ns.DMUC_SYNC, "room"):
             raise StanzaError("service-unavailable")
         if not room.config.distributed:
             raise StanzaError("not-allowed", text="This room does not accept mirrors")
+        if kind == "set":
+            element = child(query, "history", ns.MUC)
+            messages = list(element.elements()) if element is not None else []
+            room.accept_split_messages(mirror.full(), messages,
+                                       self.trusted_mirrors[mirror.host])
+            self.send(result_reply(stanza))
+            return
         request = HistoryRequest()
         element = child(query, "history", ns.MUC)
         if element is not None:

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from dmuc.muc import forms, history
+from dmuc.muc.history import order_key
 from dmuc.muc.model import (
     AFFILIATION_RANK, ROLE_RANK, Occupant, RoomConfig, affiliation_rank,
     role_rank)
@@ -358,6 +359,27 @@ class Room:
                                  self.config.history_length)
         return [self._history_message(entry) for entry in entries]
 
+    def accept_split_messages(self, via, messages, allowed_domains):
+        """
+        What a mirror's users wrote during a split, after the netjoin:
+        stored in timestamp order (once: origin-id), delivered to everyone
+        but that mirror with the original <delay/>.  The room cannot apply
+        moderation after the fact; it refuses only banned or foreign
+        authors.
+        """
+        for message in messages:
+            envelope = child(message, "fmuc", ns.FMUC)
+            real = parse_jid(envelope.getAttribute("from")) if envelope is not None else None
+            nick = (message.getAttribute("from") or "").partition("/")[2]
+            if real is None or not nick or real.host not in allowed_domains:
+                log.warn("{room}: refused a split message from {via}: bad author",
+                         room=self.jid, via=via)
+                continue
+            if self.get_affiliation(real) == "outcast":
+                continue
+            author = Occupant(nick, real, "participant", address=via + "/" + nick, via=via)
+            self._broadcast_message(author, message, skip_mirror=via)
+
     def mirror_split(self, peer):
         """
         The link to mirror service C{peer} is down (PROTOCOL.md 6): its
@@ -577,7 +599,7 @@ class Room:
         # Messages written at a mirror during a split arrive late with
         # their own time: history stays in timestamp order.
         position = len(self.history)
-        while position and self.history[position - 1].timestamp > entry.timestamp:
+        while position and order_key(self.history[position - 1]) > order_key(entry):
             position -= 1
         self.history.insert(position, entry)
         del self.history[:max(0, len(self.history) - limit)]

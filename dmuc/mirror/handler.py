@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from dmuc.master.handler import parse_join
+from dmuc.muc.presence import template
 from dmuc.mirror.room import MirrorRoom, PendingJoin
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.addressing import MalformedAddress, master_room_jid
@@ -43,6 +44,7 @@ class MirrorMUC(ComponentHandler):
         self.rooms = {}
         self._masters = {}        # master service -> True / False / [waiting joins]
         self._forwarded_iqs = {}  # our id -> (user JID, their id)
+        self._uploads = {}        # our id -> number of split messages in it
 
     @defer.inlineCallbacks
     def load(self):
@@ -204,6 +206,9 @@ class MirrorMUC(ComponentHandler):
         if current.nick != nick and kind != "unavailable":
             raise StanzaError("not-acceptable", text="Nick changes are not possible "
                               "through a mirror; leave and join again", by=room.jid)
+        if room.split:
+            room.local_presence(current, stanza)
+            return
         self._send_up(stanza, user, room, current.nick)
 
     def _start_join(self, stanza, user, nick, master_jid, room_jid):
@@ -214,7 +219,11 @@ class MirrorMUC(ComponentHandler):
             room = self.rooms.get(room_jid)
             if room is None:
                 room = self.rooms[room_jid] = MirrorRoom(master_jid, room_jid, self)
-            room.pending[nick] = PendingJoin(user, request)
+                self.monitors.watch(master_host)
+            if room.split:
+                room.local_join(user, nick, request, template(stanza))
+                return
+            room.pending[nick] = PendingJoin(user, request, template(stanza))
             up = copy_element(stanza)
             up.children = [c for c in up.children
                            if not (isinstance(c, domish.Element) and c.uri == ns.MUC)]
@@ -228,6 +237,9 @@ class MirrorMUC(ComponentHandler):
                 "service-unavailable", text="The master room's service does not speak DMUC"))
             self.send(error)
 
+        if self.monitors.is_split(master_host) and room_jid not in self.rooms:
+            raise StanzaError("recipient-unavailable",
+                              text="The room's site is unreachable (network split)")
         self._with_master_features(master_host, proceed, refuse)
 
     def _send_up(self, stanza, user, room, nick, nomirror=False):
@@ -257,7 +269,15 @@ class MirrorMUC(ComponentHandler):
         if kind == "groupchat":
             if nick is not None:
                 raise StanzaError("bad-request")
+            if room.split:
+                if self.split_mode != "local":
+                    raise StanzaError("recipient-unavailable", text="The room is read-only "
+                                      "while its site is unreachable (network split)")
+                room.local_message(stanza, sender)
+                return
             fire = self.fire_and_forget and child(stanza, "subject", stanza.uri) is None
+            if child(stanza, "subject", stanza.uri) is None:
+                room.track_in_flight(stanza, sender)
             self._send_up(stanza, user, room, sender.nick, nomirror=fire)
             if fire:
                 room.fan_out_local_message(stanza, sender)
@@ -277,6 +297,9 @@ class MirrorMUC(ComponentHandler):
             message["to"] = target.user.full()
             self.send(message)
             return
+        if room.split:
+            raise StanzaError("recipient-unavailable", by=room.jid,
+                              text="Not reachable during a network split")
         self._send_up(stanza, user, room, sender.nick)
 
     def _user_iq(self, stanza, user, nick, room):
@@ -316,6 +339,9 @@ class MirrorMUC(ComponentHandler):
             routed["to"] = target.user.full()
             self.send(routed)
             return
+        if room.split:
+            raise StanzaError("recipient-unavailable", by=room.jid,
+                              text="Not reachable during a network split")
         up = copy_element(stanza)
         our_id = self.new_id()
         self._forwarded_iqs[our_id] = (user, stanza.getAttribute("id"))
@@ -378,10 +404,15 @@ class MirrorMUC(ComponentHandler):
 
     def _sync_iq(self, iq, room, kind):
         if kind == "result":
+            uploaded = self._uploads.pop(iq.getAttribute("id"), None)
+            if uploaded is not None:
+                room.split_messages_delivered(uploaded)
+                return
             answer = child(iq, "room", ns.DMUC_SYNC)
             if answer is not None:
                 history = child(answer, "history", ns.MUC)
                 room.apply_history(list(history.elements()) if history is not None else [])
+                self._upload_split_messages(room)
             return
         if kind == "error":
             return
@@ -407,8 +438,48 @@ class MirrorMUC(ComponentHandler):
                          id=self.new_id())
         query = iq.addElement((ns.DMUC_SYNC, "room"))
         query["id"] = room.master_jid
+        last = room.last_master_stanza_id() if room.resyncing else None
+        if last is not None:
+            query["after"] = last
         query.addElement((ns.MUC, "history"))["maxstanzas"] = str(room.config.history_length)
         self.send(iq)
+
+    def _upload_split_messages(self, room):
+        """After a netjoin: what our users wrote during the split goes to
+        the master, in one IQ (PROTOCOL.md 6)."""
+        messages = room.split_upload()
+        if not messages:
+            return
+        iq = make_stanza("iq", to=room.master_jid, frm=room.jid, type="set", id=self.new_id())
+        history = iq.addElement((ns.DMUC_SYNC, "room"))
+        history["id"] = room.master_jid
+        holder = history.addElement((ns.MUC, "history"))
+        for message in messages:
+            holder.addChild(message)
+        self._uploads[iq["id"]] = len(messages)
+        self.send(iq)
+
+    # -- the link monitor
+
+    def split(self, peer, reason):
+        for room in list(self.rooms.values()):
+            if room.master_jid.split("@")[-1] == peer:
+                room.enter_split()
+
+    def netjoin(self, peer):
+        for room in list(self.rooms.values()):
+            if room.master_jid.split("@")[-1] != peer or not room.split:
+                continue
+            joins = room.begin_resync()
+            if not joins:
+                room.resyncing = False
+                self.maybe_idle(room)
+                continue
+            for nick, user, presence in joins:
+                up = copy_element(presence) if presence is not None else make_stanza("presence")
+                up.addElement((ns.MUC, "x"))
+                up["to"] = room.master_occupant(nick)
+                self._send_up(up, user, room, nick)
 
     def _to_mirror_occupant(self, stanza, name, sender, nick, room):
         kind = stanza.getAttribute("type")

@@ -17,12 +17,14 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from dmuc.muc import forms, history
+from dmuc.muc.history import order_key
 from dmuc.muc.model import RoomConfig
 from dmuc.muc.presence import occupant_presence, template
 from dmuc.storage import HistoryEntry, RoomRecord
 from dmuc.xmpp import namespaces as ns
-from dmuc.xmpp.stanzas import child, copy_element, make_stanza, parse_jid, parse_xml
-from dmuc.xmpp.timestamps import format_timestamp
+from dmuc.xmpp.stanzas import (
+    StanzaError, child, copy_element, make_stanza, parse_jid, parse_xml)
+from dmuc.xmpp.timestamps import format_timestamp, parse_timestamp
 
 log = Logger(namespace="dmuc.mirror")
 
@@ -47,8 +49,25 @@ class RemoteOccupant:
 
 @dataclass
 class PendingJoin:
+    """
+    A join sent up to the master, not confirmed yet.  C{rejoin}: one of our
+    users already in the room, joining again at a netjoin.
+    """
+
     user: object
     request: object
+    presence: object = None
+    rejoin: bool = False
+
+
+@dataclass
+class SplitMessage:
+    """A message written here during a netsplit, kept for the master."""
+
+    nick: str
+    user: str
+    timestamp: float
+    xml: str
 
 
 class MirrorRoom:
@@ -71,6 +90,10 @@ class MirrorRoom:
         self.pending = {}
         self.synced = False
         self.history_requested = False
+        self.split = False
+        self.resyncing = False
+        self.split_messages = []
+        self.in_flight = {}   # origin-id -> (nick, message) sent up, not echoed yet
         self._waiting = []   # confirmations held until history arrives
 
     # -- persistence: the copy survives a restart of the mirror
@@ -83,7 +106,8 @@ class MirrorRoom:
         return RoomRecord(
             jid=self.jid,
             config={"master": self.master_jid, "room_config": self.config.to_dict(),
-                    "synced": self.synced, "roster": roster},
+                    "synced": self.synced, "roster": roster, "split": self.split,
+                    "split_messages": [vars(m) for m in self.split_messages]},
             subject=self.subject, subject_nick=self.subject_from,
             subject_time=self.subject_delay)
 
@@ -93,6 +117,8 @@ class MirrorRoom:
         room = cls(data["master"], record.jid, host)
         room.config = RoomConfig.from_dict(data.get("room_config", {}))
         room.synced = room.history_requested = bool(data.get("synced"))
+        room.split = bool(data.get("split"))
+        room.split_messages = [SplitMessage(**m) for m in data.get("split_messages", [])]
         for item in data.get("roster", []):
             room.roster[item["nick"]] = RemoteOccupant(
                 item["nick"], item["affiliation"], item["role"], item.get("jid"),
@@ -100,7 +126,7 @@ class MirrorRoom:
                 parse_jid(item["user"]) if item.get("user") else None)
         room.subject, room.subject_from = record.subject, record.subject_nick
         room.subject_delay = record.subject_time
-        room.history = list(entries)
+        room.history = sorted(entries, key=lambda e: e.timestamp)
         return room
 
     def _save(self):
@@ -189,6 +215,7 @@ class MirrorRoom:
         """The master's roster push replaces what we knew of remote
         occupants (local users are kept: the master confirms them)."""
         kept = {n: o for n, o in self.roster.items() if o.user is not None}
+        before = set(self.roster)
         self.roster = kept
         for item in roster.elements(ns.DMUC_SYNC, "item"):
             nick = item.getAttribute("name")
@@ -198,11 +225,26 @@ class MirrorRoom:
                 nick, item.getAttribute("affiliation", "none"),
                 item.getAttribute("role", "participant"), item.getAttribute("jid"))
         self._save()
+        # At a netjoin our users are in the room already: they see the
+        # remote occupants arrive as joins.
+        for nick in sorted(set(self.roster) - before):
+            occupant = self.roster[nick]
+            for local in self.local_users():
+                self._deliver(local.user, self._roster_presence(occupant, local))
 
     def apply_history(self, messages):
-        self.history = []
-        for message in messages:
-            self._remember(message)
+        if self.resyncing:
+            # Only what we missed came; our users get it, with its delay.
+            for message in messages:
+                entry = self._remember(message)
+                if entry is not None:
+                    for local in self.local_users():
+                        self._deliver(local.user, self._history_message(entry))
+            self.resyncing = False
+        else:
+            self.history = []
+            for message in messages:
+                self._remember(message)
         self.synced = True
         self._save()
         waiting, self._waiting = self._waiting, []
@@ -237,6 +279,11 @@ class MirrorRoom:
         """
         pending = self.pending.pop(nick, None)
         occupant = self.roster.get(nick)
+        if pending is not None and pending.rejoin:
+            if occupant is not None:
+                self._update_local(occupant, presence)
+                self._save()
+            return
         if pending is not None:
             if self.synced:
                 self._confirm_join(presence, nick, pending)
@@ -283,13 +330,35 @@ class MirrorRoom:
     def handle_join_error(self, error, nick):
         """The master refused a join: only the user who tried hears it."""
         pending = self.pending.pop(nick, None)
-        if pending is not None:
+        if pending is not None and pending.rejoin:
+            # The nick was taken at the master during the split: the
+            # master's occupant keeps it (PROTOCOL.md 6).
+            self._remove_local(self.roster.get(nick), "333",
+                               "The nick %s was taken in the room during a network "
+                               "split; join again with another nick" % nick)
+        elif pending is not None:
             self._deliver(pending.user, self._translate(error))
         self.host.maybe_idle(self)
 
     # -- messages from the master
 
+    def track_in_flight(self, message, sender):
+        """
+        Every message our users send up gets an origin-id, and is kept
+        until the master's copy comes back: if the link splits first, it
+        becomes a split message, sent again at the netjoin, and the
+        origin-id keeps it from being stored twice.
+        """
+        origin = _origin_id(message)
+        if origin is None:
+            origin = self.host.new_id()
+            message.addElement((ns.STANZA_ID, "origin-id"))["id"] = origin
+        self.in_flight[origin] = (sender.nick, copy_element(message))
+        while len(self.in_flight) > 1000:
+            del self.in_flight[next(iter(self.in_flight))]
+
     def handle_groupchat(self, message):
+        self.in_flight.pop(_origin_id(message), None)
         subject = child(message, "subject", message.uri)
         body = child(message, "body", message.uri)
         if subject is not None and body is None:
@@ -310,7 +379,6 @@ class MirrorRoom:
         stored.attributes.pop("to", None)
         timestamp = self.host.now()
         if delay is not None:
-            from dmuc.xmpp.timestamps import parse_timestamp
             try:
                 timestamp = parse_timestamp(delay.getAttribute("stamp", ""))
             except ValueError:
@@ -319,11 +387,26 @@ class MirrorRoom:
             stanza_id=marker.getAttribute("id") if marker is not None else self.host.new_id(),
             timestamp=timestamp, nick=(message.getAttribute("from") or "").partition("/")[2],
             real_jid="", xml=stored.toXml())
-        if any(e.stanza_id == entry.stanza_id for e in self.history[-50:]):
-            return
-        self.history.append(entry)
+        origin = _origin_id(message)
+        if any(e.stanza_id == entry.stanza_id or (origin and origin == _origin_id_of(e))
+               for e in self.history):
+            return None
+        position = len(self.history)
+        while position and order_key(self.history[position - 1]) > order_key(entry):
+            position -= 1
+        self.history.insert(position, entry)
         del self.history[:max(0, len(self.history) - self.config.history_length)]
         self.host.store_message(self, entry)
+        return entry
+
+    def last_master_stanza_id(self):
+        """The newest message id given by the master: where a resync
+        starts (what this mirror wrote itself carries its own ids)."""
+        marker = "by='%s'" % self.master_jid
+        for entry in reversed(self.history):
+            if marker in entry.xml:
+                return entry.stanza_id
+        return None
 
     def _history_message(self, entry):
         message = self._translate(history.to_message(entry))
@@ -373,6 +456,137 @@ class MirrorRoom:
             out = copy_element(copy)
             self._deliver(occupant.user, out)
 
+    # -- netsplit (PROTOCOL.md 6)
+
+    def enter_split(self):
+        """The master is out of reach: every occupant of the other sites
+        leaves our users' view (333); joins in flight are served here."""
+        self.split = True
+        self.synced = self.history_requested = False
+        for occupant in [o for o in self.roster.values() if o.user is None]:
+            del self.roster[occupant.nick]
+            for local in self.local_users():
+                self._deliver(local.user, occupant_presence(
+                    occupant.presence, self.local_jid(occupant.nick), occupant.affiliation,
+                    "none", real_jid=occupant.jid if self.may_see_jids(local) else None,
+                    codes=("333",), unavailable=True))
+        for nick, pending in list(self.pending.items()):
+            del self.pending[nick]
+            if not pending.rejoin:
+                self.local_join(pending.user, nick, pending.request, pending.presence)
+        in_flight, self.in_flight = self.in_flight, {}
+        for nick, message in in_flight.values():
+            sender = self.roster.get(nick)
+            if sender is not None and sender.user is not None:
+                self.local_message(message, sender)
+        self._save()
+
+    def local_join(self, user, nick, request, presence):
+        """A join while split: served from the copy, sent up at netjoin."""
+        if nick in self.roster:
+            raise StanzaError("conflict", by=self.jid)
+        occupant = RemoteOccupant(nick, "none", "participant", presence=presence, user=user)
+        self.roster[nick] = occupant
+        self._save()
+        for other in list(self.roster.values()):
+            if other is not occupant:
+                self._deliver(user, self._roster_presence(other, occupant))
+        self._deliver(user, occupant_presence(
+            presence, self.local_jid(nick), "none", "participant", real_jid=user.full(),
+            codes=("110",)))
+        for entry in history.select(self.history, request.history, self.host.now(),
+                                    self.config.default_history):
+            self._deliver(user, self._history_message(entry))
+        self._deliver(user, self._subject_message())
+        for other in self.local_users():
+            if other is not occupant:
+                self._deliver(other.user, self._roster_presence(occupant, other))
+
+    def local_presence(self, occupant, stanza):
+        """A status change or leave while split: our users only."""
+        occupant.presence = template(stanza)
+        if stanza.getAttribute("type") == "unavailable":
+            self._remove_local(occupant)
+            return
+        self._save()
+        for local in self.local_users():
+            codes = ("110",) if local is occupant else ()
+            self._deliver(local.user, occupant_presence(
+                occupant.presence, self.local_jid(occupant.nick), occupant.affiliation,
+                occupant.role, codes=codes,
+                real_jid=occupant.user.full() if local is occupant or self.may_see_jids(local)
+                else None))
+
+    def _remove_local(self, occupant, code=None, reason=None):
+        if occupant is None:
+            return
+        self.roster.pop(occupant.nick, None)
+        self._save()
+        for local in [occupant] + self.local_users():
+            codes = tuple(c for c in (code, "110" if local is occupant else None) if c)
+            presence = occupant_presence(
+                None, self.local_jid(occupant.nick), occupant.affiliation, "none",
+                codes=codes, unavailable=True,
+                real_jid=occupant.user.full() if local is occupant or self.may_see_jids(local)
+                else None)
+            if reason:
+                presence.addElement("status", content=reason)
+            self._deliver(local.user, presence)
+        self.host.user_left(self, occupant)
+
+    def local_message(self, message, sender):
+        """A message while split (split_mode local): our users get it now,
+        the master at the netjoin, with its time and an origin-id."""
+        copy = copy_element(message)
+        if _origin_id(copy) is None:
+            copy.addElement((ns.STANZA_ID, "origin-id"))["id"] = self.host.new_id()
+        now = self.host.now()
+        self.split_messages.append(SplitMessage(sender.nick, sender.user.full(), now,
+                                                copy.toXml()))
+        self.fan_out_local_message(copy, sender)
+
+    def begin_resync(self):
+        """
+        The master is back: our users join again (the master dropped them
+        at the split).  @return: the joins to send up, as (nick, user,
+        presence template).
+        """
+        self.split = False
+        self.resyncing = True
+        joins = []
+        for occupant in self.local_users():
+            self.pending[occupant.nick] = PendingJoin(
+                occupant.user, None, occupant.presence, rejoin=True)
+            joins.append((occupant.nick, occupant.user, occupant.presence))
+        self._save()
+        return joins
+
+    def split_upload(self):
+        """The messages written here during the split, as the master gets
+        them: from our occupant JID, with the envelope, the original
+        <delay/> and the origin-id."""
+        messages = []
+        for kept in self.split_messages:
+            message = parse_xml(kept.xml)
+            message["from"] = self.local_jid(kept.nick)
+            message["type"] = "groupchat"
+            message.attributes.pop("to", None)
+            message.children = [c for c in message.children
+                                if not (isinstance(c, domish.Element)
+                                        and (c.uri, c.name) in ((ns.STANZA_ID, "stanza-id"),
+                                                                (ns.DELAY, "delay")))]
+            delay = message.addElement((ns.DELAY, "delay"))
+            delay["from"] = self.jid
+            delay["stamp"] = format_timestamp(kept.timestamp)
+            message.addElement((ns.FMUC, "fmuc"))["from"] = kept.user
+            message.uri = message.defaultUri = ns.CLIENT
+            messages.append(message)
+        return messages
+
+    def split_messages_delivered(self, count):
+        del self.split_messages[:count]
+        self._save()
+
     # -- discovery
 
     def disco_info(self):
@@ -406,5 +620,12 @@ def _without_110(presence):
     return copy
 
 
-def parse_real_jid(text):
-    return parse_jid(text)
+def _origin_id(message):
+    origin = child(message, "origin-id", ns.STANZA_ID)
+    return origin.getAttribute("id") if origin is not None else None
+
+
+def _origin_id_of(entry):
+    if "origin-id" not in entry.xml:
+        return None
+    return _origin_id(history.to_message(entry))

@@ -6,7 +6,8 @@ newest message, stop at the first one that breaks a limit.  C{maxchars}
 counts the serialised stanza as it will be sent, as Prosody does.
 """
 
-from dmuc.xmpp.stanzas import parse_xml
+from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.stanzas import child, parse_xml
 
 
 def select(entries, request, now, default_maxstanzas):
@@ -44,3 +45,17 @@ def select(entries, request, now, default_maxstanzas):
 def to_message(entry):
     """The stored message as a C{domish.Element}, ready to address."""
     return parse_xml(entry.xml)
+
+
+def order_key(entry):
+    """
+    History is kept in timestamp order on every node.  Two messages with
+    the same time (written at two sites during a split) are ordered by an
+    id every node knows them by: the origin-id a mirror gave its users'
+    messages, else the master's stanza-id.
+    """
+    origin = None
+    if "origin-id" in entry.xml:
+        element = child(to_message(entry), "origin-id", ns.STANZA_ID)
+        origin = element.getAttribute("id") if element is not None else None
+    return entry.timestamp, origin or entry.stanza_id

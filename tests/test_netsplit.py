@@ -1,0 +1,129 @@
+"""
+PROTOCOL.md 6 on a master and a mirror wired in memory: splits detected by
+bounces and by missed pings, what users see, and the resync at netjoin:
+every message exactly once, in timestamp order, everywhere.
+"""
+
+from twisted.trial import unittest
+
+from dmuc.monitor.monitor import SPLIT, UP
+from dmuc.muc import history
+from tests.stanza_helpers import status_codes
+from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, bodies, join, say
+from tests.two_site_helpers import MASTER, MIRROR, MROOM, ROOM, TwoSites
+
+
+def history_bodies(room):
+    return [b for e in room.history for b in _bodies(e.xml)]
+
+
+def _bodies(xml):
+    from dmuc.xmpp.stanzas import parse_xml
+    return bodies([parse_xml(xml)])
+
+
+class NetsplitTests(unittest.TestCase):
+
+    def setUp(self):
+        self.sites = TwoSites()
+        join(self.sites, KEVIN, "Kevin", ROOM)
+        join(self.sites, WAYNE, "Wayne")
+        join(self.sites, KEITH, "Keith")
+        say(self.sites, KEVIN, "before", ROOM)
+        for user in (KEVIN, WAYNE, KEITH):
+            self.sites.take(user)
+
+    def split(self):
+        self.sites.cut = True
+        self.sites.clock.advance(1)
+        say(self.sites, KEVIN, "kevin alone", ROOM)       # bounces: master splits
+        self.sites.clock.advance(1)
+        say(self.sites, WAYNE, "wayne alone", MROOM)      # bounces: mirror splits
+        self.assertEqual(self.sites.master.monitors.monitors[MIRROR].state, SPLIT)
+        self.assertEqual(self.sites.mirror.monitors.monitors[MASTER].state, SPLIT)
+
+    def heal(self):
+        self.sites.cut = False
+        self.sites.advance(30)
+        self.assertEqual(self.sites.master.monitors.monitors[MIRROR].state, UP)
+        self.assertEqual(self.sites.mirror.monitors.monitors[MASTER].state, UP)
+
+    def test_users_see_the_split(self):
+        self.split()
+        gone = [s for s in self.sites.take(KEVIN) if s.name == "presence"]
+        self.assertEqual(sorted(s["from"] for s in gone), [ROOM + "/Keith", ROOM + "/Wayne"])
+        self.assertTrue(all(status_codes(s) == ["333"] for s in gone))
+        seen = self.sites.take(KEITH)
+        kevin_gone = [s for s in seen if s.name == "presence"]
+        self.assertEqual([(s["from"], status_codes(s)) for s in kevin_gone],
+                         [(MROOM + "/Kevin", ["333"])])
+        # local conversation goes on (split_mode local)
+        self.assertIn("wayne alone", bodies(seen))
+
+    def test_resync_delivers_every_message_exactly_once_in_order(self):
+        self.split()
+        self.sites.clock.advance(1)
+        say(self.sites, KEITH, "keith alone", MROOM)
+        self.sites.clock.advance(1)
+        say(self.sites, KEVIN, "kevin again", ROOM)
+        for user in (KEVIN, WAYNE, KEITH):
+            self.sites.take(user)
+        self.heal()
+        expected = ["before", "kevin alone", "wayne alone", "keith alone", "kevin again"]
+        master = self.sites.master.rooms[ROOM]
+        mirror = self.sites.mirror.rooms[MROOM]
+        self.assertEqual(history_bodies(master), expected)
+        self.assertEqual(history_bodies(mirror), expected)
+        self.assertEqual([history.order_key(e)[0] for e in master.history],
+                         [history.order_key(e)[0] for e in mirror.history])
+        # users learnt what they missed
+        self.assertEqual(sorted(bodies(self.sites.take(KEVIN))), ["keith alone", "wayne alone"])
+        self.assertEqual(sorted(bodies(self.sites.take(WAYNE))), ["kevin again", "kevin alone"])
+        # and everyone is back in everyone's room
+        self.assertEqual(sorted(master.occupants), ["Keith", "Kevin", "Wayne"])
+        self.assertEqual(sorted(mirror.roster), ["Keith", "Kevin", "Wayne"])
+        # a newcomer at each site gets the same history
+        fresh = join(self.sites, "carol@fairfax.test/x", "Carol", ROOM)
+        self.assertEqual(bodies(fresh), expected)
+        fresh = join(self.sites, "dave@raleigh.test/x", "Dave")
+        self.assertEqual(bodies(fresh), expected)
+
+    def test_split_detected_by_missed_ping_and_resync_costs_what_changed(self):
+        for n in range(30):
+            say(self.sites, KEVIN, "old %d" % n, ROOM)
+        self.sites.take(WAYNE)
+        self.sites.cut = True
+        self.sites.advance(100)    # no traffic: the pings go unanswered
+        self.assertEqual(self.sites.mirror.monitors.monitors[MASTER].state, SPLIT)
+        say(self.sites, KEVIN, "missed", ROOM)
+        self.sites.link = []
+        self.heal()
+        sync = [s for _, s in self.sites.link if s.name == "iq" and s.getAttribute("type") == "result"
+                and "history" in s.toXml()]
+        self.assertEqual(len(sync), 1)
+        messages = list(next(next(sync[0].elements()).elements()).elements())
+        self.assertEqual([str(b) for m in messages for b in m.elements() if b.name == "body"],
+                         ["missed"])
+
+    def test_nick_taken_during_the_split(self):
+        self.split()
+        self.sites.send(KEITH, "<presence type='unavailable' to='%s/Keith'/>" % MROOM)
+        join(self.sites, "carol@fairfax.test/x", "Wayne", ROOM)   # takes Wayne's nick
+        self.sites.take(WAYNE)
+        self.heal()
+        removed = [s for s in self.sites.take(WAYNE) if s.name == "presence"
+                   and s.getAttribute("type") == "unavailable" and "110" in status_codes(s)]
+        self.assertEqual(len(removed), 1)
+        self.assertIn("333", status_codes(removed[0]))
+        self.assertEqual(self.sites.master.rooms[ROOM].occupants["Wayne"].real_jid.full(),
+                         "carol@fairfax.test/x")
+
+    def test_readonly_mode_refuses_groupchat(self):
+        self.sites.mirror.split_mode = "readonly"
+        self.split()
+        self.sites.take(KEITH)
+        say(self.sites, KEITH, "can I?", MROOM)
+        error, = self.sites.take(KEITH)
+        self.assertEqual(error["type"], "error")
+        self.assertEqual(next(next(error.elements(None, "error")).elements()).name,
+                         "recipient-unavailable")
