@@ -56,6 +56,12 @@ class MirrorMUC(ComponentHandler):
             self.rooms[record.jid] = MirrorRoom.from_record(record, self, entries)
         log.info("{domain}: loaded {count} mirror room(s)", domain=self.domain,
                  count=len(records))
+        for room in self.rooms.values():
+            host = room.master_jid.split("@")[-1]
+            self.monitors.watch(host)
+            if room.split:
+                # Stopped during a split: resync at the first answer.
+                self.monitors.monitors[host].assume_split()
 
     # -- host interface of MirrorRoom (send, now, new_id: ComponentHandler)
 
@@ -464,7 +470,7 @@ class MirrorMUC(ComponentHandler):
     def split(self, peer, reason):
         for room in list(self.rooms.values()):
             if room.master_jid.split("@")[-1] == peer:
-                room.enter_split()
+                room.enter_split(keep_messages=self.split_mode == "local")
 
     def netjoin(self, peer):
         for room in list(self.rooms.values()):
@@ -480,9 +486,14 @@ class MirrorMUC(ComponentHandler):
                 up.addElement((ns.MUC, "x"))
                 up["to"] = room.master_occupant(nick)
                 self._send_up(up, user, room, nick)
+            # The master may not have noticed the split (one-way loss) and
+            # push no roster: ask for what we missed now.
+            self._request_history(room)
 
     def _to_mirror_occupant(self, stanza, name, sender, nick, room):
         kind = stanza.getAttribute("type")
+        if name == "message" and kind == "error" and room.split and _is_bounce(stanza):
+            return   # the split took care of the message (kept, or refused)
         if name == "presence":
             if kind == "error":
                 room.handle_join_error(stanza, nick)
@@ -500,6 +511,13 @@ class MirrorMUC(ComponentHandler):
                 return
         if not room.deliver_to_nick(stanza, nick) and kind not in ("error", "result"):
             raise StanzaError("recipient-unavailable")
+
+
+def _is_bounce(stanza):
+    error = child(stanza, "error", stanza.uri)
+    return error is not None and any(
+        e.name in ("remote-server-not-found", "remote-server-timeout")
+        for e in error.elements())
 
 
 def _strip_envelopes(stanza):

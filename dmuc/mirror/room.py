@@ -23,7 +23,7 @@ from dmuc.muc.presence import occupant_presence, template
 from dmuc.storage import HistoryEntry, RoomRecord
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import (
-    StanzaError, child, copy_element, make_stanza, parse_jid, parse_xml)
+    StanzaError, child, copy_element, error_reply, make_stanza, parse_jid, parse_xml)
 from dmuc.xmpp.timestamps import format_timestamp, parse_timestamp
 
 log = Logger(namespace="dmuc.mirror")
@@ -458,9 +458,13 @@ class MirrorRoom:
 
     # -- netsplit (PROTOCOL.md 6)
 
-    def enter_split(self):
-        """The master is out of reach: every occupant of the other sites
-        leaves our users' view (333); joins in flight are served here."""
+    def enter_split(self, keep_messages=True):
+        """
+        The master is out of reach: every occupant of the other sites
+        leaves our users' view (333); joins in flight are served here;
+        messages in flight are kept for the netjoin (split_mode local) or
+        refused to their senders (C{keep_messages} false: readonly).
+        """
         self.split = True
         self.synced = self.history_requested = False
         for occupant in [o for o in self.roster.values() if o.user is None]:
@@ -477,8 +481,15 @@ class MirrorRoom:
         in_flight, self.in_flight = self.in_flight, {}
         for nick, message in in_flight.values():
             sender = self.roster.get(nick)
-            if sender is not None and sender.user is not None:
+            if sender is None or sender.user is None:
+                continue
+            if keep_messages:
                 self.local_message(message, sender)
+            else:
+                self._deliver(sender.user, error_reply_from(
+                    message, self.jid, StanzaError(
+                        "recipient-unavailable", text="Not delivered: the room's site "
+                        "became unreachable (network split)")))
         self._save()
 
     def local_join(self, user, nick, request, presence):
@@ -618,6 +629,13 @@ def _without_110(presence):
                       if not (isinstance(c, domish.Element) and c.name == "status"
                               and c.getAttribute("code") in ("110", "100", "201", "210"))]
     return copy
+
+
+def error_reply_from(message, frm, error):
+    """An error about one of our users' messages, from the mirror room."""
+    reply = error_reply(message, error)
+    reply["from"] = frm
+    return reply
 
 
 def _origin_id(message):

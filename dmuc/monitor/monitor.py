@@ -73,6 +73,12 @@ class LinkMonitor:
                 call.cancel()
         self._timer = self._timeout = None
 
+    def assume_split(self):
+        """Start as split (state carried over a restart): the first answer
+        from the peer is a netjoin."""
+        self._change(SPLIT, "split when the service stopped")
+        self._schedule(self.settings.split_ping_interval)
+
     # -- what arrives from the peer
 
     def heard(self):

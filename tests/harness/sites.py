@@ -60,10 +60,11 @@ class TwoSites:
     """
 
     def __init__(self, base_dir, fire_and_forget=False, c2s_ports=(0, 0),
-                 addresses=FIXED_ADDRESSES):
+                 addresses=FIXED_ADDRESSES, monitor=None, split_mode="local"):
         """
         @param addresses: fairfax's, raleigh's, and the relay's towards
             raleigh and towards fairfax (tests pass L{free_addresses}()).
+        @param monitor: the [monitor] section for both dmuc processes.
         """
         require_prosody()
         self.fairfax_ip, self.raleigh_ip, to_raleigh, to_fairfax = addresses
@@ -87,13 +88,18 @@ class TwoSites:
             "xmpp": {"host": self.fairfax_ip, "port": self.fairfax.component_port},
             "master": {"jid": MASTER, "secret": "master-secret",
                        "database": os.path.join(base_dir, "dmuc-fairfax", "master.sqlite"),
-                       "trusted_mirrors": MIRROR}})
+                       "trusted_mirrors": MIRROR},
+            "monitor": dict(monitor or {}, status_file=os.path.join(
+                base_dir, "dmuc-fairfax", "status.json"))})
         self.mirror = DmucProcess(os.path.join(base_dir, "dmuc-raleigh"), {
             "xmpp": {"host": self.raleigh_ip, "port": self.raleigh.component_port},
             "mirror": {"jid": MIRROR, "secret": "mirror-secret",
                        "local_domains": RALEIGH,
                        "fire_and_forget": "true" if fire_and_forget else "false",
-                       "database": os.path.join(base_dir, "dmuc-raleigh", "mirror.sqlite")}})
+                       "database": os.path.join(base_dir, "dmuc-raleigh", "mirror.sqlite"),
+                       "split_mode": split_mode},
+            "monitor": dict(monitor or {}, status_file=os.path.join(
+                base_dir, "dmuc-raleigh", "status.json"))})
 
     def start(self):
         self.relay.start()

@@ -1,0 +1,155 @@
+"""
+Netsplits on two real sites: the relay cuts, stalls and heals the S2S link
+while slixmpp users talk on both sides.  Assertions are on what the users
+see and on the services' stores, never on log lines.
+
+The monitors run with short intervals (FAST) so a split is detected in
+about a second; polling with a deadline is how the tests wait for the
+asynchronous outcome.
+"""
+
+import json
+import sqlite3
+import time
+
+from twisted.trial import unittest
+
+from dmuc.xmpp.stanzas import parse_xml
+from tests.harness.client import connect
+from tests.harness.prosody import temp_directory
+from tests.harness.sites import MASTER, MIRROR, start_two_sites
+from tests.harness.xml import find, matcher, status_codes
+
+ROOM = "chat@" + MASTER
+MROOM = "chat\\40%s@%s" % (MASTER, MIRROR)
+FAST = {"ping_interval": "1", "ping_timeout": "1", "split_ping_interval": "0.5"}
+
+
+def body(stanza):
+    element = find(stanza, "body")
+    return element.text if element is not None else None
+
+
+def stored_bodies(database, room):
+    """A service's history as stored, in the order a joiner would get it."""
+    connection = sqlite3.connect(database)
+    try:
+        rows = connection.execute(
+            "select xml, timestamp from history where room_jid = ?", (room,)).fetchall()
+    finally:
+        connection.close()
+    rows.sort(key=lambda row: row[1])
+    return [str(b) for xml, _ in rows for b in parse_xml(xml).elements() if b.name == "body"]
+
+
+def eventually(check, timeout=20, interval=0.1):
+    """Poll C{check} until it returns true; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+class TwoSitesInAConversation:
+    """Kevin at fairfax, Wayne and Keith through the mirror, one message
+    said; the monitors on FAST intervals."""
+
+    split_mode = "local"
+
+    def setUp(self):
+        self.sites = start_two_sites(self, temp_directory(self), monitor=FAST,
+                                     split_mode=self.split_mode)
+        self.kevin = connect(self, self.sites.fairfax, "kevin", resource="desk")
+        self.wayne = connect(self, self.sites.raleigh, "wayne", resource="laptop")
+        self.keith = connect(self, self.sites.raleigh, "keith", resource="phone")
+        for client, room, nick in ((self.kevin, ROOM, "Kevin"), (self.wayne, MROOM, "Wayne"),
+                                   (self.keith, MROOM, "Keith")):
+            client.send("<presence to='%s/%s'><x xmlns='http://jabber.org/protocol/muc'/>"
+                        "</presence>" % (room, nick))
+            client.wait_for(lambda s: 110 in status_codes(s), timeout=10)
+        self.kevin.iq("<iq type='set' to='%s'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+                      "<x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_"
+                      "persistentroom'><value>1</value></field></x></query></iq>" % ROOM)
+        self.say(self.kevin, ROOM, "before")
+        self.wayne.wait_for(lambda s: body(s) == "before", timeout=10)
+
+    def say(self, client, room, text):
+        client.send("<message to='%s' type='groupchat'><body>%s</body></message>" % (room, text))
+
+    def status(self, site):
+        with open(getattr(self.sites, site).directory + "/status.json") as f:
+            return {p["peer"]: p["state"] for p in json.load(f)["peers"]}
+
+
+class NetsplitSitesTests(TwoSitesInAConversation, unittest.TestCase):
+
+    def test_split_during_a_conversation(self):
+        self.sites.relay.cut()
+        self.say(self.kevin, ROOM, "kevin during")
+        gone = self.kevin.wait_for(lambda s: 333 in status_codes(s), timeout=10)
+        self.assertIn(gone.get("from"), (ROOM + "/Wayne", ROOM + "/Keith"))
+        self.say(self.wayne, MROOM, "wayne during")
+        self.keith.wait_for(lambda s: body(s) == "wayne during", timeout=10)
+        self.keith.wait_for(lambda s: 333 in status_codes(s)
+                            and s.get("from") == MROOM + "/Kevin", timeout=10)
+        self.assertEqual(eventually(lambda: self.status("mirror") == {MASTER: "split"}), True)
+
+        self.sites.relay.heal()
+        self.kevin.wait_for(lambda s: body(s) == "wayne during", timeout=20)
+        self.wayne.wait_for(lambda s: body(s) == "kevin during", timeout=20)
+        self.keith.wait_for(lambda s: body(s) == "kevin during", timeout=20)
+        self.kevin.wait_for(matcher("presence", from_=ROOM + "/Wayne"), timeout=10)
+
+        expected = ["before", "kevin during", "wayne during"]
+        master_db = self.sites.master.directory + "/master.sqlite"
+        self.assertEqual(eventually(lambda: stored_bodies(master_db, ROOM) == expected), True,
+                         stored_bodies(master_db, ROOM))
+        mirror_db = self.sites.mirror.directory + "/mirror.sqlite"
+        self.assertEqual(eventually(lambda: stored_bodies(mirror_db, MROOM) == expected), True,
+                         stored_bodies(mirror_db, MROOM))
+        self.assertEqual(self.status("mirror"), {MASTER: "up"})
+
+    def test_one_way_loss(self):
+        self.sites.relay.stall("fairfax>raleigh")
+        self.say(self.kevin, ROOM, "lost on the way")
+        self.keith.wait_for(lambda s: 333 in status_codes(s), timeout=15)   # ping timed out
+        self.say(self.wayne, MROOM, "local meanwhile")
+        self.keith.wait_for(lambda s: body(s) == "local meanwhile", timeout=10)
+        self.sites.relay.heal()
+        self.wayne.wait_for(lambda s: body(s) == "lost on the way", timeout=20)
+        self.kevin.wait_for(lambda s: body(s) == "local meanwhile", timeout=20)
+        mirror_db = self.sites.mirror.directory + "/mirror.sqlite"
+        expected = ["before", "lost on the way", "local meanwhile"]
+        self.assertEqual(eventually(lambda: sorted(stored_bodies(mirror_db, MROOM)) ==
+                                    sorted(expected)), True, stored_bodies(mirror_db, MROOM))
+
+    def test_mirror_restart_during_a_split(self):
+        self.sites.relay.cut()
+        self.say(self.wayne, MROOM, "written before the restart")
+        self.keith.wait_for(lambda s: body(s) == "written before the restart", timeout=10)
+        self.sites.mirror.stop()
+        self.sites.mirror.start()
+        self.sites.relay.heal()
+        self.kevin.wait_for(lambda s: body(s) == "written before the restart", timeout=30)
+        master_db = self.sites.master.directory + "/master.sqlite"
+        self.assertEqual(eventually(lambda: stored_bodies(master_db, ROOM) ==
+                                    ["before", "written before the restart"]), True,
+                         stored_bodies(master_db, ROOM))
+
+
+class ReadonlySplitTests(TwoSitesInAConversation, unittest.TestCase):
+    """split_mode = readonly: no conversation while split."""
+
+    split_mode = "readonly"
+
+    def test_split_during_a_conversation(self):
+        self.sites.relay.cut()
+        self.say(self.kevin, ROOM, "kevin during")
+        self.kevin.wait_for(lambda s: 333 in status_codes(s), timeout=10)
+        self.say(self.wayne, MROOM, "wayne during")
+        self.wayne.wait_for(lambda s: 333 in status_codes(s), timeout=10)
+        self.say(self.wayne, MROOM, "refused")
+        error = self.wayne.wait_for(matcher("message", type="error"), timeout=10)
+        self.assertIsNotNone(find(error, "error/stanzas:recipient-unavailable"))
