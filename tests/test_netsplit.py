@@ -127,3 +127,22 @@ class NetsplitTests(unittest.TestCase):
         self.assertEqual(error["type"], "error")
         self.assertEqual(next(next(error.elements(None, "error")).elements()).name,
                          "recipient-unavailable")
+
+    def test_one_way_loss_only_the_master_notices(self):
+        """The master's pings go unanswered (raleigh>fairfax held), so the
+        master drops the mirror's users; the mirror hears the pings and
+        notices nothing.  At the netjoin the master pushes the roster
+        again, and the mirror joins its users again."""
+        self.sites.stall("raleigh>fairfax")
+        self.sites.advance(100)
+        self.assertEqual(self.sites.master.monitors.monitors[MIRROR].state, SPLIT)
+        self.assertEqual(self.sites.mirror.monitors.monitors[MASTER].state, UP)
+        say(self.sites, WAYNE, "held back", MROOM)
+        self.sites.heal()
+        self.sites.advance(30)
+        master = self.sites.master.rooms[ROOM]
+        self.assertEqual(sorted(master.occupants), ["Keith", "Kevin", "Wayne"])
+        self.assertEqual(history_bodies(master), ["before", "held back"])
+        self.assertEqual(history_bodies(self.sites.mirror.rooms[MROOM]), ["before", "held back"])
+        self.assertEqual(bodies(self.sites.take(KEVIN)).count("held back"), 1)
+        self.assertEqual(bodies(self.sites.take(KEITH)).count("held back"), 1)

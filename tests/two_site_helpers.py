@@ -77,6 +77,20 @@ class TwoSites:
         self._run()
 
     cut = False
+    stalled = ()
+    _held = ()
+
+    def stall(self, direction):
+        """Hold back what crosses in one direction (one-way loss)."""
+        self.stalled = (direction,)
+        self._held = []
+
+    def heal(self):
+        """Undo cut and stall; what was held crosses now, in order."""
+        self.cut, self.stalled = False, ()
+        held, self._held = self._held, []
+        self._queue.extend(held)
+        self._run()
 
     def _run(self):
         while self._queue:
@@ -86,8 +100,12 @@ class TwoSites:
             if bounce:
                 frm = frm[len("bounce:"):]   # made by the sender's own server
             elif site(frm) != site(to):
+                direction = "%s>%s" % (site(frm), site(to))
                 if self.cut:
                     self._bounce(frm, stanza)
+                    continue
+                if direction in self.stalled:
+                    self._held.append((frm, stanza))
                     continue
                 self.link.append(("%s>%s" % (site(frm), site(to)), stanza))
             host = to.split("/")[0].split("@")[-1]

@@ -95,8 +95,10 @@ class MasterMUC(ComponentHandler):
             room.mirror_split(peer)
 
     def netjoin(self, peer):
-        # The mirror drives the resync: it joins its users again.
-        pass
+        # The mirror drives the resync (it joins its users again); the
+        # master only makes sure it knows it has to.
+        for room in list(self.rooms.values()):
+            room.mirror_netjoin(peer)
 
     def forget(self, room):
         """The room is gone: destroyed, or temporary and empty."""

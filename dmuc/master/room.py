@@ -62,8 +62,10 @@ class Room:
         self.salt = uuid.uuid4().hex
         self._nick_by_address = {}
         self._pending_iqs = {}
-        # Mirror room JIDs that have had the config and roster (DMUC).
+        # Mirror room JIDs that have had the config and roster (DMUC), and
+        # those whose users were dropped at a netsplit.
         self.synced_mirrors = set()
+        self.split_mirrors = set()
 
     # -- persistence
 
@@ -324,8 +326,8 @@ class Room:
         iq = make_stanza("iq", to=via, frm=self.jid, type="set", id=self.host.new_id())
         roster = iq.addElement((ns.DMUC_SYNC, "roster"))
         # The joiner's own occupancy decides what the mirror may see.
-        show_jid = (self.config.whois == "anyone" or joining.role == "moderator"
-                    or self.mirror_sees_real_jids(via))
+        show_jid = (self.config.whois == "anyone" or self.mirror_sees_real_jids(via)
+                    or (joining is not None and joining.role == "moderator"))
         for occupant in self.occupants.values():
             item = roster.addElement("item")
             item["name"] = occupant.nick
@@ -380,6 +382,17 @@ class Room:
             author = Occupant(nick, real, "participant", address=via + "/" + nick, via=via)
             self._broadcast_message(author, message, skip_mirror=via)
 
+    def mirror_netjoin(self, peer):
+        """
+        The link to C{peer} is back: push the config and roster again to
+        the mirrors whose users we dropped, so that a mirror that did not
+        notice the split (one-way loss) learns it must join them again.
+        """
+        for via in sorted(v for v in self.split_mirrors if v.split("@")[-1] == peer):
+            self.split_mirrors.discard(via)
+            if via not in self.synced_mirrors:
+                self._sync_mirror(via, joining=None)
+
     def mirror_split(self, peer):
         """
         The link to mirror service C{peer} is down (PROTOCOL.md 6): its
@@ -390,6 +403,7 @@ class Room:
                 if o.via and o.via.split("@")[-1] == peer]
         for via in {o.via for o in gone}:
             self.synced_mirrors.discard(via)
+            self.split_mirrors.add(via)
         for occupant in gone:
             self._remove(occupant)
             for other in list(self.occupants.values()):

@@ -429,6 +429,14 @@ class MirrorMUC(ComponentHandler):
                 if form is not None:
                     room.apply_config(form)
             elif query.name == "roster":
+                if room.master_forgot_us():
+                    log.warn("{room}: the master dropped our users (a split we did "
+                             "not see); joining them again", room=room.jid)
+                    room.keep_in_flight()
+                    self.send(result_reply(iq))
+                    self._resync(room)
+                    room.apply_roster(query)
+                    return
                 room.apply_roster(query)
             else:
                 raise StanzaError("feature-not-implemented")
@@ -476,19 +484,22 @@ class MirrorMUC(ComponentHandler):
         for room in list(self.rooms.values()):
             if room.master_jid.split("@")[-1] != peer or not room.split:
                 continue
-            joins = room.begin_resync()
-            if not joins:
-                room.resyncing = False
-                self.maybe_idle(room)
-                continue
-            for nick, user, presence in joins:
-                up = copy_element(presence) if presence is not None else make_stanza("presence")
-                up.addElement((ns.MUC, "x"))
-                up["to"] = room.master_occupant(nick)
-                self._send_up(up, user, room, nick)
-            # The master may not have noticed the split (one-way loss) and
-            # push no roster: ask for what we missed now.
-            self._request_history(room)
+            self._resync(room)
+
+    def _resync(self, room):
+        joins = room.begin_resync()
+        if not joins:
+            room.resyncing = False
+            self.maybe_idle(room)
+            return
+        for nick, user, presence in joins:
+            up = copy_element(presence) if presence is not None else make_stanza("presence")
+            up.addElement((ns.MUC, "x"))
+            up["to"] = room.master_occupant(nick)
+            self._send_up(up, user, room, nick)
+        # The master may not have noticed the split (one-way loss) and push
+        # no roster: ask for what we missed now.
+        self._request_history(room)
 
     def _to_mirror_occupant(self, stanza, name, sender, nick, room):
         kind = stanza.getAttribute("type")

@@ -226,7 +226,11 @@ class MirrorRoom:
                 item.getAttribute("role", "participant"), item.getAttribute("jid"))
         self._save()
         # At a netjoin our users are in the room already: they see the
-        # remote occupants arrive as joins.
+        # remote occupants that came and went meanwhile.
+        for nick in sorted(before - set(self.roster)):
+            for local in self.local_users():
+                self._deliver(local.user, occupant_presence(
+                    None, self.local_jid(nick), "none", "none", unavailable=True))
         for nick in sorted(set(self.roster) - before):
             occupant = self.roster[nick]
             for local in self.local_users():
@@ -366,8 +370,8 @@ class MirrorRoom:
             self.subject_from = message.getAttribute("from")
             self.subject_delay = self.host.now()
             self._save()
-        elif body is not None:
-            self._remember(message)
+        elif body is not None and self._remember(message) is None:
+            return   # had it already (a resync, or our own split copy)
         self._fan_out(message)
 
     def _remember(self, message):
@@ -555,6 +559,22 @@ class MirrorRoom:
         self.split_messages.append(SplitMessage(sender.nick, sender.user.full(), now,
                                                 copy.toXml()))
         self.fan_out_local_message(copy, sender)
+
+    def master_forgot_us(self):
+        """
+        A roster push while our users are in the room and no rejoin is
+        under way: the master dropped them at a split we did not see (a
+        one-way loss).  Messages in flight are kept; the users join again.
+        """
+        return bool(self.local_users()) and not any(
+            p.rejoin for p in self.pending.values())
+
+    def keep_in_flight(self):
+        in_flight, self.in_flight = self.in_flight, {}
+        for nick, message in in_flight.values():
+            sender = self.roster.get(nick)
+            if sender is not None and sender.user is not None:
+                self.local_message(message, sender)
 
     def begin_resync(self):
         """
