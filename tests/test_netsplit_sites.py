@@ -14,6 +14,8 @@ import time
 
 from twisted.trial import unittest
 
+from dmuc.muc.history import order_key
+from dmuc.storage import HistoryEntry
 from dmuc.xmpp.stanzas import parse_xml
 from tests.harness.client import connect
 from tests.harness.prosody import temp_directory
@@ -35,11 +37,12 @@ def stored_bodies(database, room):
     connection = sqlite3.connect(database)
     try:
         rows = connection.execute(
-            "select xml, timestamp from history where room_jid = ?", (room,)).fetchall()
+            "select stanza_id, timestamp, xml from history where room_jid = ?",
+            (room,)).fetchall()
     finally:
         connection.close()
-    rows.sort(key=lambda row: row[1])
-    return [str(b) for xml, _ in rows for b in parse_xml(xml).elements() if b.name == "body"]
+    entries = sorted((HistoryEntry(i, t, "", "", x) for i, t, x in rows), key=order_key)
+    return [str(b) for e in entries for b in parse_xml(e.xml).elements() if b.name == "body"]
 
 
 def eventually(check, timeout=20, interval=0.1):

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from dmuc.master.room import Room
 from dmuc.muc import forms
+from dmuc.muc.history import order_key
 from dmuc.muc.model import HistoryRequest, JoinRequest, Sender
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.addressing import MalformedAddress, master_room_jid
@@ -56,8 +57,8 @@ class MasterMUC(ComponentHandler):
         records = yield self.store.load_rooms()
         for record in records:
             room = Room.from_record(record, self)
-            room.history = yield self.store.load_history(
-                record.jid, room.config.history_length)
+            entries = yield self.store.load_history(record.jid, room.config.history_length)
+            room.history = sorted(entries, key=order_key)
             self.rooms[record.jid] = room
         log.info("{domain}: loaded {count} persistent room(s)",
                  domain=self.domain, count=len(records))

@@ -85,7 +85,7 @@ class Room:
         room.subject = record.subject
         room.subject_nick = record.subject_nick
         room.subject_time = record.subject_time
-        room.history = list(entries)
+        room.history = sorted(entries, key=order_key)
         return room
 
     def _save(self):
@@ -208,14 +208,17 @@ class Room:
         vias = set(self.mirrors()) | ({occupant.via} if occupant.via else set())
         return sorted(v for v in vias if v != own and v in self.synced_mirrors)
 
-    def _broadcast(self, stanza, only=None, skip_mirror=None):
+    def _broadcast(self, stanza, only=None, skip_mirror=None, for_mirrors=None):
         """
         Send C{stanza} to every occupant of this site and one copy to each
-        mirror (a mirror passes C{only} when one of its occupants does).
+        mirror (a mirror passes C{only} when one of its occupants does);
+        C{for_mirrors}, when given, is the mirrors' version.
         """
         for occupant in list(self.occupants.values()):
             if occupant.via is None and (only is None or only(occupant)):
                 self._send_to(occupant, stanza)
+        if for_mirrors is not None:
+            stanza = for_mirrors
         for via in self.mirrors():
             if via == skip_mirror or via not in self.synced_mirrors:
                 continue
@@ -578,7 +581,11 @@ class Room:
             self._remember(HistoryEntry(
                 stanza_id=stanza_id, timestamp=timestamp, nick=occupant.nick,
                 real_jid=occupant.real_jid.full(), xml=message.toXml()))
-        self._broadcast(message, skip_mirror=skip_mirror)
+        # Mirrors get the time the room gave the message, so that every
+        # node's history has one order (PROTOCOL.md 6, docs/monitor.md).
+        for_mirrors = copy_element(message)
+        for_mirrors.addElement((ns.DMUC_SYNC, "time"))["stamp"] = format_timestamp(timestamp)
+        self._broadcast(message, skip_mirror=skip_mirror, for_mirrors=for_mirrors)
 
     def _written_during_split(self, occupant, message):
         """

@@ -126,7 +126,7 @@ class MirrorRoom:
                 parse_jid(item["user"]) if item.get("user") else None)
         room.subject, room.subject_from = record.subject, record.subject_nick
         room.subject_delay = record.subject_time
-        room.history = sorted(entries, key=lambda e: e.timestamp)
+        room.history = sorted(entries, key=order_key)
         return room
 
     def _save(self):
@@ -363,6 +363,9 @@ class MirrorRoom:
 
     def handle_groupchat(self, message):
         self.in_flight.pop(_origin_id(message), None)
+        stamp = child(message, "time", ns.DMUC_SYNC)
+        if stamp is not None:
+            message.children.remove(stamp)
         subject = child(message, "subject", message.uri)
         body = child(message, "body", message.uri)
         if subject is not None and body is None:
@@ -370,23 +373,27 @@ class MirrorRoom:
             self.subject_from = message.getAttribute("from")
             self.subject_delay = self.host.now()
             self._save()
-        elif body is not None and self._remember(message) is None:
+        elif body is not None and self._remember(message, _stamp(stamp)) is None:
             return   # had it already (a resync, or our own split copy)
         self._fan_out(message)
 
-    def _remember(self, message):
+    def _remember(self, message, timestamp=None):
+        """
+        Keep a message in the copy's history, in (time, id) order, once.
+        @param timestamp: the master's time for it; else its <delay/>,
+            else now.
+        @return: the new L{HistoryEntry}, or C{None} when already held.
+        """
         marker = child(message, "stanza-id", ns.STANZA_ID)
         delay = child(message, "delay", ns.DELAY)
         stored = copy_element(message)
         stored.children = [c for c in stored.children
                            if not (isinstance(c, domish.Element) and c.uri == ns.DELAY)]
         stored.attributes.pop("to", None)
-        timestamp = self.host.now()
-        if delay is not None:
-            try:
-                timestamp = parse_timestamp(delay.getAttribute("stamp", ""))
-            except ValueError:
-                pass
+        if timestamp is None and delay is not None:
+            timestamp = _stamp(delay)
+        if timestamp is None:
+            timestamp = self.host.now()
         entry = HistoryEntry(
             stanza_id=marker.getAttribute("id") if marker is not None else self.host.new_id(),
             timestamp=timestamp, nick=(message.getAttribute("from") or "").partition("/")[2],
@@ -442,7 +449,7 @@ class MirrorRoom:
             return True
         return False
 
-    def fan_out_local_message(self, message, sender):
+    def fan_out_local_message(self, message, sender, timestamp=None):
         """Fire-and-forget: a local user's message goes to the local users
         at once (FMUC 0.0.1); the master sends this mirror no copy."""
         copy = copy_element(message)
@@ -455,7 +462,7 @@ class MirrorRoom:
         marker["id"] = self.host.new_id()
         marker["by"] = self.jid
         if child(copy, "body", None) is not None:
-            self._remember(copy)
+            self._remember(copy, timestamp)
         for occupant in self.local_users():
             out = copy_element(copy)
             self._deliver(occupant.user, out)
@@ -558,7 +565,7 @@ class MirrorRoom:
         now = self.host.now()
         self.split_messages.append(SplitMessage(sender.nick, sender.user.full(), now,
                                                 copy.toXml()))
-        self.fan_out_local_message(copy, sender)
+        self.fan_out_local_message(copy, sender, now)
 
     def master_forgot_us(self):
         """
@@ -656,6 +663,16 @@ def error_reply_from(message, frm, error):
     reply = error_reply(message, error)
     reply["from"] = frm
     return reply
+
+
+def _stamp(element):
+    """The time in a <delay/> or <time/> element, or C{None}."""
+    if element is None:
+        return None
+    try:
+        return parse_timestamp(element.getAttribute("stamp", ""))
+    except ValueError:
+        return None
 
 
 def _origin_id(message):

@@ -70,7 +70,9 @@ class ComponentHandler(XMPPHandler):
         XMPPHandler.send(self, stanza)
 
     def now(self):
-        return self.clock.seconds()
+        """The time, to the millisecond: what time stamps can carry, so
+        every node orders history by the same values."""
+        return round(self.clock.seconds(), 3)
 
     def new_id(self):
         """Unique across restarts: a random prefix per process."""
