@@ -156,3 +156,70 @@ class ReadonlySplitTests(TwoSitesInAConversation, unittest.TestCase):
         self.say(self.wayne, MROOM, "refused")
         error = self.wayne.wait_for(matcher("message", type="error"), timeout=10)
         self.assertIsNotNone(find(error, "error/stanzas:recipient-unavailable"))
+
+
+class SplitRaceTests(TwoSitesInAConversation, unittest.TestCase):
+
+    def test_split_during_a_join(self):
+        carl = connect(self, self.sites.raleigh, "carl", resource="r")
+        carl.send("<presence to='%s/Carl'><x xmlns='http://jabber.org/protocol/muc'/>"
+                  "</presence>" % MROOM)
+        self.sites.relay.cut()
+        # the join is served from the mirror's copy, during the split or after
+        carl.wait_for(lambda s: 110 in status_codes(s), timeout=15)
+        self.say(self.kevin, ROOM, "while carl joined")
+        self.sites.relay.heal()
+        self.kevin.wait_for(lambda s: s.get("from") == ROOM + "/Carl"
+                            and s.get("type") is None, timeout=20)
+        carl.wait_for(lambda s: body(s) == "while carl joined", timeout=20)
+        self.say(carl, MROOM, "hello from carl")
+        self.kevin.wait_for(lambda s: body(s) == "hello from carl", timeout=10)
+
+    def test_split_during_a_resync(self):
+        self.sites.relay.cut()
+        self.say(self.kevin, ROOM, "first split")
+        self.keith.wait_for(lambda s: 333 in status_codes(s), timeout=10)
+        self.say(self.wayne, MROOM, "wayne in first split")
+        self.sites.relay.heal()
+        time.sleep(0.3)                  # the netjoin has begun...
+        self.sites.relay.cut()           # ...and the link fails again
+        self.say(self.wayne, MROOM, "wayne in second split")
+        time.sleep(1.5)
+        self.sites.relay.heal()
+        for text in ("wayne in first split", "wayne in second split"):
+            self.kevin.wait_for(lambda s, t=text: body(s) == t, timeout=30)
+        self.wayne.wait_for(lambda s: body(s) == "first split", timeout=30)
+        expected = ["before", "first split", "wayne in first split", "wayne in second split"]
+        master_db = self.sites.master.directory + "/master.sqlite"
+        mirror_db = self.sites.mirror.directory + "/mirror.sqlite"
+        self.assertTrue(eventually(lambda: stored_bodies(master_db, ROOM) == expected
+                                   and stored_bodies(mirror_db, MROOM) == expected),
+                        (stored_bodies(master_db, ROOM), stored_bodies(mirror_db, MROOM)))
+
+
+class KeepaliveCostTests(unittest.TestCase):
+
+    def test_idle_keepalives_do_not_grow_with_rooms(self):
+        sites = start_two_sites(self, temp_directory(self), monitor=FAST)
+        wayne = connect(self, sites.raleigh, "wayne", resource="r")
+        kevin = connect(self, sites.fairfax, "kevin", resource="r")
+        for n in range(20):
+            kevin.send("<presence to='room%d@%s/Kevin'><x xmlns='http://jabber.org/protocol/"
+                       "muc'/></presence>" % (n, MASTER))
+            wayne.send("<presence to='room%d\\40%s@%s/Wayne'><x xmlns='http://jabber.org/"
+                       "protocol/muc'/></presence>" % (n, MASTER, MIRROR))
+        for n in range(20):
+            wayne.wait_for(lambda s, n=n: 110 in status_codes(s)
+                           and s.get("from", "").startswith("room%d\\40" % n), timeout=15)
+        time.sleep(1.5)                  # sync traffic over
+        sites.relay.reset()
+        idle = 6.0
+        time.sleep(idle)
+        crossed = sites.relay.crossings()
+        kinds = {(c.name, c.get("type")) for c in crossed}
+        self.assertLessEqual(kinds, {("iq", "get"), ("iq", "result")}, crossed)
+        # one ping (and its answer) per ping_interval (1 s) per direction
+        # at the most, for 20 rooms: the monitor is per peer
+        pings = [c for c in crossed if c.get("type") == "get"]
+        self.assertLessEqual(len(pings), 2 * (idle / 1.0 + 1))
+        self.assertGreaterEqual(len(pings), 2)

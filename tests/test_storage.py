@@ -144,6 +144,17 @@ class RoomStoreTestsMixin:
         self.assertEqual(stanza_ids(other), ["id-3"])
 
     @defer.inlineCallbacks
+    def test_delete_one_history_entry(self):
+        yield self.append(ROOM, [1, 2, 3])
+        yield self.append(OTHER_ROOM, [2])
+        yield self.store.delete_history_entry(ROOM, "id-2")
+        yield self.store.delete_history_entry(ROOM, "id-unknown")
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(stanza_ids(history), ["id-1", "id-3"])
+        other = yield self.store.load_history(OTHER_ROOM, 10)
+        self.assertEqual(stanza_ids(other), ["id-2"])
+
+    @defer.inlineCallbacks
     def test_delete_then_recreate_starts_clean(self):
         yield self.store.save_room(make_record())
         yield self.append(ROOM, [1])

@@ -72,6 +72,10 @@ class MirrorMUC(ComponentHandler):
         self.stored(self.store.append_history(room.jid, entry, room.config.history_length),
                     room, "store a message")
 
+    def forget_message(self, room, entry):
+        self.stored(self.store.delete_history_entry(room.jid, entry.stanza_id), room,
+                    "replace a message")
+
     def user_left(self, room, occupant):
         self.maybe_idle(room)
 

@@ -357,7 +357,7 @@ class MirrorRoom:
         if origin is None:
             origin = self.host.new_id()
             message.addElement((ns.STANZA_ID, "origin-id"))["id"] = origin
-        self.in_flight[origin] = (sender.nick, copy_element(message))
+        self.in_flight[origin] = (sender.nick, copy_element(message), self.host.now())
         while len(self.in_flight) > 1000:
             del self.in_flight[next(iter(self.in_flight))]
 
@@ -399,16 +399,29 @@ class MirrorRoom:
             timestamp=timestamp, nick=(message.getAttribute("from") or "").partition("/")[2],
             real_jid="", xml=stored.toXml())
         origin = _origin_id(message)
-        if any(e.stanza_id == entry.stanza_id or (origin and origin == _origin_id_of(e))
-               for e in self.history):
+        held = next((e for e in self.history if e.stanza_id == entry.stanza_id
+                     or (origin and origin == _origin_id_of(e))), None)
+        if held is not None:
+            if self._is_master_copy(entry) and not self._is_master_copy(held):
+                # The master's copy (its id, its time) replaces the one we
+                # kept while the link was down: one order everywhere.
+                self.history.remove(held)
+                self.host.forget_message(self, held)
+                self._insert(entry)
             return None
+        self._insert(entry)
+        return entry
+
+    def _is_master_copy(self, entry):
+        return "by='%s'" % self.master_jid in entry.xml
+
+    def _insert(self, entry):
         position = len(self.history)
         while position and order_key(self.history[position - 1]) > order_key(entry):
             position -= 1
         self.history.insert(position, entry)
         del self.history[:max(0, len(self.history) - self.config.history_length)]
         self.host.store_message(self, entry)
-        return entry
 
     def last_master_stanza_id(self):
         """The newest message id given by the master: where a resync
@@ -490,12 +503,12 @@ class MirrorRoom:
             if not pending.rejoin:
                 self.local_join(pending.user, nick, pending.request, pending.presence)
         in_flight, self.in_flight = self.in_flight, {}
-        for nick, message in in_flight.values():
+        for nick, message, sent in in_flight.values():
             sender = self.roster.get(nick)
             if sender is None or sender.user is None:
                 continue
             if keep_messages:
-                self.local_message(message, sender)
+                self.local_message(message, sender, sent)
             else:
                 self._deliver(sender.user, error_reply_from(
                     message, self.jid, StanzaError(
@@ -556,13 +569,13 @@ class MirrorRoom:
             self._deliver(local.user, presence)
         self.host.user_left(self, occupant)
 
-    def local_message(self, message, sender):
+    def local_message(self, message, sender, written=None):
         """A message while split (split_mode local): our users get it now,
         the master at the netjoin, with its time and an origin-id."""
         copy = copy_element(message)
         if _origin_id(copy) is None:
             copy.addElement((ns.STANZA_ID, "origin-id"))["id"] = self.host.new_id()
-        now = self.host.now()
+        now = written if written is not None else self.host.now()
         self.split_messages.append(SplitMessage(sender.nick, sender.user.full(), now,
                                                 copy.toXml()))
         self.fan_out_local_message(copy, sender, now)
@@ -578,10 +591,10 @@ class MirrorRoom:
 
     def keep_in_flight(self):
         in_flight, self.in_flight = self.in_flight, {}
-        for nick, message in in_flight.values():
+        for nick, message, sent in in_flight.values():
             sender = self.roster.get(nick)
             if sender is not None and sender.user is not None:
-                self.local_message(message, sender)
+                self.local_message(message, sender, sent)
 
     def begin_resync(self):
         """

@@ -35,6 +35,12 @@ class IRoomStore(Interface):
         @type entry: L{HistoryEntry}
         """
 
+    def delete_history_entry(room_jid, stanza_id):
+        """
+        Forget one stored message (a mirror replaces its provisional copy
+        of a message by the master's).  An unknown id is not an error.
+        """
+
     def load_history(room_jid, limit):
         """
         @return: Deferred firing with the C{limit} newest L{HistoryEntry} of

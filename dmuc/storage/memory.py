@@ -51,6 +51,11 @@ class MemoryRoomStore:
         del entries[:_excess(len(entries), max_length)]
         return defer.succeed(None)
 
+    def delete_history_entry(self, room_jid, stanza_id):
+        entries = self._history.get(room_jid, [])
+        entries[:] = [e for e in entries if e.stanza_id != stanza_id]
+        return defer.succeed(None)
+
     def load_history(self, room_jid, limit):
         entries = self._history.get(room_jid, [])
         newest = entries[_excess(len(entries), limit):]

@@ -107,6 +107,9 @@ class SQLiteRoomStore:
     def append_history(self, room_jid, entry, max_length):
         return self._run(_append_history, room_jid, entry, max_length)
 
+    def delete_history_entry(self, room_jid, stanza_id):
+        return self._run(_delete_history_entry, room_jid, stanza_id)
+
     def load_history(self, room_jid, limit):
         return self._run(_load_history, room_jid, limit)
 
@@ -212,6 +215,11 @@ def _save_room(txn, record):
         " VALUES (?, ?, ?)",
         [(record.jid, jid, affiliation)
          for jid, affiliation in record.affiliations.items()])
+
+
+def _delete_history_entry(cursor, room_jid, stanza_id):
+    cursor.execute("DELETE FROM history WHERE room_jid = ? AND stanza_id = ?",
+                   (room_jid, stanza_id))
 
 
 def _delete_room(txn, room_jid):
