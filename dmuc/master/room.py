@@ -29,7 +29,7 @@ from dmuc.muc.presence import occupant_presence, template
 from dmuc.storage import HistoryEntry, RoomRecord
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import (
-    StanzaError, child, child_text, copy_element, make_stanza, parse_jid)
+    StanzaError, child, child_text, copy_element, make_stanza, parse_jid, strip_children)
 from dmuc.xmpp.timestamps import format_timestamp, parse_timestamp
 
 log = Logger(namespace="dmuc.master")
@@ -655,10 +655,7 @@ class Room:
         if target is None:
             raise StanzaError("item-not-found", text="Recipient not in room", by=self.jid)
         message = copy_element(stanza)
-        message.children = [
-            c for c in message.children
-            if not (isinstance(c, domish.Element)
-                    and c.uri in (ns.MUC, ns.MUC_USER, ns.FMUC, ns.DMUC3))]
+        strip_children(message, ns.MUC, ns.MUC_USER, ns.FMUC, ns.DMUC3)
         message.addElement((ns.MUC_USER, "x"))
         self._stamp_occupant_id(message, occupant)
         message["from"] = self.occupant_jid(occupant.nick)
@@ -955,9 +952,7 @@ def _origin_id(entry):
 
 
 def _drop_occupant_id(stanza):
-    stanza.children = [
-        c for c in stanza.children
-        if not (isinstance(c, domish.Element) and c.uri == ns.OCCUPANT_ID)]
+    strip_children(stanza, ns.OCCUPANT_ID)
 
 
 def _has_child(stanza, *names):

@@ -10,7 +10,6 @@ client-supplied envelopes stripped), and hands them to the L{MirrorRoom}.
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.words.xish import domish
 
 from dmuc.master.handler import parse_join
 from dmuc.muc.presence import template
@@ -20,7 +19,7 @@ from dmuc.xmpp.addressing import MalformedAddress, master_room_jid
 from dmuc.xmpp.component import ComponentHandler
 from dmuc.xmpp.stanzas import (
     StanzaError, child, copy_element, error_reply, make_stanza, parse_jid, payload,
-    result_reply)
+    result_reply, strip_children)
 
 log = Logger(namespace="dmuc.mirror")
 
@@ -235,8 +234,7 @@ class MirrorMUC(ComponentHandler):
                 return
             room.pending[nick] = PendingJoin(user, request, template(stanza))
             up = copy_element(stanza)
-            up.children = [c for c in up.children
-                           if not (isinstance(c, domish.Element) and c.uri == ns.MUC)]
+            strip_children(up, ns.MUC)
             x = up.addElement((ns.MUC, "x"))
             if request.password:
                 x.addElement("password", content=request.password)
@@ -299,17 +297,13 @@ class MirrorMUC(ComponentHandler):
         if target is not None and target.user is not None:
             # Two users of this mirror talk without crossing the link.
             message = copy_element(stanza)
-            message.children = [c for c in message.children
-                                if not (isinstance(c, domish.Element)
-                                        and c.uri in (ns.MUC, ns.MUC_USER))]
+            strip_children(message, ns.MUC, ns.MUC_USER)
             message.addElement((ns.MUC_USER, "x"))
             message["from"] = room.local_jid(sender.nick)
             message["to"] = target.user.full()
             self.send(message)
             return
-        if room.split:
-            raise StanzaError("recipient-unavailable", by=room.jid,
-                              text="Not reachable during a network split")
+        _refuse_if_split(room)
         self._send_up(stanza, user, room, sender.nick)
 
     def _user_iq(self, stanza, user, nick, room):
@@ -349,9 +343,7 @@ class MirrorMUC(ComponentHandler):
             routed["to"] = target.user.full()
             self.send(routed)
             return
-        if room.split:
-            raise StanzaError("recipient-unavailable", by=room.jid,
-                              text="Not reachable during a network split")
+        _refuse_if_split(room)
         up = copy_element(stanza)
         our_id = self.new_id()
         self._forwarded_iqs[our_id] = (user, stanza.getAttribute("id"))
@@ -528,6 +520,13 @@ class MirrorMUC(ComponentHandler):
             raise StanzaError("recipient-unavailable")
 
 
+def _refuse_if_split(room):
+    """Users of other sites are out of reach during a split."""
+    if room.split:
+        raise StanzaError("recipient-unavailable", by=room.jid,
+                          text="Not reachable during a network split")
+
+
 def _is_bounce(stanza):
     error = child(stanza, "error", stanza.uri)
     return error is not None and any(
@@ -537,6 +536,5 @@ def _is_bounce(stanza):
 
 def _strip_envelopes(stanza):
     """A client's own <fmuc/> or <dmuc/> is never forwarded (PROTOCOL.md 7)."""
-    stanza.children = [c for c in stanza.children
-                       if not (isinstance(c, domish.Element) and c.uri in (ns.FMUC, ns.DMUC3))]
+    strip_children(stanza, ns.FMUC, ns.DMUC3)
 

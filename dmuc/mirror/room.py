@@ -23,7 +23,7 @@ from dmuc.muc.presence import occupant_presence, template
 from dmuc.storage import HistoryEntry, RoomRecord
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import (
-    StanzaError, child, copy_element, error_reply, make_stanza, parse_jid, parse_xml)
+    StanzaError, child, copy_element, error_reply, make_stanza, parse_jid, parse_xml, strip_children)
 from dmuc.xmpp.timestamps import format_timestamp, parse_timestamp
 
 log = Logger(namespace="dmuc.mirror")
@@ -387,8 +387,7 @@ class MirrorRoom:
         marker = child(message, "stanza-id", ns.STANZA_ID)
         delay = child(message, "delay", ns.DELAY)
         stored = copy_element(message)
-        stored.children = [c for c in stored.children
-                           if not (isinstance(c, domish.Element) and c.uri == ns.DELAY)]
+        strip_children(stored, ns.DELAY)
         stored.attributes.pop("to", None)
         if timestamp is None and delay is not None:
             timestamp = _stamp(delay)
@@ -468,9 +467,7 @@ class MirrorRoom:
         copy = copy_element(message)
         copy["from"] = self.local_jid(sender.nick)
         copy["type"] = "groupchat"
-        copy.children = [c for c in copy.children
-                         if not (isinstance(c, domish.Element)
-                                 and c.uri in (ns.FMUC, ns.DMUC3))]
+        strip_children(copy, ns.FMUC, ns.DMUC3)
         marker = copy.addElement((ns.STANZA_ID, "stanza-id"))
         marker["id"] = self.host.new_id()
         marker["by"] = self.jid

@@ -5,10 +5,9 @@ occupant itself, status 110 last).  Built here once for the master and the
 mirror, which must look the same to a client.
 """
 
-from twisted.words.xish import domish
 
 from dmuc.xmpp import namespaces as ns
-from dmuc.xmpp.stanzas import copy_element, make_stanza
+from dmuc.xmpp.stanzas import copy_element, make_stanza, strip_children
 
 
 def template(stanza):
@@ -19,10 +18,7 @@ def template(stanza):
     """
     presence = copy_element(stanza)
     dropped = (ns.MUC, ns.MUC_USER, ns.OCCUPANT_ID, ns.FMUC, ns.DMUC3)
-    presence.children = [
-        c for c in presence.children
-        if not (isinstance(c, domish.Element) and c.uri in dropped)
-    ]
+    strip_children(presence, *dropped)
     for attr in ("to", "from"):
         if presence.hasAttribute(attr):
             del presence[attr]
