@@ -402,7 +402,7 @@ class MirrorMUC(ComponentHandler):
             if kind == "groupchat":
                 room.handle_groupchat(stanza)
             elif kind != "error":
-                room._fan_out(stanza)
+                room.fan_out(stanza)
 
     def _sync_iq(self, iq, room, kind):
         if kind == "result":
@@ -511,7 +511,7 @@ class MirrorMUC(ComponentHandler):
             pending = self._forwarded_iqs.pop(stanza.getAttribute("id"), None)
             if pending is not None:
                 user, their_id = pending
-                answer = room._translate(stanza)
+                answer = room.translate(stanza)
                 answer["id"] = their_id
                 answer["to"] = user.full()
                 self.send(answer)

@@ -161,7 +161,7 @@ class MirrorRoom:
         stanza["to"] = user.full()
         self.host.send(stanza)
 
-    def _translate(self, stanza):
+    def translate(self, stanza):
         """A copy of a master stanza as coming from this mirror room."""
         copy = copy_element(stanza)
         frm = copy.getAttribute("from") or ""
@@ -177,7 +177,7 @@ class MirrorRoom:
     def _view(self, presence, viewer):
         """A presence as a local viewer may see it (real JIDs hidden from
         those who may not see them)."""
-        copy = self._translate(presence)
+        copy = self.translate(presence)
         if viewer is not None and not self.may_see_jids(viewer):
             for x in copy.elements(ns.MUC_USER, "x"):
                 for item in x.elements(ns.MUC_USER, "item"):
@@ -198,11 +198,11 @@ class MirrorRoom:
             occupant.presence, self.local_jid(occupant.nick), occupant.affiliation,
             occupant.role, real_jid=jid if show else None)
 
-    def _fan_out(self, stanza, exclude=None, view=False):
+    def fan_out(self, stanza, exclude=None, view=False):
         for occupant in self.local_users():
             if occupant.nick == exclude:
                 continue
-            out = self._view(stanza, occupant) if view else self._translate(stanza)
+            out = self._view(stanza, occupant) if view else self.translate(stanza)
             self._deliver(occupant.user, out)
 
     # -- sync from the master
@@ -273,7 +273,7 @@ class MirrorRoom:
             occupant.presence = template(presence)
             self.roster[nick] = occupant
         self._save()
-        self._fan_out(presence, view=True)
+        self.fan_out(presence, view=True)
 
     def handle_self_presence(self, presence, nick):
         """
@@ -298,9 +298,9 @@ class MirrorRoom:
             return
         unavailable = presence.getAttribute("type") == "unavailable"
         self._update_local(occupant, presence)
-        self._deliver(occupant.user, self._translate(presence))
+        self._deliver(occupant.user, self.translate(presence))
         others = _without_110(presence)
-        self._fan_out(others, exclude=nick, view=True)
+        self.fan_out(others, exclude=nick, view=True)
         if unavailable:
             del self.roster[nick]
         self._save()
@@ -322,12 +322,12 @@ class MirrorRoom:
         for other in list(self.roster.values()):
             if other is not occupant:
                 self._deliver(pending.user, self._roster_presence(other, occupant))
-        self._deliver(pending.user, self._translate(presence))
+        self._deliver(pending.user, self.translate(presence))
         for entry in history.select(self.history, pending.request.history,
                                     self.host.now(), self.config.default_history):
             self._deliver(pending.user, self._history_message(entry))
         self._deliver(pending.user, self._subject_message())
-        self._fan_out(_without_110(presence), exclude=nick, view=True)
+        self.fan_out(_without_110(presence), exclude=nick, view=True)
         log.info("{user} joined {room} through this mirror", user=pending.user.full(),
                  room=self.master_jid)
 
@@ -341,7 +341,7 @@ class MirrorRoom:
                                "The nick %s was taken in the room during a network "
                                "split; join again with another nick" % nick)
         elif pending is not None:
-            self._deliver(pending.user, self._translate(error))
+            self._deliver(pending.user, self.translate(error))
         self.host.maybe_idle(self)
 
     # -- messages from the master
@@ -375,7 +375,7 @@ class MirrorRoom:
             self._save()
         elif body is not None and self._remember(message, _stamp(stamp)) is None:
             return   # had it already (a resync, or our own split copy)
-        self._fan_out(message)
+        self.fan_out(message)
 
     def _remember(self, message, timestamp=None):
         """
@@ -432,7 +432,7 @@ class MirrorRoom:
         return None
 
     def _history_message(self, entry):
-        message = self._translate(history.to_message(entry))
+        message = self.translate(history.to_message(entry))
         delay = message.addElement((ns.DELAY, "delay"))
         delay["from"] = self.jid
         delay["stamp"] = format_timestamp(entry.timestamp)
@@ -442,7 +442,7 @@ class MirrorRoom:
         frm = self.subject_from or self.master_jid
         message = make_stanza("message", frm=frm, type="groupchat")
         message.addElement("subject", content=self.subject or "")
-        message = self._translate(message)
+        message = self.translate(message)
         if self.subject_delay is not None:
             delay = message.addElement((ns.DELAY, "delay"))
             delay["from"] = self.jid
@@ -453,11 +453,11 @@ class MirrorRoom:
         """A per-occupant stanza from the master for one of our users."""
         occupant = self.roster.get(nick)
         if occupant is not None and occupant.user is not None:
-            self._deliver(occupant.user, self._translate(stanza))
+            self._deliver(occupant.user, self.translate(stanza))
             return True
         pending = self.pending.get(nick)
         if pending is not None:
-            self._deliver(pending.user, self._translate(stanza))
+            self._deliver(pending.user, self.translate(stanza))
             return True
         return False
 
