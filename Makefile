@@ -17,6 +17,11 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 all: test
 
 $(VENV)/.installed: setup.cfg pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "dmuc needs Python 3.11 or newer (PYTHON=$(PYTHON) is older)"; exit 1; }
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e ".[test]"
