@@ -239,15 +239,20 @@ class BadInputTests(ServiceTestCase):
 class PersistenceTests(unittest.TestCase):
     """Killing and restarting the component loses nothing persistent."""
 
-    def test_rooms_affiliations_history_survive_restart(self):
-        site = MasterSite(self)
-        dmuc = site.start_dmuc()
+    def persistent_room(self, site):
+        """Kevin creates the room and makes it persistent; returns him."""
         kevin = site.client("kevin")
         kevin.send(join_xml("Kevin"))
         kevin.wait_for(lambda s: 110 in status_codes(s))
         kevin.iq("<iq type='set' to='%s'><query xmlns='%s'><x xmlns='jabber:x:data' "
                  "type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value>"
                  "</field></x></query></iq>" % (ROOM, NS.MUC_OWNER))
+        return kevin
+
+    def test_rooms_affiliations_history_survive_restart(self):
+        site = MasterSite(self)
+        dmuc = site.start_dmuc()
+        kevin = self.persistent_room(site)
         kevin.iq("<iq type='set' to='%s'><query xmlns='%s'><item jid='wayne@fairfax.test' "
                  "affiliation='member'/></query></iq>" % (ROOM, NS.MUC_ADMIN))
         for n in range(5):
@@ -299,12 +304,7 @@ class PersistenceTests(unittest.TestCase):
         """The SQLite file is the embedded default, at the configured path."""
         site = MasterSite(self)
         site.start_dmuc()
-        kevin = site.client("kevin")
-        kevin.send(join_xml("Kevin"))
-        kevin.wait_for(lambda s: 110 in status_codes(s))
-        kevin.iq("<iq type='set' to='%s'><query xmlns='%s'><x xmlns='jabber:x:data' "
-                 "type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value>"
-                 "</field></x></query></iq>" % (ROOM, NS.MUC_OWNER))
+        self.persistent_room(site)
         site.dmuc.stop()
         rows = sqlite3.connect(site.sections["master"]["database"]).execute(
             "select jid from rooms").fetchall()

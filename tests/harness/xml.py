@@ -10,6 +10,8 @@ what the client sends on the wire and what failure messages show.
 
 import xml.etree.ElementTree as ET
 
+from dmuc.xmpp import namespaces as _ns
+
 CLIENT_NS = "jabber:client"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 
@@ -18,17 +20,17 @@ class NS:
     """Namespaces that MUC tests keep needing."""
 
     CLIENT = CLIENT_NS
-    MUC = "http://jabber.org/protocol/muc"
-    MUC_USER = "http://jabber.org/protocol/muc#user"
-    MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
-    MUC_OWNER = "http://jabber.org/protocol/muc#owner"
-    DISCO_INFO = "http://jabber.org/protocol/disco#info"
-    DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
-    DATA_FORMS = "jabber:x:data"
-    DELAY = "urn:xmpp:delay"
-    STANZA_ID = "urn:xmpp:sid:0"
-    PING = "urn:xmpp:ping"
-    STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+    MUC = _ns.MUC
+    MUC_USER = _ns.MUC_USER
+    MUC_ADMIN = _ns.MUC_ADMIN
+    MUC_OWNER = _ns.MUC_OWNER
+    DISCO_INFO = _ns.DISCO_INFO
+    DISCO_ITEMS = _ns.DISCO_ITEMS
+    DATA_FORMS = _ns.DATA_FORMS
+    DELAY = _ns.DELAY
+    STANZA_ID = _ns.STANZA_ID
+    PING = _ns.PING
+    STANZAS = _ns.STANZAS
 
 
 def qname(namespace, name):
