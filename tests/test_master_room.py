@@ -431,3 +431,16 @@ class ProbeTests(unittest.TestCase):
         self.assertEqual([(s["to"], s["from"]) for s in out], [(WAYNE, ROOM + "/Kevin")])
         out = f.receive("<presence type='probe' from='%s' to='%s/Kevin'/>" % (KEITH, ROOM))
         self.assertEqual(error_condition(out[0]), ("cancel", "not-acceptable"))
+
+
+class HistoryOrderTests(unittest.TestCase):
+
+    def test_messages_of_one_millisecond_keep_their_order(self):
+        """Found by CI: ids compared as text put "-10" before "-9"."""
+        f = MasterFixture()
+        f.join(KEVIN, "Kevin")
+        for n in range(12):
+            f.say(KEVIN, "m%d" % n)      # the clock does not move
+        room = f.muc.rooms[ROOM]
+        self.assertEqual([e.xml.split("<body>")[1].split("<")[0] for e in room.history],
+                         ["m%d" % n for n in range(12)])

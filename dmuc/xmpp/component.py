@@ -75,8 +75,12 @@ class ComponentHandler(XMPPHandler):
         return round(self.clock.seconds(), 3)
 
     def new_id(self):
-        """Unique across restarts: a random prefix per process."""
-        return "%s-%d" % (self._id_prefix, next(self._ids))
+        """
+        Unique across restarts (a random prefix per process), and in
+        creation order when compared as text (a zero-padded counter):
+        history orders messages of the same millisecond by these ids.
+        """
+        return "%s-%012d" % (self._id_prefix, next(self._ids))
 
     def stored(self, d, room, what):
         """Let a storage call run; log (with the room) if it fails."""
