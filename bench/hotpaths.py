@@ -1,0 +1,439 @@
+"""
+The per-stanza hot paths of dmuc, measured in-process (issue 5).
+
+    python -m bench.hotpaths [--quick] [--profile]
+
+prints one JSON object.  Nothing touches the network.  Each service runs
+on a real L{XmlStream} (so inbound stanzas are parsed and outbound ones
+serialised and encoded exactly as in production) whose transport keeps or
+just counts the bytes written; time is a L{Clock}.
+
+  - C{master_groupchat}: a groupchat message from one occupant of a master
+    room with C{--occupants} local occupants and one mirror occupant: the
+    master parses it, stores it in history, sends it to every local
+    occupant and one copy to the mirror.
+  - C{master_presence}: a status change of one of those occupants.
+  - C{mirror_groupchat}: a groupchat message from the master to a mirror
+    room with C{--occupants} local users: the mirror parses it, keeps it
+    in its copy of the history and sends it to each of them.
+  - C{mirror_presence}: a remote occupant's status change, pushed by the
+    master to that mirror room.
+  - C{sqlite_appends_burst}: history appends with the SQLite store, all
+    asked for at once, timed until the last one is written.
+  - C{sqlite_appends_trickle}: the same, one append per reactor turn, as
+    messages arriving one by one would ask for them.
+
+The two-site rooms are built through both services (joins, sync, history
+request), stanzas between them crossing as bytes; then each measurement
+feeds one service alone, its output counted and dropped.  Messages carry a
+body and an origin-id, as current clients send them.
+
+Each figure is taken C{repeats} times; the JSON gives min, median and max
+(times in microseconds per stanza, appends per second for storage).
+L{measure} returns the same dict.  C{--profile} prints the top cProfile
+entries of each measurement to stderr.
+"""
+
+import argparse
+import cProfile
+import gc
+import io
+import json
+import os
+import platform
+import pstats
+import queue
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+from twisted.internet.task import Clock
+from twisted.words.protocols.jabber.xmlstream import STREAM_AUTHD_EVENT
+from twisted.words.xish.xmlstream import BootstrapMixin, XmlStream
+
+from dmuc.master.handler import MasterMUC
+from dmuc.mirror.handler import MirrorMUC
+from dmuc.storage import HistoryEntry
+from dmuc.storage.memory import MemoryRoomStore
+from dmuc.storage.sqlite import SQLiteRoomStore
+from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.addressing import mirror_room_jid
+from dmuc.xmpp.stanzas import parse_xml
+from wokkel.subprotocols import StreamManager  # after dmuc: its wokkel shim
+
+MASTER = "conference.fairfax.test"
+MIRROR = "mirror.raleigh.test"
+ROOM = "chat@" + MASTER
+MROOM = mirror_room_jid(ROOM, MIRROR)
+START = 1_700_000_000
+
+STREAM_OPEN = ("<stream:stream xmlns='%s' xmlns:stream='http://etherx.jabber.org/streams'>"
+               % ns.COMPONENT).encode()
+BODY = ("Did anyone look at the release notes yet? The storage section changed "
+        "& the <config> example needs a fix.")
+
+FULL = {"occupants": 50, "messages": 300, "repeats": 7, "appends": 2000,
+        "storage_repeats": 5}
+QUICK = {"occupants": 50, "messages": 40, "repeats": 3, "appends": 200,
+         "storage_repeats": 3}
+
+
+class Sink:
+    """A transport that keeps what is written (to route it) or only
+    counts it."""
+
+    def __init__(self):
+        self.keep = True
+        self.chunks = []
+        self.writes = 0
+        self.bytes = 0
+
+    def write(self, data):
+        self.writes += 1
+        self.bytes += len(data)
+        if self.keep:
+            self.chunks.append(data)
+
+    def writeSequence(self, data):
+        for chunk in data:
+            self.write(chunk)
+
+    def loseConnection(self):
+        pass
+
+
+def connect(handler, clock):
+    """Attach C{handler} to a new, initialised component stream; return
+    the stream (its C{transport} is a L{Sink})."""
+    factory = BootstrapMixin()
+    manager = StreamManager(factory, clock)
+    handler.setHandlerParent(manager)
+    stream = XmlStream()
+    factory.installBootstraps(stream)
+    stream.makeConnection(Sink())
+    stream.dataReceived(STREAM_OPEN)
+    stream.dispatch(stream, STREAM_AUTHD_EVENT)
+    return stream
+
+
+class TwoSites:
+    """
+    A master and a mirror service, each on its own stream; L{route}
+    carries what one writes for the other as bytes, and drops what is for
+    users.
+    """
+
+    def __init__(self):
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.master = MasterMUC(MASTER, MemoryRoomStore(), self.clock,
+                                trusted_mirrors={MIRROR: ("raleigh.test",)})
+        self.mirror = MirrorMUC(MIRROR, ("raleigh.test",), MemoryRoomStore(), self.clock)
+        self.streams = {MASTER: connect(self.master, self.clock),
+                        MIRROR: connect(self.mirror, self.clock)}
+
+    def deliver(self, domain, text):
+        self.streams[domain].dataReceived(text.encode("utf-8"))
+        self.route()
+
+    def route(self):
+        moved = True
+        while moved:
+            moved = False
+            for stream in self.streams.values():
+                chunks, stream.transport.chunks = stream.transport.chunks, []
+                for chunk in chunks:
+                    host = parse_xml(chunk).getAttribute("to", "").split("/")[0]
+                    host = host.split("@")[-1]
+                    if host in self.streams:
+                        self.streams[host].dataReceived(chunk)
+                        moved = True
+
+    def counting(self):
+        """From now on the streams only count what is written."""
+        for stream in self.streams.values():
+            stream.transport.keep = False
+            stream.transport.chunks = []
+
+
+def build_sites(local, remote):
+    """A master room with C{local} users of the master's site and
+    C{remote} users joined through the mirror."""
+    sites = TwoSites()
+    for n in range(local):
+        sites.deliver(MASTER, "<presence from='u%02d@fairfax.test/r' to='%s/u%02d'>"
+                              "<x xmlns='%s'/></presence>" % (n, ROOM, n, ns.MUC))
+    for n in range(remote):
+        sites.deliver(MIRROR, "<presence from='m%02d@raleigh.test/r' to='%s/m%02d'>"
+                              "<x xmlns='%s'/></presence>" % (n, MROOM, n, ns.MUC))
+    room = sites.master.rooms[ROOM]
+    assert len(room.occupants) == local + remote, len(room.occupants)
+    if remote:
+        assert len(sites.mirror.rooms[MROOM].local_users()) == remote
+    sites.counting()
+    return sites
+
+
+def groupchat_from_user(n, serial):
+    return ("<message from='u%02d@fairfax.test/r' to='%s' type='groupchat' id='b%d'>"
+            "<body>%s %d</body><origin-id xmlns='%s' id='o-%d'/></message>"
+            % (n, ROOM, serial, _xml(BODY), serial, ns.STANZA_ID, serial))
+
+
+def groupchat_from_master(serial):
+    """What the master sends a mirror room for a message of a master
+    user: its stanza-id, occupant-id and the time it gave it."""
+    return ("<message from='%s/u00' to='%s' type='groupchat' id='b%d'>"
+            "<body>%s %d</body><origin-id xmlns='%s' id='o-%d'/>"
+            "<occupant-id xmlns='%s' id='cHViGxzt3mHnCGQNy3Y0r+Fa1mVc5g3RJb4ipKU5vNs='/>"
+            "<stanza-id xmlns='%s' id='bench-%012d' by='%s'/>"
+            "<time xmlns='%s' stamp='2023-11-14T22:13:20.%03dZ'/></message>"
+            % (ROOM, MROOM, serial, _xml(BODY), serial, ns.STANZA_ID, serial,
+               ns.OCCUPANT_ID, ns.STANZA_ID, serial, ROOM, ns.DMUC_SYNC, serial % 1000))
+
+
+def presence_from_user(n, serial):
+    show = ("away", "chat", "dnd", "xa")[serial % 4]
+    return ("<presence from='u%02d@fairfax.test/r' to='%s/u%02d'><show>%s</show>"
+            "<status>%d</status></presence>" % (n, ROOM, n, show, serial))
+
+
+def presence_from_master(serial):
+    """A master user's status change, as the master pushes it to a mirror."""
+    show = ("away", "chat", "dnd", "xa")[serial % 4]
+    return ("<presence from='%s/u00' to='%s'><show>%s</show><status>%d</status>"
+            "<occupant-id xmlns='%s' id='cHViGxzt3mHnCGQNy3Y0r+Fa1mVc5g3RJb4ipKU5vNs='/>"
+            "<x xmlns='%s'><item affiliation='owner' role='moderator'/></x></presence>"
+            % (ROOM, MROOM, show, serial, ns.OCCUPANT_ID, ns.MUC_USER))
+
+
+def _xml(text):
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def time_stanzas(stream, stanzas, repeats, profile=None):
+    """
+    Feed C{stanzas} (bytes) to C{stream}, C{repeats} times over fresh
+    slices; @return: (microseconds per stanza of each repeat, writes per
+    stanza).
+    """
+    per_repeat = len(stanzas) // repeats
+    results = []
+    writes = 0
+    for r in range(repeats):
+        batch = stanzas[r * per_repeat:(r + 1) * per_repeat]
+        sink = stream.transport
+        before = sink.writes
+        gc.collect()
+        if profile is not None:
+            profile.enable()
+        started = time.perf_counter()
+        for data in batch:
+            stream.dataReceived(data)
+        elapsed = time.perf_counter() - started
+        if profile is not None:
+            profile.disable()
+        results.append(elapsed / len(batch) * 1e6)
+        writes = (sink.writes - before) / len(batch)
+    return results, writes
+
+
+def spread(values):
+    return {"min": round(min(values), 2), "median": round(statistics.median(values), 2),
+            "max": round(max(values), 2)}
+
+
+def fan_out_figures(name, stream, make, settings, profiles):
+    count = settings["messages"] * settings["repeats"]
+    stanzas = [make(i).encode("utf-8") for i in range(count)]
+    profile = cProfile.Profile() if profiles is not None else None
+    times, writes = time_stanzas(stream, stanzas, settings["repeats"], profile)
+    if profiles is not None:
+        profiles[name] = profile
+    return {"occupants": settings["occupants"], "stanzas": settings["messages"],
+            "repeats": settings["repeats"], "sent_per_stanza": writes,
+            "us_per_stanza": spread(times)}
+
+
+def measure_master(settings, profiles=None):
+    sites = build_sites(settings["occupants"], 1)
+    stream = sites.streams[MASTER]
+    speaker = 1
+    return {
+        "master_groupchat": dict(fan_out_figures(
+            "master_groupchat", stream, lambda i: groupchat_from_user(speaker, i),
+            settings, profiles), mirrors=1),
+        "master_presence": dict(fan_out_figures(
+            "master_presence", stream, lambda i: presence_from_user(speaker, i),
+            settings, profiles), mirrors=1),
+    }
+
+
+def measure_mirror(settings, profiles=None):
+    sites = build_sites(1, settings["occupants"])
+    stream = sites.streams[MIRROR]
+    return {
+        "mirror_groupchat": fan_out_figures(
+            "mirror_groupchat", stream, groupchat_from_master, settings, profiles),
+        "mirror_presence": fan_out_figures(
+            "mirror_presence", stream, presence_from_master, settings, profiles),
+    }
+
+
+# -- storage
+
+
+class ThreadedClock(Clock):
+    """
+    A L{Clock} that also takes calls from threads, starts and stops the way
+    L{adbapi.ConnectionPool} asks a reactor to, and runs until a condition
+    holds: enough of a reactor for the SQLite store, in-process.
+    """
+
+    def __init__(self):
+        Clock.__init__(self)
+        self._from_threads = queue.SimpleQueue()
+
+    def callFromThread(self, f, *args, **kwargs):
+        self._from_threads.put((f, args, kwargs))
+
+    def callWhenRunning(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+    def addSystemEventTrigger(self, phase, event, f, *args, **kwargs):
+        return (phase, event, f)
+
+    def removeSystemEventTrigger(self, trigger):
+        pass
+
+    def turn(self, block):
+        """One turn: due timers, then what threads sent back."""
+        self.advance(0)
+        try:
+            f, args, kwargs = self._from_threads.get(timeout=0.01 if block else 0)
+        except queue.Empty:
+            return
+        f(*args, **kwargs)
+
+    def run_until(self, done, timeout=120):
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise RuntimeError("storage did not finish in %ss" % timeout)
+            self.turn(block=True)
+
+
+def history_entry(serial):
+    xml = groupchat_from_user(1, serial).replace(
+        "from='u01@fairfax.test/r' to='%s'" % ROOM, "from='%s/u01'" % ROOM)
+    return HistoryEntry(stanza_id="bench-%012d" % serial, timestamp=START + serial / 1000,
+                        nick="u01", real_jid="u01@fairfax.test/r", xml=xml)
+
+
+def append_rate(count, trickle, profile=None):
+    """Appends per second to a fresh SQLite store, until all are written."""
+    clock = ThreadedClock()
+    directory = tempfile.mkdtemp(prefix="dmuc-bench-")
+    store = SQLiteRoomStore(os.path.join(directory, "rooms.sqlite"), reactor=clock)
+    try:
+        opened = []
+        store.open().addCallback(opened.append)
+        clock.run_until(lambda: opened)
+        entries = [history_entry(i) for i in range(count)]
+        done, failed = [], []
+        gc.collect()
+        if profile is not None:
+            profile.enable()
+        started = time.perf_counter()
+        for entry in entries:
+            d = store.append_history(ROOM, entry, 20)
+            d.addCallbacks(done.append, failed.append)
+            if trickle:
+                clock.turn(block=False)
+        clock.run_until(lambda: len(done) + len(failed) == count)
+        elapsed = time.perf_counter() - started
+        if profile is not None:
+            profile.disable()
+        if failed:
+            raise RuntimeError("append failed: %s" % failed[0].getErrorMessage())
+        kept = []
+        store.load_history(ROOM, 100).addCallback(kept.extend)
+        clock.run_until(lambda: kept)
+        assert [e.stanza_id for e in kept] == [e.stanza_id for e in entries[-20:]]
+        return count / elapsed
+    finally:
+        store.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def measure_storage(settings, profiles=None):
+    figures = {}
+    for name, trickle in (("sqlite_appends_burst", False), ("sqlite_appends_trickle", True)):
+        profile = cProfile.Profile() if profiles is not None else None
+        rates = [append_rate(settings["appends"], trickle, profile)
+                 for _ in range(settings["storage_repeats"])]
+        if profiles is not None:
+            profiles[name] = profile
+        figures[name] = {"appends": settings["appends"], "history_length": 20,
+                         "repeats": settings["storage_repeats"],
+                         "appends_per_s": spread(rates)}
+    return figures
+
+
+def machine():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model,
+            "python": platform.python_version()}
+
+
+def measure(quick=False, profiles=None):
+    """
+    Run every measurement.
+
+    @param quick: a few seconds' run, for the smoke test (figures noisier).
+    @param profiles: a dict to fill with one C{cProfile.Profile} per
+        measurement, or C{None} not to profile.
+    @return: the figures, as printed by C{python -m bench.hotpaths}.
+    """
+    settings = QUICK if quick else FULL
+    result = {"benchmark": "hotpaths", "quick": quick, "machine": machine()}
+    result.update(measure_master(settings, profiles))
+    result.update(measure_mirror(settings, profiles))
+    result.update(measure_storage(settings, profiles))
+    return result
+
+
+def print_profiles(profiles, out, top=15):
+    for name, profile in profiles.items():
+        text = io.StringIO()
+        stats = pstats.Stats(profile, stream=text)
+        stats.sort_stats("tottime").print_stats(top)
+        out.write("==== %s ====\n%s\n" % (name, text.getvalue()))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.hotpaths",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="a few seconds' run (noisier figures)")
+    parser.add_argument("--profile", action="store_true",
+                        help="print the top cProfile entries of each measurement to stderr")
+    options = parser.parse_args(argv)
+    profiles = {} if options.profile else None
+    result = measure(quick=options.quick, profiles=profiles)
+    if profiles:
+        print_profiles(profiles, sys.stderr)
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

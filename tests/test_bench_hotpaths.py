@@ -1,0 +1,34 @@
+"""
+Smoke test of the hot-path benchmark (bench/hotpaths.py): it runs, and
+gives every figure.  No assertion on how fast: that is the benchmark's
+business, on a quiet machine.
+"""
+
+from twisted.trial import unittest
+
+from bench import hotpaths
+
+FAN_OUT = ("master_groupchat", "master_presence", "mirror_groupchat", "mirror_presence")
+STORAGE = ("sqlite_appends_burst", "sqlite_appends_trickle")
+
+
+class QuickRunTests(unittest.TestCase):
+
+    def test_quick_run_gives_every_figure(self):
+        result = hotpaths.measure(quick=True)
+        self.assertTrue(result["quick"])
+        self.assertGreater(result["machine"]["nproc"], 0)
+        for name in FAN_OUT:
+            figure = result[name]
+            self.assertEqual(figure["occupants"], 50)
+            # Every local occupant got it (the master: and the mirror).
+            self.assertGreaterEqual(figure["sent_per_stanza"], 50)
+            self._assert_spread(figure["us_per_stanza"])
+        for name in STORAGE:
+            self._assert_spread(result[name]["appends_per_s"])
+
+    def _assert_spread(self, spread):
+        self.assertEqual(set(spread), {"min", "median", "max"})
+        self.assertGreater(spread["min"], 0)
+        self.assertLessEqual(spread["min"], spread["median"])
+        self.assertLessEqual(spread["median"], spread["max"])
