@@ -61,6 +61,7 @@ from dmuc.storage.sqlite import SQLiteRoomStore
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.addressing import mirror_room_jid
 from dmuc.xmpp.stanzas import parse_xml
+from dmuc.xmpp.timestamps import format_timestamp
 from wokkel.subprotocols import StreamManager  # after dmuc: its wokkel shim
 
 MASTER = "conference.fairfax.test"
@@ -68,6 +69,9 @@ MIRROR = "mirror.raleigh.test"
 ROOM = "chat@" + MASTER
 MROOM = mirror_room_jid(ROOM, MIRROR)
 START = 1_700_000_000
+# Time between two measured stanzas: messages a millisecond apart, so
+# history appends in time order, as it mostly does in a live room.
+TICK = 0.001
 
 STREAM_OPEN = ("<stream:stream xmlns='%s' xmlns:stream='http://etherx.jabber.org/streams'>"
                % ns.COMPONENT).encode()
@@ -189,9 +193,10 @@ def groupchat_from_master(serial):
             "<body>%s %d</body><origin-id xmlns='%s' id='o-%d'/>"
             "<occupant-id xmlns='%s' id='cHViGxzt3mHnCGQNy3Y0r+Fa1mVc5g3RJb4ipKU5vNs='/>"
             "<stanza-id xmlns='%s' id='bench-%012d' by='%s'/>"
-            "<time xmlns='%s' stamp='2023-11-14T22:13:20.%03dZ'/></message>"
+            "<time xmlns='%s' stamp='%s'/></message>"
             % (ROOM, MROOM, serial, _xml(BODY), serial, ns.STANZA_ID, serial,
-               ns.OCCUPANT_ID, ns.STANZA_ID, serial, ROOM, ns.DMUC_SYNC, serial % 1000))
+               ns.OCCUPANT_ID, ns.STANZA_ID, serial, ROOM, ns.DMUC_SYNC,
+               format_timestamp(START + 60 + serial * TICK)))
 
 
 def presence_from_user(n, serial):
@@ -213,11 +218,11 @@ def _xml(text):
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def time_stanzas(stream, stanzas, repeats, profile=None):
+def time_stanzas(stream, clock, stanzas, repeats, profile=None):
     """
     Feed C{stanzas} (bytes) to C{stream}, C{repeats} times over fresh
-    slices; @return: (microseconds per stanza of each repeat, writes per
-    stanza).
+    slices, C{clock} a L{TICK} further for each; @return: (microseconds per
+    stanza of each repeat, writes per stanza).
     """
     per_repeat = len(stanzas) // repeats
     results = []
@@ -231,6 +236,7 @@ def time_stanzas(stream, stanzas, repeats, profile=None):
             profile.enable()
         started = time.perf_counter()
         for data in batch:
+            clock.advance(TICK)
             stream.dataReceived(data)
         elapsed = time.perf_counter() - started
         if profile is not None:
@@ -245,11 +251,12 @@ def spread(values):
             "max": round(max(values), 2)}
 
 
-def fan_out_figures(name, stream, make, settings, profiles):
+def fan_out_figures(name, sites, domain, make, settings, profiles):
     count = settings["messages"] * settings["repeats"]
     stanzas = [make(i).encode("utf-8") for i in range(count)]
     profile = cProfile.Profile() if profiles is not None else None
-    times, writes = time_stanzas(stream, stanzas, settings["repeats"], profile)
+    times, writes = time_stanzas(sites.streams[domain], sites.clock, stanzas,
+                                 settings["repeats"], profile)
     if profiles is not None:
         profiles[name] = profile
     return {"occupants": settings["occupants"], "stanzas": settings["messages"],
@@ -259,26 +266,24 @@ def fan_out_figures(name, stream, make, settings, profiles):
 
 def measure_master(settings, profiles=None):
     sites = build_sites(settings["occupants"], 1)
-    stream = sites.streams[MASTER]
     speaker = 1
     return {
         "master_groupchat": dict(fan_out_figures(
-            "master_groupchat", stream, lambda i: groupchat_from_user(speaker, i),
+            "master_groupchat", sites, MASTER, lambda i: groupchat_from_user(speaker, i),
             settings, profiles), mirrors=1),
         "master_presence": dict(fan_out_figures(
-            "master_presence", stream, lambda i: presence_from_user(speaker, i),
+            "master_presence", sites, MASTER, lambda i: presence_from_user(speaker, i),
             settings, profiles), mirrors=1),
     }
 
 
 def measure_mirror(settings, profiles=None):
     sites = build_sites(1, settings["occupants"])
-    stream = sites.streams[MIRROR]
     return {
         "mirror_groupchat": fan_out_figures(
-            "mirror_groupchat", stream, groupchat_from_master, settings, profiles),
+            "mirror_groupchat", sites, MIRROR, groupchat_from_master, settings, profiles),
         "mirror_presence": fan_out_figures(
-            "mirror_presence", stream, presence_from_master, settings, profiles),
+            "mirror_presence", sites, MIRROR, presence_from_master, settings, profiles),
     }
 
 
