@@ -376,3 +376,36 @@ class MirrorRestartTests(unittest.TestCase):
         self.assertEqual(bodies(seen), ["kept"])
         say(sites, KEVIN, "after", ROOM)
         self.assertEqual(bodies(sites.take(WAYNE))[-1], "after")
+
+
+class MirrorFanOutTests(unittest.TestCase):
+    """The mirror serialises a stanza once per version for its users."""
+
+    def test_presence_versions_by_viewer(self):
+        sites = TwoSites()
+        join(sites, WAYNE, "Wayne", MROOM)   # creates the room: owner, moderator
+        join(sites, KEITH, "Keith")
+        join(sites, KEVIN, "Kevin", ROOM)
+        sites.take(WAYNE), sites.take(KEITH)
+        sites.send(KEVIN, "<presence to='%s/Kevin'><show>away</show></presence>" % ROOM)
+        wayne, = sites.take(WAYNE)
+        keith, = sites.take(KEITH)
+        self.assertEqual(item(wayne)["jid"], KEVIN)
+        self.assertNotIn("jid", item(keith).attributes)
+        self.assertEqual(wayne["to"], WAYNE)
+        self.assertEqual(keith["to"], KEITH)
+
+    def test_message_to_every_user(self):
+        sites = TwoSites()
+        join(sites, WAYNE, "Wayne", MROOM)
+        join(sites, KEITH, "Keith")
+        odd = "oneil@raleigh.test/x'y&z<\""
+        join(sites, odd, "Odd")
+        for user in (WAYNE, KEITH, odd):
+            sites.take(user)
+        say(sites, KEITH, "hello", MROOM)
+        for user in (WAYNE, KEITH, odd):
+            message, = sites.take(user)
+            self.assertEqual(message["to"], user)
+            self.assertEqual(message["from"], MROOM + "/Keith")
+            self.assertEqual(bodies([message]), ["hello"])

@@ -7,6 +7,7 @@ real Prosody servers in tests/test_master_prosody.py.
 """
 
 from twisted.trial import unittest
+from twisted.words.xish.domish import escapeToXml
 
 from dmuc.xmpp import namespaces as ns
 from tests.stanza_helpers import (
@@ -444,3 +445,37 @@ class HistoryOrderTests(unittest.TestCase):
         room = f.muc.rooms[ROOM]
         self.assertEqual([e.xml.split("<body>")[1].split("<")[0] for e in room.history],
                          ["m%d" % n for n in range(12)])
+
+
+def escape(jid):
+    return escapeToXml(jid, isattrib=1)
+
+
+class FanOutTests(unittest.TestCase):
+    """A broadcast is serialised once per version; each recipient still
+    gets its own copy, addressed to it."""
+
+    ODD = "obrien@fairfax.test/a'b&c<d>\"e"
+
+    def setUp(self):
+        self.f = MasterFixture()
+        self.f.join(KEVIN, "Kevin")   # the owner: a moderator, sees real JIDs
+        self.f.join(WAYNE, "Wayne")
+        self.f.join(escape(self.ODD), "Odd")
+
+    def test_message_reaches_a_resource_that_needs_escaping(self):
+        out = self.f.say(WAYNE, "a &amp; b")
+        self.assertEqual(sorted(s["to"] for s in out), sorted([KEVIN, WAYNE, self.ODD]))
+        texts = {s.toXml().replace(escape(s["to"]), "") for s in out}
+        self.assertEqual(len(texts), 1)
+        self.assertEqual([str(b) for b in to(out, self.ODD)[0].elements(None, "body")],
+                         ["a & b"])
+
+    def test_presence_versions_by_viewer(self):
+        out = self.f.receive("<presence from='%s' to='%s/Wayne'><show>away</show></presence>"
+                             % (WAYNE, ROOM))
+        self.assertEqual(item(to(out, KEVIN)[0])["jid"], WAYNE)
+        self.assertNotIn("jid", item(to(out, self.ODD)[0]).attributes)
+        own = to(out, WAYNE)
+        self.assertEqual(status_codes(own[0]), ["110"])
+        self.assertIs(out[-1], own[0])

@@ -162,6 +162,10 @@ class Room:
         stanza["to"] = via
         self.host.send(stanza)
 
+    def _send_to_each(self, prepared, addresses):
+        for address in addresses:
+            self.host.send(prepared.to(address))
+
     def _presence_of(self, occupant, viewer, codes=(), **kwargs):
         """
         C{occupant}'s presence as C{viewer} may see it; C{viewer} is an
@@ -186,16 +190,30 @@ class Room:
         occupant itself with status 110 last, as Prosody orders them.
         """
         unavailable = occupant.role is None
-        for other in list(self.occupants.values()):
-            if other is not occupant and other.via is None:
-                self._send_to(other, self._presence_of(
-                    occupant, other, codes, unavailable=unavailable, **kwargs))
+        self._tell_local_occupants(occupant, codes, unavailable=unavailable, **kwargs)
         for via in self._mirrors_told_about(occupant):
             self._send_to_mirror(via, self._presence_of(
                 occupant, via, codes, unavailable=unavailable, **kwargs))
         own = tuple(codes) + tuple(self_codes) + ("110",)
         self._send_to(occupant, self._presence_of(
             occupant, occupant, own, unavailable=unavailable, **kwargs))
+
+    def _tell_local_occupants(self, occupant, codes, **kwargs):
+        """
+        C{occupant}'s presence to every other occupant of this site.  There
+        are two versions at most, with the real JID and without (the viewer
+        decides which), each serialised once.
+        """
+        versions = {}
+        for other in list(self.occupants.values()):
+            if other is occupant or other.via is not None:
+                continue
+            sees_jid = self.may_see_real_jids(other)
+            prepared = versions.get(sees_jid)
+            if prepared is None:
+                prepared = versions[sees_jid] = self.host.prepare(
+                    self._presence_of(occupant, other, codes, **kwargs))
+            self.host.send(prepared.to(other.address))
 
     def _mirrors_told_about(self, occupant):
         """
@@ -214,16 +232,17 @@ class Room:
         mirror (a mirror passes C{only} when one of its occupants does);
         C{for_mirrors}, when given, is the mirrors' version.
         """
-        for occupant in list(self.occupants.values()):
-            if occupant.via is None and (only is None or only(occupant)):
-                self._send_to(occupant, stanza)
-        if for_mirrors is not None:
-            stanza = for_mirrors
-        for via in self.mirrors():
-            if via == skip_mirror or via not in self.synced_mirrors:
-                continue
-            if only is None or any(only(o) for o in self.occupants.values() if o.via == via):
-                self._send_to_mirror(via, stanza)
+        local = [o.address for o in self.occupants.values()
+                 if o.via is None and (only is None or only(o))]
+        vias = [via for via in self.mirrors()
+                if via != skip_mirror and via in self.synced_mirrors
+                and (only is None or any(only(o) for o in self.occupants.values()
+                                         if o.via == via))]
+        prepared = self.host.prepare(stanza) if local or (vias and for_mirrors is None) else None
+        self._send_to_each(prepared, local)
+        if for_mirrors is not None and vias:
+            prepared = self.host.prepare(for_mirrors)
+        self._send_to_each(prepared, vias)
 
     # -- presence
 
@@ -409,10 +428,7 @@ class Room:
             self.split_mirrors.add(via)
         for occupant in gone:
             self._remove(occupant)
-            for other in list(self.occupants.values()):
-                if other.via is None:
-                    self._send_to(other, self._presence_of(
-                        occupant, other, ("333",), unavailable=True))
+            self._tell_local_occupants(occupant, ("333",), unavailable=True)
             for via in self.mirrors():
                 if via in self.synced_mirrors:
                     self._send_to_mirror(via, self._presence_of(

@@ -199,11 +199,25 @@ class MirrorRoom:
             occupant.role, real_jid=jid if show else None)
 
     def fan_out(self, stanza, exclude=None, view=False):
+        """
+        C{stanza} from the master to our users (but C{exclude}), each
+        version serialised once: one, or with C{view} one for those who see
+        real JIDs and one for those who do not (the occupant the presence
+        is about sees its own).
+        """
+        versions = {}
         for occupant in self.local_users():
             if occupant.nick == exclude:
                 continue
-            out = self._view(stanza, occupant) if view else self.translate(stanza)
-            self._deliver(occupant.user, out)
+            key = None
+            if view:
+                key = self.may_see_jids(occupant) or ("self" if self._is_self(stanza, occupant)
+                                                      else "other")
+            prepared = versions.get(key)
+            if prepared is None:
+                out = self._view(stanza, occupant) if view else self.translate(stanza)
+                prepared = versions[key] = self.host.prepare(out)
+            self.host.send(prepared.to(occupant.user.full()))
 
     # -- sync from the master
 
@@ -473,9 +487,11 @@ class MirrorRoom:
         marker["by"] = self.jid
         if child(copy, "body", None) is not None:
             self._remember(copy, timestamp)
-        for occupant in self.local_users():
-            out = copy_element(copy)
-            self._deliver(occupant.user, out)
+        users = self.local_users()
+        if users:
+            prepared = self.host.prepare(copy)
+            for occupant in users:
+                self.host.send(prepared.to(occupant.user.full()))
 
     # -- netsplit (PROTOCOL.md 6)
 

@@ -17,7 +17,7 @@ from wokkel.subprotocols import XMPPHandler
 
 from dmuc.monitor.monitor import MonitorSettings
 from dmuc.monitor.peers import PeerMonitors
-from dmuc.xmpp.stanzas import StanzaError, error_reply, parse_jid
+from dmuc.xmpp.stanzas import Prepared, StanzaError, error_reply, parse_jid
 
 log = Logger(namespace="dmuc.xmpp")
 
@@ -68,6 +68,15 @@ class ComponentHandler(XMPPHandler):
         if not stanza.getAttribute("from"):
             stanza["from"] = self.domain
         XMPPHandler.send(self, stanza)
+
+    def prepare(self, stanza):
+        """
+        C{stanza} serialised once, to send to many: C{send(prepared.to(jid))}
+        for each recipient (see L{Prepared}).  It must not change after.
+        """
+        if not stanza.getAttribute("from"):
+            stanza["from"] = self.domain
+        return Prepared(stanza)
 
     def now(self):
         """The time, to the millisecond: what time stamps can carry, so

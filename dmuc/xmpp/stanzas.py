@@ -5,8 +5,11 @@ Error conditions and their default types follow RFC 6120 section 8.3.3, so
 callers name only the condition unless the XEP asks for another type.
 """
 
+import os
+
 from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 from twisted.words.xish import domish
+from zope.interface import implementer
 
 from dmuc.xmpp import namespaces as ns
 
@@ -190,3 +193,64 @@ def parse_xml(text):
     if not result:
         raise ValueError("no element in %r" % (text[:80],))
     return copy_element(result[0])
+
+
+class Prepared:
+    """
+    A stanza serialised once and sent to many: what a room broadcasts is
+    the same for every recipient but the C{to}, so the text is made once,
+    with a placeholder where C{to} goes, and each copy is that text with
+    the recipient's JID put in (escaped as the serialiser escapes it).
+
+    The stanza must not change after it is prepared.
+    """
+
+    # Random per process: no stanza can carry it by chance, and one that
+    # does (found by the count) is serialised the ordinary way.
+    _PLACEHOLDER = "dmuc-to-" + os.urandom(12).hex()
+
+    def __init__(self, stanza):
+        self.stanza = stanza
+        self.name = stanza.name
+        stanza["to"] = self._PLACEHOLDER
+        text = stanza.toXml()
+        if text.count(self._PLACEHOLDER) == 1:
+            self._head, _, self._tail = text.partition(self._PLACEHOLDER)
+        else:
+            self._head = self._tail = None
+
+    def to(self, jid):
+        """The stanza addressed to C{jid} (text), ready to send."""
+        if self._head is None:
+            self.stanza["to"] = jid
+            return SerializedStanza(self, jid, self.stanza.toXml())
+        return SerializedStanza(
+            self, jid, self._head + domish.escapeToXml(jid, 1) + self._tail)
+
+
+@implementer(domish.IElement)
+class SerializedStanza:
+    """
+    One addressed copy of a L{Prepared} stanza.  An XML stream sends it as
+    it sends an element (through C{toXml}, here the text made already); it
+    answers C{getAttribute} and C{name} like the element, for code that
+    looks at what is sent (tests, the traffic counters of benchmarks).
+    """
+
+    def __init__(self, prepared, to, text):
+        self._prepared = prepared
+        self._to = to
+        self._text = text
+        self.name = prepared.name
+
+    def toXml(self, *args, **kwargs):
+        return self._text
+
+    def getAttribute(self, name, default=None):
+        if name == "to":
+            return self._to
+        return self._prepared.stanza.getAttribute(name, default)
+
+    def hasAttribute(self, name):
+        return name == "to" or self._prepared.stanza.hasAttribute(name)
+

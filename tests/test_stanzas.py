@@ -1,0 +1,72 @@
+"""
+Tests for the stanza helpers that the hot paths lean on: a broadcast
+serialised once (L{Prepared}).
+"""
+
+from twisted.trial import unittest
+from twisted.words.xish import domish
+
+from dmuc.xmpp.stanzas import Prepared, parse_xml
+
+MESSAGE = ("<message from='chat@conference.fairfax.test/Kevin' type='groupchat' id='m1'>"
+           "<body>Tom &amp; Jerry say &lt;hi&gt; ' \" \u00e9</body>"
+           "<stanza-id xmlns='urn:xmpp:sid:0' id='s1' by='chat@conference.fairfax.test'/>"
+           "<x xmlns='http://jabber.org/protocol/muc#user'><item role='participant'/></x>"
+           "</message>")
+
+# Resources may hold what XML must escape in an attribute.
+RECIPIENTS = [
+    "wayne@fairfax.test/laptop",
+    "o'brien@fairfax.test/desk",
+    "keith@fairfax.test/a&b<c>\"d'",
+    "\u00e9lodie@raleigh.test/t\u00e9l\u00e9phone",
+]
+
+
+def one_by_one(text, jid):
+    """What the service sent before: the element, addressed, serialised."""
+    stanza = parse_xml(text)
+    stanza["to"] = jid
+    return stanza.toXml()
+
+
+class PreparedTests(unittest.TestCase):
+
+    def test_same_bytes_as_serialising_for_each(self):
+        prepared = Prepared(parse_xml(MESSAGE))
+        for jid in RECIPIENTS:
+            self.assertEqual(prepared.to(jid).toXml(), one_by_one(MESSAGE, jid))
+
+    def test_recipient_escaped_and_read_back(self):
+        prepared = Prepared(parse_xml(MESSAGE))
+        for jid in RECIPIENTS:
+            text = prepared.to(jid).toXml()
+            self.assertEqual(parse_xml(text)["to"], jid)
+        self.assertIn("to='keith@fairfax.test/a&amp;b&lt;c&gt;&quot;d&apos;'",
+                      prepared.to(RECIPIENTS[2]).toXml())
+
+    def test_stanza_that_had_a_recipient(self):
+        text = MESSAGE.replace("<message ", "<message to='old@fairfax.test/x' ")
+        prepared = Prepared(parse_xml(text))
+        self.assertEqual(prepared.to(RECIPIENTS[1]).toXml(), one_by_one(text, RECIPIENTS[1]))
+
+    def test_placeholder_in_the_content(self):
+        """A stanza that happens to hold the placeholder is serialised for
+        each recipient the ordinary way."""
+        text = MESSAGE.replace("Tom", Prepared._PLACEHOLDER)
+        prepared = Prepared(parse_xml(text))
+        self.assertIsNone(prepared._head)
+        for jid in RECIPIENTS:
+            self.assertEqual(prepared.to(jid).toXml(), one_by_one(text, jid))
+
+    def test_copy_answers_like_the_element(self):
+        copy = Prepared(parse_xml(MESSAGE)).to(RECIPIENTS[0])
+        self.assertTrue(domish.IElement.providedBy(copy))
+        self.assertEqual(copy.name, "message")
+        self.assertEqual(copy.getAttribute("to"), RECIPIENTS[0])
+        self.assertEqual(copy.getAttribute("type"), "groupchat")
+        self.assertIsNone(copy.getAttribute("nothing"))
+        self.assertEqual(copy.getAttribute("nothing", "x"), "x")
+        self.assertTrue(copy.hasAttribute("from"))
+        self.assertFalse(copy.hasAttribute("nothing"))
+
