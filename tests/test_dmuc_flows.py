@@ -409,3 +409,19 @@ class MirrorFanOutTests(unittest.TestCase):
             self.assertEqual(message["to"], user)
             self.assertEqual(message["from"], MROOM + "/Keith")
             self.assertEqual(bodies([message]), ["hello"])
+
+
+class MirrorRecordTests(unittest.TestCase):
+
+    def test_saved_roster_follows_presence_changes(self):
+        """The mirror keeps each presence's text between saves; a new
+        presence is saved, not the one before."""
+        sites = TwoSites()
+        join(sites, WAYNE, "Wayne", MROOM)
+        join(sites, KEVIN, "Kevin", ROOM)
+        room = sites.mirror.rooms[MROOM]
+        for show in ("away", "dnd", "away"):
+            sites.send(KEVIN, "<presence to='%s/Kevin'><show>%s</show></presence>"
+                       % (ROOM, show))
+            kevin, = [o for o in room.to_record().config["roster"] if o["nick"] == "Kevin"]
+            self.assertIn("<show>%s</show>" % show, kevin["presence"])

@@ -1,12 +1,15 @@
 """
 Tests for the stanza helpers that the hot paths lean on: a broadcast
-serialised once (L{Prepared}).
+serialised once (L{Prepared}), the JID parser's cache and the
+origin-id of stored messages.
 """
 
 from twisted.trial import unittest
 from twisted.words.xish import domish
 
-from dmuc.xmpp.stanzas import Prepared, parse_xml
+from dmuc.muc import history
+from dmuc.storage import HistoryEntry
+from dmuc.xmpp.stanzas import Prepared, parse_jid, parse_xml
 
 MESSAGE = ("<message from='chat@conference.fairfax.test/Kevin' type='groupchat' id='m1'>"
            "<body>Tom &amp; Jerry say &lt;hi&gt; ' \" \u00e9</body>"
@@ -70,3 +73,32 @@ class PreparedTests(unittest.TestCase):
         self.assertTrue(copy.hasAttribute("from"))
         self.assertFalse(copy.hasAttribute("nothing"))
 
+
+class ParseJidTests(unittest.TestCase):
+
+    def test_same_text_same_jid(self):
+        first = parse_jid("kevin@fairfax.test/desk")
+        self.assertIs(parse_jid("kevin@fairfax.test/desk"), first)
+        self.assertEqual(first.full(), "kevin@fairfax.test/desk")
+
+    def test_malformed_and_missing(self):
+        self.assertIsNone(parse_jid(None))
+        self.assertIsNone(parse_jid(""))
+        self.assertIsNone(parse_jid("a@b@c/d"))
+        self.assertIsNone(parse_jid("a@b@c/d"))
+
+
+class OriginIdTests(unittest.TestCase):
+
+    def entry(self, xml):
+        return HistoryEntry(stanza_id="s1", timestamp=1.0, nick="Kevin", real_jid="", xml=xml)
+
+    def test_origin_id_of_a_stored_message(self):
+        with_id = self.entry(MESSAGE.replace(
+            "</message>", "<origin-id xmlns='urn:xmpp:sid:0' id='o-1'/></message>"))
+        self.assertEqual(history.origin_id(with_id), "o-1")
+        self.assertEqual(history.origin_id(self.entry(MESSAGE)), None)
+        # Named, but not the element: no origin-id.
+        self.assertEqual(history.origin_id(self.entry(
+            MESSAGE.replace("Tom", "origin-id"))), None)
+        self.assertEqual(history.order_key(with_id), (1.0, "o-1"))

@@ -13,6 +13,7 @@ error reply.
 """
 
 import base64
+import functools
 import hashlib
 import hmac
 import uuid
@@ -128,9 +129,7 @@ class Room:
 
     def occupant_id(self, occupant):
         """XEP-0421: stable per user and room, and says nothing of the JID."""
-        digest = hmac.new(occupant.bare_jid.encode("utf-8"),
-                          self.salt.encode("ascii"), hashlib.sha256).digest()
-        return base64.b64encode(digest).decode("ascii")
+        return _occupant_id(occupant.bare_jid, self.salt)
 
     def _stamp_occupant_id(self, stanza, occupant):
         """Replace any client-supplied occupant-id with the room's own."""
@@ -582,7 +581,7 @@ class Room:
         written = self._written_during_split(occupant, message)
         if written is not None:
             timestamp, origin_id = written
-            if any(_origin_id(e) == origin_id for e in self.history):
+            if any(history.origin_id(e) == origin_id for e in self.history):
                 return   # already had it (a resync repeated)
             skip_mirror = occupant.via
         message["from"] = self.occupant_jid(occupant.nick)
@@ -959,12 +958,13 @@ class Room:
         return name, features, form
 
 
-def _origin_id(entry):
-    if "origin-id" not in entry.xml:
-        return None
-    message = history.to_message(entry)
-    origin = child(message, "origin-id", ns.STANZA_ID)
-    return origin.getAttribute("id") if origin is not None else None
+@functools.lru_cache(maxsize=4096)
+def _occupant_id(bare_jid, salt):
+    # An HMAC for every presence and message sent costs more than sending
+    # it; the same few occupants speak again and again.
+    digest = hmac.new(bare_jid.encode("utf-8"), salt.encode("ascii"),
+                      hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
 
 
 def _drop_occupant_id(stanza):

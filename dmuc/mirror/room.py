@@ -95,14 +95,19 @@ class MirrorRoom:
         self.split_messages = []
         self.in_flight = {}   # origin-id -> (nick, message) sent up, not echoed yet
         self._waiting = []   # confirmations held until history arrives
+        self._presence_text = {}   # nick -> (presence template, its XML)
 
     # -- persistence: the copy survives a restart of the mirror
 
     def to_record(self):
         roster = [{"nick": o.nick, "affiliation": o.affiliation, "role": o.role,
                    "jid": o.jid, "user": o.user.full() if o.user else None,
-                   "presence": o.presence.toXml() if o.presence is not None else None}
+                   "presence": self._presence_xml(o)}
                   for o in self.roster.values()]
+        if len(self._presence_text) > 2 * len(self.roster) + 16:
+            # Forget those who left.
+            self._presence_text = {n: t for n, t in self._presence_text.items()
+                                   if n in self.roster}
         return RoomRecord(
             jid=self.jid,
             config={"master": self.master_jid, "room_config": self.config.to_dict(),
@@ -110,6 +115,20 @@ class MirrorRoom:
                     "split_messages": [vars(m) for m in self.split_messages]},
             subject=self.subject, subject_nick=self.subject_from,
             subject_time=self.subject_delay)
+
+    def _presence_xml(self, occupant):
+        """
+        The occupant's presence template as text.  The room is saved at
+        every presence, each time with the whole roster: serialise each
+        template once.  Templates are replaced, never changed in place.
+        """
+        if occupant.presence is None:
+            return None
+        cached = self._presence_text.get(occupant.nick)
+        if cached is None or cached[0] is not occupant.presence:
+            cached = self._presence_text[occupant.nick] = (
+                occupant.presence, occupant.presence.toXml())
+        return cached[1]
 
     @classmethod
     def from_record(cls, record, host, entries):
@@ -413,7 +432,7 @@ class MirrorRoom:
             real_jid="", xml=stored.toXml())
         origin = _origin_id(message)
         held = next((e for e in self.history if e.stanza_id == entry.stanza_id
-                     or (origin and origin == _origin_id_of(e))), None)
+                     or (origin and origin == history.origin_id(e))), None)
         if held is not None:
             if self._is_master_copy(entry) and not self._is_master_copy(held):
                 # The master's copy (its id, its time) replaces the one we
@@ -705,8 +724,3 @@ def _origin_id(message):
     origin = child(message, "origin-id", ns.STANZA_ID)
     return origin.getAttribute("id") if origin is not None else None
 
-
-def _origin_id_of(entry):
-    if "origin-id" not in entry.xml:
-        return None
-    return _origin_id(history.to_message(entry))

@@ -6,6 +6,8 @@ newest message, stop at the first one that breaks a limit.  C{maxchars}
 counts the serialised stanza as it will be sent, as Prosody does.
 """
 
+import functools
+
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import child, parse_xml
 
@@ -54,8 +56,19 @@ def order_key(entry):
     id every node knows them by: the origin-id a mirror gave its users'
     messages, else the master's stanza-id.
     """
-    origin = None
-    if "origin-id" in entry.xml:
-        element = child(to_message(entry), "origin-id", ns.STANZA_ID)
-        origin = element.getAttribute("id") if element is not None else None
-    return entry.timestamp, origin or entry.stanza_id
+    return entry.timestamp, origin_id(entry) or entry.stanza_id
+
+
+def origin_id(entry):
+    """The origin-id of a stored message, or C{None}."""
+    if "origin-id" not in entry.xml:
+        return None
+    return _origin_id_in(entry.xml)
+
+
+# Ordering and de-duplicating history asks for the origin-id of the same
+# stored messages again and again: parse each once.
+@functools.lru_cache(maxsize=4096)
+def _origin_id_in(xml):
+    element = child(parse_xml(xml), "origin-id", ns.STANZA_ID)
+    return element.getAttribute("id") if element is not None else None

@@ -5,6 +5,7 @@ Error conditions and their default types follow RFC 6120 section 8.3.3, so
 callers name only the condition unless the XEP asks for another type.
 """
 
+import functools
 import os
 
 from twisted.words.protocols.jabber.jid import InvalidFormat, JID
@@ -62,9 +63,19 @@ def parse_jid(value):
     Parse a JID attribute value.
 
     @return: a L{JID}, or C{None} when C{value} is missing or malformed.
+        The same text gives the same (shared) L{JID}: callers must not
+        change it.
     """
     if not value:
         return None
+    return _parse_jid(value)
+
+
+# Stringprep costs more than the rest of handling a small stanza, and the
+# same few JIDs (occupants, rooms, peers) come back on every one.  Bounded:
+# a flood of new JIDs only pushes old ones out.
+@functools.lru_cache(maxsize=8192)
+def _parse_jid(value):
     try:
         return JID(value)
     except (InvalidFormat, UnicodeError, ValueError):
