@@ -1,7 +1,8 @@
 """
 Tests for the stanza helpers that the hot paths lean on: a broadcast
-serialised once (L{Prepared}), the JID parser's cache and the
-origin-id of stored messages.
+serialised once (L{Prepared}), the size check of inbound stanzas
+(L{larger_than}), the JID parser's cache and the origin-id of stored
+messages.
 """
 
 from twisted.trial import unittest
@@ -9,7 +10,9 @@ from twisted.words.xish import domish
 
 from dmuc.muc import history
 from dmuc.storage import HistoryEntry
-from dmuc.xmpp.stanzas import Prepared, parse_jid, parse_xml
+from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.stanzas import Prepared, larger_than, parse_jid, parse_xml
+from tests.stanza_helpers import component_stanza
 
 MESSAGE = ("<message from='chat@conference.fairfax.test/Kevin' type='groupchat' id='m1'>"
            "<body>Tom &amp; Jerry say &lt;hi&gt; ' \" \u00e9</body>"
@@ -72,6 +75,28 @@ class PreparedTests(unittest.TestCase):
         self.assertEqual(copy.getAttribute("nothing", "x"), "x")
         self.assertTrue(copy.hasAttribute("from"))
         self.assertFalse(copy.hasAttribute("nothing"))
+
+
+class LargerThanTests(unittest.TestCase):
+    """The bounds decide far from the limit; near it, the exact length."""
+
+    STANZAS = [
+        MESSAGE,
+        "<presence/>",
+        "<iq type='get' id='1'><query xmlns='jabber:iq:roster' xmlns:foo='urn:foo'"
+        " foo:bar='&apos;&amp;'/></iq>",
+        "<message><body>%s</body><x xmlns='%s' a='%s'/></message>"
+        % ("&amp;&lt;" * 300, ns.MUC_USER, "&quot;" * 200),
+    ]
+
+    def test_agrees_with_the_serialised_length(self):
+        for text in self.STANZAS:
+            for stanza in (parse_xml(text), component_stanza(text)):
+                exact = len(stanza.toXml())
+                for limit in (0, 1, exact // 6, exact // 2, exact - 1, exact, exact + 1,
+                              exact * 2, exact * 7):
+                    self.assertEqual(larger_than(stanza, limit), exact > limit,
+                                     (text[:40], limit, exact))
 
 
 class ParseJidTests(unittest.TestCase):

@@ -17,7 +17,7 @@ from wokkel.subprotocols import XMPPHandler
 
 from dmuc.monitor.monitor import MonitorSettings
 from dmuc.monitor.peers import PeerMonitors
-from dmuc.xmpp.stanzas import Prepared, StanzaError, error_reply, parse_jid
+from dmuc.xmpp.stanzas import Prepared, StanzaError, error_reply, larger_than, parse_jid
 
 log = Logger(namespace="dmuc.xmpp")
 
@@ -112,7 +112,7 @@ class ComponentHandler(XMPPHandler):
                 raise StanzaError("jid-malformed")
             if recipient.host != self.domain:
                 raise StanzaError("service-unavailable")
-            if len(stanza.toXml()) > MAX_STANZA_SIZE:
+            if larger_than(stanza, MAX_STANZA_SIZE):
                 raise StanzaError("policy-violation", text="Stanza too large for this room")
             self._dispatch(stanza, name, sender, recipient)
         except StanzaError as e:

@@ -265,3 +265,53 @@ class SerializedStanza:
     def hasAttribute(self, name):
         return name == "to" or self._prepared.stanza.hasAttribute(name)
 
+
+def larger_than(element, limit):
+    """
+    Whether C{element} serialises to more than C{limit} characters.
+
+    Serialising an inbound stanza only to measure it is costly; bounds
+    taken from the tree give the answer for every stanza far from the
+    limit, and the exact length decides the others.
+    """
+    low, high = _size_bounds(element)
+    if high <= limit:
+        return False
+    if low > limit:
+        return True
+    return len(element.toXml()) > limit
+
+
+# Escaping makes a character at most six (an attribute's quote as
+# &quot;); a namespace declaration costs at most its URI and this much
+# (" xmlns:xn12=''" and the prefix on the names).
+_ESCAPED = 6
+_DECLARATION = 48
+
+
+def _size_bounds(element):
+    """(at least, at most) the length of C{element.toXml()}."""
+    low = high = 0
+    stack = [element]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            low += len(node)
+            high += _ESCAPED * len(node)
+            continue
+        name = len(node.name)
+        low += name + 3        # <name/>
+        high += 2 * name + 5   # <name>...</name>
+        for uri in (node.uri, node.defaultUri):
+            if uri:
+                high += len(uri) + _DECLARATION
+        for prefix, uri in (node.localPrefixes or {}).items():
+            high += len(prefix) + len(uri) + _DECLARATION
+        for key, value in node.attributes.items():
+            if isinstance(key, tuple):
+                high += len(key[0]) + _DECLARATION
+                key = key[1]
+            low += len(key) + len(value) + 4
+            high += len(key) + _ESCAPED * len(value) + 4
+        stack.extend(node.children)
+    return low, high
