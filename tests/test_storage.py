@@ -6,9 +6,13 @@ import os
 import shutil
 
 from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
+from dmuc.master.handler import MasterMUC
+from dmuc.master.room import Room
 from dmuc.storage import HistoryEntry, IRoomStore, RoomRecord, StorageError
 from dmuc.storage.memory import MemoryRoomStore
 from dmuc.storage.sqlite import SQLiteRoomStore
@@ -328,6 +332,103 @@ class SQLiteRoomStoreTests(RoomStoreTestsMixin, unittest.TestCase):
         self.addCleanup(self.store.close)
         rooms = yield self.store.load_rooms()
         self.assertEqual(rooms, [make_record()])
+
+    def count_transactions(self):
+        """The interactions the store runs from now on, one per transaction."""
+        pool = self.store._get_pool()
+        started = []
+        run = pool.runInteraction
+
+        def counting(interaction, *args, **kwargs):
+            started.append(interaction)
+            return run(interaction, *args, **kwargs)
+        pool.runInteraction = counting
+        return started
+
+    @defer.inlineCallbacks
+    def test_writes_of_one_turn_in_one_transaction(self):
+        started = self.count_transactions()
+        yield defer.gatherResults([
+            self.store.append_history(ROOM, make_entry(n), 100) for n in range(1, 51)])
+        self.assertEqual(len(started), 1)
+        history = yield self.store.load_history(ROOM, 100)
+        self.assertEqual(stanza_ids(history), ["id-%d" % n for n in range(1, 51)])
+
+    @defer.inlineCallbacks
+    def test_failed_write_fails_alone(self):
+        """A duplicate in a batch: its own Deferred fails, with the store's
+        error; the writes around it are kept, in order."""
+        yield self.append(ROOM, [2])
+        results = yield defer.DeferredList(
+            [self.store.append_history(ROOM, make_entry(n), 100) for n in (1, 2, 3)],
+            consumeErrors=True)
+        self.assertEqual([ok for ok, _ in results], [True, False, True])
+        results[1][1].trap(StorageError)
+        self.assertIn(self.db_path, results[1][1].getErrorMessage())
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(stanza_ids(history), ["id-2", "id-1", "id-3"])
+
+    @defer.inlineCallbacks
+    def test_operations_of_one_turn_in_the_order_asked(self):
+        asked = [
+            self.store.save_room(make_record()),
+            self.store.append_history(ROOM, make_entry(1), 10),
+            self.store.delete_history_entry(ROOM, "id-1"),
+            # A duplicate, but for the delete before it.
+            self.store.append_history(ROOM, make_entry(1), 10),
+            self.store.append_history(ROOM, make_entry(2), 10),
+            self.store.load_history(ROOM, 10),
+            self.store.delete_room(ROOM),
+            self.store.load_rooms(),
+            self.store.save_room(RoomRecord(jid=ROOM)),
+            self.store.append_history(ROOM, make_entry(3), 10),
+        ]
+        results = yield defer.gatherResults(asked)
+        self.assertEqual(stanza_ids(results[5]), ["id-1", "id-2"])
+        self.assertEqual(results[7], [])
+        rooms = yield self.store.load_rooms()
+        self.assertEqual(rooms, [RoomRecord(jid=ROOM)])
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(stanza_ids(history), ["id-3"])
+
+    @defer.inlineCallbacks
+    def test_room_saved_twice_in_a_batch(self):
+        first, second = make_record(), make_record()
+        second.subject = "Changed"
+        saved = yield defer.gatherResults(
+            [self.store.save_room(first), self.store.save_room(second)])
+        self.assertEqual(saved, [None, None])
+        rooms = yield self.store.load_rooms()
+        self.assertEqual(rooms, [second])
+
+    @defer.inlineCallbacks
+    def test_close_finishes_what_was_asked(self):
+        asked = [self.store.append_history(ROOM, make_entry(n), 10) for n in (1, 2)]
+        yield self.reopen()
+        yield defer.gatherResults(asked)
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(stanza_ids(history), ["id-1", "id-2"])
+
+    @defer.inlineCallbacks
+    def test_failed_write_in_a_batch_is_logged_by_the_service(self):
+        """The service still hears of each failed write, with its room."""
+        errors = []
+
+        def observe(event):
+            if event.get("log_level") == LogLevel.critical:
+                errors.append(formatEvent(event))
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        service = MasterMUC("conference.fairfax.test", self.store, Clock())
+        room = Room(ROOM, service)
+        asked = [self.store.append_history(ROOM, make_entry(n), 10) for n in (1, 1, 2)]
+        for d in asked:
+            service.stored(d, room, "store a message")
+        yield defer.gatherResults(asked)
+        self.assertEqual(errors, [ROOM + ": could not store a message in storage"])
+        self.flushLoggedErrors(StorageError)
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(stanza_ids(history), ["id-1", "id-2"])
 
     @defer.inlineCallbacks
     def assertOpenFails(self, path):

@@ -1,17 +1,22 @@
 """
 An L{IRoomStore} in one SQLite file, through L{twisted.enterprise.adbapi}.
 
-The pool holds a single connection: SQLite allows one writer at a time, and
-one connection on one thread also keeps every operation in the order it was
-asked for.
+The pool holds a single connection: SQLite allows one writer at a time.
+Operations run in the order they were asked for, one interaction at a
+time.  Writes asked for while the database is busy, or in the same
+reactor turn, are batched into one transaction (a commit costs more than
+the statements of a history append); each write has its own savepoint in
+it, so one that fails is undone alone and fails only its own Deferred.
 """
 
 import json
 import os
 import sqlite3
+from collections import deque
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer
+from twisted.python import failure
 from zope.interface import implementer
 
 from dmuc.storage.interface import IRoomStore
@@ -73,6 +78,9 @@ class SQLiteRoomStore:
         self.path = path
         self._reactor = reactor
         self._pool = None
+        self._queue = deque()   # _Operation, in the order asked for
+        self._busy = False      # an interaction is running in the pool
+        self._next_call = None  # the delayed call that starts the next one
 
     def open(self):
         """
@@ -90,28 +98,37 @@ class SQLiteRoomStore:
         return d
 
     def close(self):
+        """
+        Release the connection; what was asked for before is still done
+        (the pool's thread finishes it before it stops).
+        """
+        if self._next_call is not None:
+            self._next_call.cancel()
+            self._next_call = None
         if self._pool is not None:
+            while self._queue:
+                self._start(self._pool)
             pool, self._pool = self._pool, None
             pool.close()
         return defer.succeed(None)
 
     def load_rooms(self):
-        return self._run(_load_rooms)
+        return self._run(False, _load_rooms)
 
     def save_room(self, record):
-        return self._run(_save_room, record)
+        return self._run(True, _save_room, record)
 
     def delete_room(self, room_jid):
-        return self._run(_delete_room, room_jid)
+        return self._run(True, _delete_room, room_jid)
 
     def append_history(self, room_jid, entry, max_length):
-        return self._run(_append_history, room_jid, entry, max_length)
+        return self._run(True, _append_history, room_jid, entry, max_length)
 
     def delete_history_entry(self, room_jid, stanza_id):
-        return self._run(_delete_history_entry, room_jid, stanza_id)
+        return self._run(True, _delete_history_entry, room_jid, stanza_id)
 
     def load_history(self, room_jid, limit):
-        return self._run(_load_history, room_jid, limit)
+        return self._run(False, _load_history, room_jid, limit)
 
     def _get_pool(self):
         """
@@ -147,23 +164,115 @@ class SQLiteRoomStore:
             f"cannot open database {self.path}: {failure.value}"
         ) from failure.value
 
-    def _run(self, interaction, *args):
+    def _run(self, write, interaction, *args):
         """
-        Run C{interaction(transaction, *args)} in one transaction, committed
-        if it returns and rolled back if it raises.
+        Queue C{interaction(transaction, *args)}: a read runs alone, in
+        its own transaction; a write joins the writes queued next to it
+        (L{_run_writes}).  Its changes are kept if it returns and undone
+        if it raises.
         """
+        try:
+            self._get_pool()
+        except StorageError:
+            return defer.fail()
+        operation = _Operation(write, interaction, args)
+        self._queue.append(operation)
+        self._schedule()
+        return operation.deferred
+
+    def _schedule(self):
+        # At the end of this reactor turn, so the writes it asks for go
+        # in one transaction.
+        if self._busy or self._next_call is not None or not self._queue:
+            return
+        if self._reactor is None:
+            from twisted.internet import reactor
+            self._reactor = reactor
+        self._next_call = self._reactor.callLater(0, self._start_next)
+
+    def _start_next(self):
+        self._next_call = None
+        if self._busy or not self._queue:
+            return
         try:
             pool = self._get_pool()
         except StorageError:
-            return defer.fail()
-        d = pool.runInteraction(interaction, *args)
-        d.addErrback(self._database_error)
-        return d
+            reason = failure.Failure()
+            operations, self._queue = list(self._queue), deque()
+            for operation in operations:
+                operation.deferred.errback(reason)
+            return
+        self._start(pool)
 
-    def _database_error(self, failure):
-        failure.trap(sqlite3.Error)
-        raise StorageError(
-            f"database {self.path}: {failure.value}") from failure.value
+    def _start(self, pool):
+        """Start the next read, or every write next in the queue."""
+        operations = [self._queue.popleft()]
+        if operations[0].write:
+            while self._queue and self._queue[0].write:
+                operations.append(self._queue.popleft())
+            d = pool.runInteraction(_run_writes, [(o.interaction, o.args) for o in operations])
+        else:
+            d = pool.runInteraction(operations[0].interaction, *operations[0].args)
+            d.addCallback(lambda result: [(True, result)])
+        self._busy = True
+        d.addBoth(self._finished, operations)
+
+    def _finished(self, outcome, operations):
+        self._busy = False
+        if isinstance(outcome, failure.Failure):
+            outcome = [(False, outcome)] * len(operations)
+        for operation, (ok, result) in zip(operations, outcome):
+            if ok:
+                operation.deferred.callback(result)
+            else:
+                operation.deferred.errback(self._database_error(result))
+        self._schedule()
+
+    def _database_error(self, reason):
+        if not reason.check(sqlite3.Error):
+            return reason
+        error = StorageError(f"database {self.path}: {reason.value}")
+        error.__cause__ = reason.value
+        return failure.Failure(error)
+
+
+class _Operation:
+    """A store call waiting for its turn."""
+
+    def __init__(self, write, interaction, args):
+        self.write = write
+        self.interaction = interaction
+        self.args = args
+        self.deferred = defer.Deferred()
+
+
+def _run_writes(txn, writes):
+    """
+    Run C{writes}, (interaction, args) pairs, in order in one transaction
+    (committed by the pool), each in a savepoint: one that raises is
+    rolled back alone.  A room saved again later in the batch is written
+    once, with its last record: both calls get that write's outcome.
+
+    @return: a (succeeded, result or L{Failure}) pair per write.
+    """
+    last_save = {args[0].jid: i for i, (f, args) in enumerate(writes) if f is _save_room}
+    outcomes = [None] * len(writes)
+    superseded = []
+    txn.execute("BEGIN")
+    for i, (interaction, args) in enumerate(writes):
+        if interaction is _save_room and last_save[args[0].jid] != i:
+            superseded.append((i, last_save[args[0].jid]))
+            continue
+        txn.execute("SAVEPOINT write")
+        try:
+            outcomes[i] = (True, interaction(txn, *args))
+        except Exception:
+            outcomes[i] = (False, failure.Failure())
+            txn.execute("ROLLBACK TO write")
+        txn.execute("RELEASE write")
+    for i, last in superseded:
+        outcomes[i] = outcomes[last]
+    return outcomes
 
 
 def _open_connection(connection):
