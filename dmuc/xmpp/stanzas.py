@@ -235,8 +235,14 @@ class Prepared:
         if self._head is None:
             self.stanza["to"] = jid
             return SerializedStanza(self, jid, self.stanza.toXml())
-        return SerializedStanza(
-            self, jid, self._head + domish.escapeToXml(jid, 1) + self._tail)
+        return SerializedStanza(self, jid, self._head + _escaped(jid) + self._tail)
+
+
+# The same occupants get every broadcast of their room.
+@functools.lru_cache(maxsize=8192)
+def _escaped(jid):
+    """C{jid} as an attribute value, as the serialiser writes it."""
+    return domish.escapeToXml(jid, 1)
 
 
 @implementer(domish.IElement)
