@@ -363,7 +363,7 @@ class Room:
     def config_push(self, via):
         iq = make_stanza("iq", to=via, frm=self.jid, type="set", id=self.host.new_id())
         iq.addElement((ns.DMUC_SYNC, "config")).addChild(
-            forms.config_form(self.config, self.jid))
+            forms.config_form(self.config, self.jid, compact=True))
         return iq
 
     def history_for_mirror(self, request, after=None):
