@@ -161,6 +161,7 @@ class _RecordingXMPP(slixmpp.ClientXMPP):
                          ssl_context=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
                          loop=loop)
         self.inbox = inbox
+        self.listeners = []
         self.recording = False
         self.enable_direct_tls = False
         self.enable_starttls = False
@@ -170,6 +171,8 @@ class _RecordingXMPP(slixmpp.ClientXMPP):
         # The earliest hook, before stanza objects exist: slixmpp's replies
         # (e.g. to an unhandled iq) mutate the received element in place.
         if self.recording and xml.tag in STANZA_TAGS:
+            for listener in self.listeners:
+                listener(xml)
             self.inbox.put(copy.deepcopy(xml))
         return xml
 
@@ -216,6 +219,23 @@ class Client:
                               % (jid, host, port, timeout)) from None
         return cls(xmpp)
 
+    @classmethod
+    def connect_many(cls, jids, password, host, port, timeout=60):
+        """
+        Connect several accounts of one server at once (the benchmarks
+        log in a hundred users); arguments as for L{connect}.
+        """
+        async def connect_all():
+            return await asyncio.gather(*[
+                _connect(jid, password, host, port, Inbox(), DEFAULT_PLUGINS,
+                         DEFAULT_MECHANISM) for jid in jids])
+        try:
+            sessions = run_on_loop(connect_all(), timeout)
+        except TimeoutError:
+            raise ClientError("%d clients: no sessions with %s:%s after %s s"
+                              % (len(jids), host, port, timeout)) from None
+        return [cls(xmpp) for xmpp in sessions]
+
     def __repr__(self):
         return "<Client %s>" % (self.jid,)
 
@@ -238,6 +258,14 @@ class Client:
     def send_initial_presence(self):
         """Send available presence to the server."""
         self.send("<presence/>")
+
+    def listen(self, listener):
+        """
+        Also call C{listener(element)} for every stanza received from now
+        on, on the client loop thread, as it arrives (the benchmarks time
+        and count deliveries this way).  It must not change the element.
+        """
+        call_on_loop(self.xmpp.listeners.append, listener)
 
     def wait_for(self, predicate, timeout=5):
         """

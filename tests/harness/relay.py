@@ -176,10 +176,14 @@ class LinkRelay:
                    if c.direction == direction)
 
     def reset(self):
-        """Start counting afresh (the connections stay up)."""
-        with self._lock:
-            self._crossings = []
-            self._bytes = {}
+        """Start counting afresh (the connections stay up).  Done on the
+        loop, so that no delivery has its bytes counted on one side of
+        the reset and its stanzas on the other."""
+        async def clear():
+            with self._lock:
+                self._crossings = []
+                self._bytes = {}
+        run_on_loop(clear(), 5)
 
     # -- the loop side
 

@@ -60,11 +60,15 @@ class TwoSites:
     """
 
     def __init__(self, base_dir, fire_and_forget=False, c2s_ports=(0, 0),
-                 addresses=FIXED_ADDRESSES, monitor=None, split_mode="local"):
+                 addresses=FIXED_ADDRESSES, monitor=None, split_mode="local",
+                 muc_domains=((), ()), log_level="debug"):
         """
         @param addresses: fairfax's, raleigh's, and the relay's towards
             raleigh and towards fairfax (tests pass L{free_addresses}()).
         @param monitor: the [monitor] section for both dmuc processes.
+        @param muc_domains: domains for Prosody's own mod_muc at fairfax
+            and at raleigh (the benchmarks' stock rooms).
+        @param log_level: Prosody's (see L{ProsodyServer}).
         """
         require_prosody()
         self.fairfax_ip, self.raleigh_ip, to_raleigh, to_fairfax = addresses
@@ -72,14 +76,16 @@ class TwoSites:
         os.makedirs(base_dir, exist_ok=True)
         hosts = os.path.join(base_dir, "hosts")
         with open(hosts, "w") as f:
-            f.write("%s %s %s\n" % (to_raleigh, RALEIGH, MIRROR))
-            f.write("%s %s %s\n" % (to_fairfax, FAIRFAX, MASTER))
+            f.write(" ".join((to_raleigh, RALEIGH, MIRROR) + tuple(muc_domains[1])) + "\n")
+            f.write(" ".join((to_fairfax, FAIRFAX, MASTER) + tuple(muc_domains[0])) + "\n")
         self.fairfax = ProsodyServer(base_dir, FAIRFAX, ip=self.fairfax_ip, hosts_file=hosts,
                                      components={MASTER: "master-secret"},
-                                     c2s_port=c2s_ports[0])
+                                     c2s_port=c2s_ports[0], muc_domains=muc_domains[0],
+                                     log_level=log_level)
         self.raleigh = ProsodyServer(base_dir, RALEIGH, ip=self.raleigh_ip, hosts_file=hosts,
                                      components={MIRROR: "mirror-secret"},
-                                     c2s_port=c2s_ports[1])
+                                     c2s_port=c2s_ports[1], muc_domains=muc_domains[1],
+                                     log_level=log_level)
         self.relay = LinkRelay({
             (to_raleigh, S2S_PORT): ((self.raleigh_ip, S2S_PORT), "fairfax>raleigh"),
             (to_fairfax, S2S_PORT): ((self.fairfax_ip, S2S_PORT), "raleigh>fairfax"),
@@ -101,12 +107,17 @@ class TwoSites:
             "monitor": dict(monitor or {}, status_file=os.path.join(
                 base_dir, "dmuc-raleigh", "status.json"))})
 
-    def start(self):
+    def start(self, dmuc=True):
+        """
+        @param dmuc: also start the master and the mirror (the benchmarks'
+            stock runs leave them out, so that nothing of theirs crosses).
+        """
         self.relay.start()
         self.fairfax.start()
         self.raleigh.start()
-        self.master.start()
-        self.mirror.start()
+        if dmuc:
+            self.master.start()
+            self.mirror.start()
         return self
 
     def stop(self):
