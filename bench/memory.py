@@ -40,6 +40,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import time
 import tracemalloc
 from collections import deque
@@ -211,10 +212,17 @@ def _top(full, rooms, count, occupants_added):
     """The source lines that grew most from the rooms to the full stage,
     in bytes per added occupant."""
     stats = full.compare_to(rooms, "lineno")
-    return [{"where": "%s:%d" % (s.traceback[0].filename.replace(ROOT + "/", ""),
-                                 s.traceback[0].lineno),
+    return [{"where": "%s:%d" % (_short(s.traceback[0].filename), s.traceback[0].lineno),
              "bytes_per_occupant": round(s.size_diff / occupants_added, 1)}
             for s in stats[:count]]
+
+
+def _short(filename):
+    """A source path without this machine's prefixes."""
+    for prefix in ("site-packages/", ROOT + "/", sysconfig.get_paths()["stdlib"] + "/"):
+        if prefix in filename:
+            return filename.partition(prefix)[2]
+    return filename
 
 
 # -- the parent: one child per scenario, and the figures
