@@ -3,6 +3,7 @@ Resident memory of the master and mirror services, per room and per
 occupant (issue 5).
 
     python -m bench.memory [--rooms 1000] [--occupants 10] [--top 0]
+                           [--presence caps|rich] [--no-tracemalloc]
 
 prints one JSON object.  Nothing touches the network: each scenario runs
 in its own fresh child process (C{--child SCENARIO}), which builds the
@@ -62,10 +63,17 @@ SCENARIOS = ("master", "master-remote", "two-site")
 STAGES = ("baseline", "rooms", "full")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# What a typical client sends: entity capabilities and the MUC <x/>.
+# What clients put in a join besides the MUC <x/>: entity capabilities
+# (what most send), or also a status, a show and an avatar hash.
 CAPS = ("<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
         "node='https://dmuc.example/bench' ver='q07IKJEyjvHSyhy//CH0CxmKi8w='/>")
-JOIN = ("<presence from='%s' to='%s'>" + CAPS + "<x xmlns='" + ns.MUC + "'/>%s</presence>")
+PRESENCES = {
+    "caps": CAPS,
+    "rich": CAPS + ("<show>away</show><status>In a meeting until three</status>"
+                    "<x xmlns='vcard-temp:x:update'>"
+                    "<photo>01b87fcd030b72895ff8e88db57ec525450f000d</photo></x>"),
+}
+JOIN = "<presence from='%s' to='%s'>%s<x xmlns='" + ns.MUC + "'/>%s</presence>"
 
 
 class InMemorySites:
@@ -118,21 +126,24 @@ def _host(jid):
     return jid.split("/")[0].split("@")[-1]
 
 
-def _join(sites, scenario, room, index):
-    """User C{index} of room number C{room} joins, as the scenario says."""
+def _join(sites, scenario, room, index, presence):
+    """User C{index} of room number C{room} joins, as the scenario says,
+    with the L{PRESENCES} entry C{presence}."""
+    shown = PRESENCES[presence]
     master_room = "room%d@%s" % (room, MASTER)
     nick = "nick%d" % index
     if scenario == "master":
         user = "u%dx%d@fairfax.test/desk" % (room, index)
-        sites.receive(JOIN % (user, master_room + "/" + nick, ""))
+        sites.receive(JOIN % (user, master_room + "/" + nick, shown, ""))
         return
     user = "u%dx%d@raleigh.test/laptop" % (room, index)
     mirror_room = mirror_room_jid(master_room, MIRROR)
     if scenario == "two-site":
-        sites.receive(JOIN % (user, mirror_room + "/" + nick, ""))
+        sites.receive(JOIN % (user, mirror_room + "/" + nick, shown, ""))
         return
     envelope = "<fmuc xmlns='%s' from='%s'/>" % (ns.FMUC, user)
-    sites.receive(JOIN % (mirror_room + "/" + nick, master_room + "/" + nick, envelope))
+    sites.receive(JOIN % (mirror_room + "/" + nick, master_room + "/" + nick, shown,
+                          envelope))
 
 
 def held(sites):
@@ -150,7 +161,7 @@ def held(sites):
     return counts
 
 
-def run_scenario(scenario, rooms, occupants, probe):
+def run_scenario(scenario, rooms, occupants, probe, presence="caps"):
     """
     Build the scenario's services and fill them, calling C{probe()} (after
     a collection) at each stage.
@@ -167,11 +178,11 @@ def run_scenario(scenario, rooms, occupants, probe):
 
     stage("baseline")
     for room in range(rooms):
-        _join(sites, scenario, room, 0)
+        _join(sites, scenario, room, 0, presence)
     stage("rooms")
     for index in range(1, occupants):
         for room in range(rooms):
-            _join(sites, scenario, room, index)
+            _join(sites, scenario, room, index, presence)
     stage("full")
     return figures, counts
 
@@ -183,11 +194,12 @@ def rss_kib():
     return pages * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def child(scenario, rooms, occupants, traced=True, top=0):
+def child(scenario, rooms, occupants, traced=True, top=0, presence="caps"):
     """One scenario in this (fresh) process: RSS first, then tracemalloc."""
     started = time.monotonic()
     result = {"scenario": scenario}
-    result["rss_kib"], result["counts"] = run_scenario(scenario, rooms, occupants, rss_kib)
+    result["rss_kib"], result["counts"] = run_scenario(
+        scenario, rooms, occupants, rss_kib, presence)
     gc.collect()
     if traced:
         tracemalloc.start()
@@ -199,7 +211,8 @@ def child(scenario, rooms, occupants, traced=True, top=0):
                 snapshots[len(snapshots)] = tracemalloc.take_snapshot()
             return size
 
-        result["traced_kib"], _ = run_scenario(scenario, rooms, occupants, traced_kib)
+        result["traced_kib"], _ = run_scenario(
+            scenario, rooms, occupants, traced_kib, presence)
         tracemalloc.stop()
         if top:
             result["top_per_occupant"] = _top(snapshots[2], snapshots[1], top,
@@ -227,10 +240,11 @@ def _short(filename):
 
 # -- the parent: one child per scenario, and the figures
 
-def spawn(scenario, rooms, occupants, traced=True, top=0):
+def spawn(scenario, rooms, occupants, traced=True, top=0, presence="caps"):
     """Run one scenario in a fresh interpreter; return what it reported."""
     command = [sys.executable, "-m", "bench.memory", "--child", scenario,
-               "--rooms", str(rooms), "--occupants", str(occupants), "--top", str(top)]
+               "--rooms", str(rooms), "--occupants", str(occupants), "--top", str(top),
+               "--presence", presence]
     if not traced:
         command.append("--no-tracemalloc")
     output = subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.PIPE,
@@ -280,22 +294,23 @@ def _difference(two_site, master_remote):
     return kinds
 
 
-def measure(rooms=1000, occupants=10, traced=True, top=0):
+def measure(rooms=1000, occupants=10, traced=True, top=0, presence="caps"):
     """
     Measure every scenario, each in its own fresh process.
 
     @param traced: also the Python-level sizes (tracemalloc), after RSS.
     @param top: list the source lines that grow most per occupant.
+    @param presence: what the joins carry: a key of L{PRESENCES}.
     @return: the JSON-ready dict C{python -m bench.memory} prints.
     """
-    results = {s: spawn(s, rooms, occupants, traced, top) for s in SCENARIOS}
+    results = {s: spawn(s, rooms, occupants, traced, top, presence) for s in SCENARIOS}
     two_site, remote = results["two-site"], results["master-remote"]
     mirror = _figures(_difference(two_site, remote), rooms, occupants)
     mirror["two_site"] = _report(two_site, rooms, occupants)
     mirror["counts"] = two_site["counts"]["full"]
     mirror["counts_after_rooms"] = two_site["counts"]["rooms"]
     return {
-        "rooms": rooms, "occupants_per_room": occupants,
+        "rooms": rooms, "occupants_per_room": occupants, "presence": presence,
         "method": "fresh process per scenario; in-memory stub streams, Clock, "
                   "MemoryRoomStore; RSS from /proc/self/statm after gc.collect(), "
                   "then tracemalloc in a second pass; per room = (rooms - baseline) "
@@ -314,6 +329,8 @@ def main(argv=None):
     parser.add_argument("--occupants", type=int, default=10)
     parser.add_argument("--top", type=int, default=0,
                         help="list the N source lines that grow most per occupant")
+    parser.add_argument("--presence", choices=sorted(PRESENCES), default="caps",
+                        help="what the join presences carry (default: caps)")
     parser.add_argument("--no-tracemalloc", dest="traced", action="store_false",
                         help="RSS only")
     parser.add_argument("--child", choices=SCENARIOS, help=argparse.SUPPRESS)
@@ -321,9 +338,11 @@ def main(argv=None):
     if args.rooms < 1 or args.occupants < 1:
         parser.error("--rooms and --occupants must be at least 1")
     if args.child:
-        result = child(args.child, args.rooms, args.occupants, args.traced, args.top)
+        result = child(args.child, args.rooms, args.occupants, args.traced, args.top,
+                       args.presence)
     else:
-        result = measure(args.rooms, args.occupants, args.traced, args.top)
+        result = measure(args.rooms, args.occupants, args.traced, args.top,
+                         args.presence)
     json.dump(result, sys.stdout, indent=1)
     sys.stdout.write("\n")
 

@@ -24,7 +24,8 @@ class MemoryBenchmarkTests(unittest.TestCase):
 
     def test_shape(self):
         report = result()
-        self.assertEqual((report["rooms"], report["occupants_per_room"]), (ROOMS, OCCUPANTS))
+        self.assertEqual((report["rooms"], report["occupants_per_room"], report["presence"]),
+                         (ROOMS, OCCUPANTS, "caps"))
         for part in ("master", "master_remote", "mirror"):
             for key in ("baseline_kib", "kib_per_room", "kib_per_occupant",
                         "traced_baseline_kib", "traced_kib_per_room",
