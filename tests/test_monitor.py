@@ -86,3 +86,61 @@ class MonitorTests(unittest.TestCase):
         self.monitor.bounced("remote-server-timeout")
         status = self.monitor.status()
         self.assertEqual((status["peer"], status["state"]), ("mirror.raleigh.test", "split"))
+
+
+class FacingMonitorsTests(unittest.TestCase):
+    """
+    Both ends of an idle link run a monitor (the master's for the mirror,
+    the mirror's for the master).  Between them they should cost one ping
+    exchange per ping_interval, not one per side.
+    """
+
+    DELAY = 0.002     # one way, as on a LAN
+
+    def setUp(self):
+        self.clock = Clock()
+        self.pings = []
+        settings = MonitorSettings(5, 15, 1)
+        self.master = LinkMonitor("conference.fairfax.test", "mirror.raleigh.test", self.clock,
+                                  lambda s: self._carry(s, self.mirror), Listener(), settings)
+        self.mirror = LinkMonitor("mirror.raleigh.test", "conference.fairfax.test", self.clock,
+                                  lambda s: self._carry(s, self.master), Listener(), settings)
+
+    def _carry(self, stanza, to):
+        """The link: the peer's monitor hears it later; a ping is answered."""
+        if stanza["type"] == "get":
+            self.pings.append(stanza)
+
+        def arrive():
+            is_ping = stanza["type"] == "get"
+            to.heard(ping=is_ping)
+            if is_ping:
+                reply = stanza.__class__(("jabber:component:accept", "iq"))
+                reply["type"] = "result"
+                to.send(reply)
+        self.clock.callLater(self.DELAY, arrive)
+
+    def test_an_idle_link_costs_one_exchange_per_interval(self):
+        self.master.start()
+        self.clock.advance(0.7)          # the mirror's monitor starts a bit later
+        self.mirror.start()
+        self.advance(200)
+        self.assertLessEqual(len(self.pings), 200 / 5 + 1)
+        self.assertGreaterEqual(len(self.pings), 0.9 * 200 / 5)   # still kept alive
+        self.assertEqual((self.master.state, self.mirror.state), (UP, UP))
+
+    def advance(self, seconds):
+        for _ in range(int(seconds * 10)):
+            self.clock.advance(0.1)
+
+    def test_the_other_side_takes_over_when_the_pinger_stops(self):
+        self.master.start()
+        self.clock.advance(0.7)
+        self.mirror.start()
+        self.advance(30)
+        pinger = self.master if self.master.pings_sent > self.mirror.pings_sent else self.mirror
+        other = self.mirror if pinger is self.master else self.master
+        before = other.pings_sent
+        pinger.stop()                   # e.g. that service restarts
+        self.advance(5 + 15 + 1)        # an interval, the grace, and a little
+        self.assertGreater(other.pings_sent, before)

@@ -63,6 +63,7 @@ class LinkMonitor:
         self._timer = None
         self._timeout = None
         self._counter = 0
+        self._peer_pings = False
 
     def start(self):
         self._schedule(self.settings.ping_interval)
@@ -81,9 +82,13 @@ class LinkMonitor:
 
     # -- what arrives from the peer
 
-    def heard(self):
-        """Any stanza from the peer that is not a bounce: it is alive."""
+    def heard(self, ping=False):
+        """Any stanza from the peer that is not a bounce: it is alive.
+
+        @param ping: it is the peer's own ping.
+        """
         self.last_heard = self.clock.seconds()
+        self._peer_pings = ping
         self._ping_id = None
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
@@ -110,12 +115,26 @@ class LinkMonitor:
             self._schedule(self.settings.split_ping_interval)
             return
         idle = self.clock.seconds() - self.last_heard
-        if idle >= self.settings.ping_interval and self._ping_id is None:
+        quiet = self._quiet_period()
+        if idle >= quiet and self._ping_id is None:
             self._ping()
             self._timeout = self.clock.callLater(self.settings.ping_timeout, self._no_answer)
             self._schedule(self.settings.ping_interval)
         else:
-            self._schedule(max(self.settings.ping_interval - idle, 0.001))
+            self._schedule(max(quiet - idle, 0.001))
+
+    def _quiet_period(self):
+        """
+        How long a silence this side lets pass before pinging.  Both ends
+        of a link run a monitor; when what we last heard was the peer's
+        own ping, the peer is keeping the link and will ping again after
+        its C{ping_interval}: we wait C{ping_timeout} longer, so an idle
+        link costs one exchange per interval, not one per side.  If the
+        peer's pings stop, we take over.
+        """
+        if self._peer_pings:
+            return self.settings.ping_interval + self.settings.ping_timeout
+        return self.settings.ping_interval
 
     def _ping(self):
         self._counter += 1

@@ -52,7 +52,7 @@ class PeerMonitors:
         if stanza.getAttribute("type") == "error" and _is_bounce(stanza):
             monitor.bounced(_condition(stanza))
             return
-        monitor.heard()
+        monitor.heard(ping=_is_ping(stanza))
 
     # -- the listener interface of LinkMonitor
 
@@ -87,6 +87,11 @@ def _condition(stanza):
                 if element.uri == ns.STANZAS and element.name != "text":
                     return element.name
     return None
+
+
+def _is_ping(stanza):
+    return (stanza.name == "iq" and stanza.getAttribute("type") == "get"
+            and any(getattr(c, "uri", None) == ns.PING for c in stanza.elements()))
 
 
 def _is_bounce(stanza):
