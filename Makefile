@@ -3,6 +3,8 @@
 #   make run    start two sites (fairfax: master, raleigh: mirror) on this machine
 #   make test   install everything, then run the whole suite (pytest, then trial)
 #   make demo   play a conversation across the two sites, print what crossed the link
+#   make bench  stock Prosody against dmuc on two sites: bench/results/latest.json,
+#               docs/benchmarks.md (about 15 minutes)
 #
 # Both install what they need: a virtualenv with dmuc and its test tools in
 # .venv, and Debian's prosody package (apt-get; sudo when not root).
@@ -12,7 +14,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all install prosody test pytest trial run demo clean
+.PHONY: all install prosody test pytest trial run demo bench clean
 
 all: test
 
@@ -50,6 +52,9 @@ run: install prosody
 
 demo: install prosody
 	$(PY) tools/demo.py
+
+bench: install prosody
+	$(PY) -m bench.run
 
 clean:
 	rm -rf $(VENV) _trial_temp run .pytest_cache *.egg-info
