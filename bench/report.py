@@ -205,12 +205,35 @@ def memory_section(memory):
 
 
 def hotpaths_section(figures):
-    lines = ["Measured in process by `bench/hotpaths.py` in this run:", "",
-             "```", json.dumps(figures, indent=1, sort_keys=True), "```", ""]
+    """This run's in-process figures beside those of the code before the
+    hot-path work (bench/results/hotpaths-before.json)."""
+    try:
+        with open(os.path.join(ROOT, "bench", "results", "hotpaths-before.json")) as f:
+            before = json.load(f)
+    except (OSError, ValueError):
+        before = {}
+    lines = ["Measured in process by `bench/hotpaths.py` (median, min..max of repeats), in this "
+             "run and before the hot-path work:", "",
+             "| figure | this run | before |", "|---|---|---|"]
+    for name, value in sorted(figures.items()):
+        if _figure(value):
+            lines.append("| %s | %s | %s |" % (name, _figure(value), _figure(before.get(name))))
+    lines.append("")
     extra = _include("docs/hotpaths.md")
     if extra:
         lines.append(extra)
     return "\n".join(lines)
+
+
+def _figure(value):
+    if not isinstance(value, dict):
+        return ""
+    for key, unit in (("us_per_stanza", "µs per stanza"), ("appends_per_s", "appends/s")):
+        if isinstance(value.get(key), dict):
+            v = value[key]
+            size = " (%d occupants)" % value["occupants"] if "occupants" in value else ""
+            return "%.0f %s, %.0f..%.0f%s" % (v["median"], unit, v["min"], v["max"], size)
+    return ""
 
 
 def _include(path):
