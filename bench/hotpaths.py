@@ -18,6 +18,14 @@ just counts the bytes written; time is a L{Clock}.
     in its copy of the history and sends it to each of them.
   - C{mirror_presence}: a remote occupant's status change, pushed by the
     master to that mirror room.
+  - C{mirror_user_groupchat_N}: a groupchat message from one of the N
+    local users of a mirror room: the mirror finds its occupant, keeps it
+    in flight and sends it up to the master (one stanza out).
+  - C{mirror_user_presence_N}: a status change of one of the N local
+    users: the mirror sends it up, then handles the master's answer (the
+    occupant's presence with 110): roster updated, room copy saved, sent
+    to the user and the N-1 others.  Both stanzas are fed together; N is
+    50 and 500 (C{sizes}), to show what grows with the room.
   - C{sqlite_appends_burst}: history appends with the SQLite store, all
     asked for at once, timed until the last one is written.
   - C{sqlite_appends_trickle}: the same, one append per reactor turn, as
@@ -79,9 +87,9 @@ BODY = ("Did anyone look at the release notes yet? The storage section changed "
         "& the <config> example needs a fix.")
 
 FULL = {"occupants": 50, "messages": 300, "repeats": 7, "appends": 2000,
-        "storage_repeats": 5}
+        "storage_repeats": 5, "sizes": (50, 500)}
 QUICK = {"occupants": 50, "messages": 40, "repeats": 3, "appends": 200,
-         "storage_repeats": 3}
+         "storage_repeats": 3, "sizes": (50, 200)}
 
 
 class Sink:
@@ -214,6 +222,26 @@ def presence_from_master(serial):
             % (ROOM, MROOM, show, serial, ns.OCCUPANT_ID, ns.MUC_USER))
 
 
+def groupchat_from_mirror_user(n, serial):
+    return ("<message from='m%02d@raleigh.test/r' to='%s' type='groupchat' id='b%d'>"
+            "<body>%s %d</body><origin-id xmlns='%s' id='o-%d'/></message>"
+            % (n, MROOM, serial, _xml(BODY), serial, ns.STANZA_ID, serial))
+
+
+def status_of_mirror_user(n, serial):
+    """A local user's status change, and the master's answer to it (the
+    mirror occupant's own presence, 110), as one chunk of input."""
+    show = ("away", "chat", "dnd", "xa")[serial % 4]
+    return ("<presence from='m%02d@raleigh.test/r' to='%s/m%02d'><show>%s</show>"
+            "<status>%d</status></presence>"
+            "<presence from='%s/m%02d' to='%s/m%02d'><show>%s</show><status>%d</status>"
+            "<occupant-id xmlns='%s' id='sz7ctO9DWtbzZw0IsSOFE3fHsZ27VyeybU7uKRvXYqc='/>"
+            "<x xmlns='%s'><item affiliation='none' role='participant' "
+            "jid='m%02d@raleigh.test/r'/><status code='110'/></x></presence>"
+            % (n, MROOM, n, show, serial, ROOM, n, MROOM, n, show, serial,
+               ns.OCCUPANT_ID, ns.MUC_USER, n))
+
+
 def _xml(text):
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -285,6 +313,27 @@ def measure_mirror(settings, profiles=None):
         "mirror_presence": fan_out_figures(
             "mirror_presence", sites, MIRROR, presence_from_master, settings, profiles),
     }
+
+
+def measure_mirror_users(settings, profiles=None):
+    """The mirror's work for stanzas of its own users, in rooms of each
+    of C{settings["sizes"]} local users."""
+    figures = {}
+    for size in settings["sizes"]:
+        sites = build_sites(1, size)
+        # The newest user: last in the roster, as a scan would find it.
+        speaker = size - 1
+        sized = dict(settings, occupants=size)
+        for name, make in (("mirror_user_groupchat",
+                            lambda i: groupchat_from_mirror_user(speaker, i)),
+                           ("mirror_user_presence",
+                            lambda i: status_of_mirror_user(speaker, i))):
+            key = "%s_%d" % (name, size)
+            figures[key] = fan_out_figures(key, sites, MIRROR, make, sized, profiles)
+        # Pending saves are part of what the room costs: write them now,
+        # outside the timing, so nothing is left for the next room.
+        getattr(sites.mirror, "flush", lambda: None)()
+    return figures
 
 
 # -- storage
@@ -412,6 +461,7 @@ def measure(quick=False, profiles=None):
     result = {"benchmark": "hotpaths", "quick": quick, "machine": machine()}
     result.update(measure_master(settings, profiles))
     result.update(measure_mirror(settings, profiles))
+    result.update(measure_mirror_users(settings, profiles))
     result.update(measure_storage(settings, profiles))
     return result
 

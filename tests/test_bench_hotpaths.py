@@ -24,6 +24,14 @@ class QuickRunTests(unittest.TestCase):
             # Every local occupant got it (the master: and the mirror).
             self.assertGreaterEqual(figure["sent_per_stanza"], 50)
             self._assert_spread(figure["us_per_stanza"])
+        for size in hotpaths.QUICK["sizes"]:
+            groupchat = result["mirror_user_groupchat_%d" % size]
+            presence = result["mirror_user_presence_%d" % size]
+            self.assertEqual(groupchat["occupants"], size)
+            self.assertEqual(groupchat["sent_per_stanza"], 1)      # up to the master
+            self.assertEqual(presence["sent_per_stanza"], size + 1)  # up, and to each user
+            self._assert_spread(groupchat["us_per_stanza"])
+            self._assert_spread(presence["us_per_stanza"])
         for name in STORAGE:
             self._assert_spread(result[name]["appends_per_s"])
 
