@@ -47,6 +47,87 @@ class RemoteOccupant:
     user: object = None
 
 
+class Roster(dict):
+    """
+    The room's occupants, nick -> L{RemoteOccupant}, with those of our
+    users also indexed by the user's full JID: every stanza of a local
+    user looks its occupant up, and a scan would grow with the room.
+    Every change goes through the dict's own methods, kept in step with
+    the index here; an occupant's C{user} never changes once it is in.
+    """
+
+    def __init__(self, occupants=()):
+        dict.__init__(self)
+        self._by_user = {}   # full JID -> [occupant], oldest first (one, but for a bug)
+        self.update(occupants)
+
+    def of_user(self, user):
+        """The occupant of a user (a JID), or C{None}."""
+        found = self._by_user.get(user.full())
+        return found[0] if found else None
+
+    def has_users(self):
+        return bool(self._by_user)
+
+    def _index(self, occupant):
+        if occupant.user is not None:
+            self._by_user.setdefault(occupant.user.full(), []).append(occupant)
+
+    def _unindex(self, occupant):
+        if occupant.user is None:
+            return
+        key = occupant.user.full()
+        found = self._by_user.get(key, [])
+        if occupant in found:
+            found.remove(occupant)
+        if not found:
+            self._by_user.pop(key, None)
+
+    def __setitem__(self, nick, occupant):
+        old = self.get(nick)
+        if old is not None:
+            self._unindex(old)
+        dict.__setitem__(self, nick, occupant)
+        self._index(occupant)
+
+    def __delitem__(self, nick):
+        self._unindex(self[nick])
+        dict.__delitem__(self, nick)
+
+    _missing = object()
+
+    def pop(self, nick, default=_missing):
+        if nick in self:
+            occupant = self[nick]
+            del self[nick]
+            return occupant
+        if default is Roster._missing:
+            raise KeyError(nick)
+        return default
+
+    def popitem(self):
+        nick, occupant = dict.popitem(self)
+        self._unindex(occupant)
+        return nick, occupant
+
+    def setdefault(self, nick, occupant=None):
+        if nick not in self:
+            self[nick] = occupant
+        return self[nick]
+
+    def update(self, occupants=(), **more):
+        for nick, occupant in dict(occupants, **more).items():
+            self[nick] = occupant
+
+    def __ior__(self, occupants):
+        self.update(occupants)
+        return self
+
+    def clear(self):
+        dict.clear(self)
+        self._by_user.clear()
+
+
 @dataclass
 class PendingJoin:
     """
@@ -82,7 +163,7 @@ class MirrorRoom:
         self.jid = jid
         self.host = host
         self.config = RoomConfig()
-        self.roster = {}
+        self.roster = Roster()
         self.history = []
         self.subject = None
         self.subject_from = None
@@ -96,6 +177,16 @@ class MirrorRoom:
         self.in_flight = {}   # origin-id -> (nick, message) sent up, not echoed yet
         self._waiting = []   # confirmations held until history arrives
         self._presence_text = {}   # nick -> (presence template, its XML)
+
+    @property
+    def roster(self):
+        """nick -> L{RemoteOccupant}, a L{Roster}: whatever is assigned
+        is copied into one, so the user index is never bypassed."""
+        return self._roster
+
+    @roster.setter
+    def roster(self, occupants):
+        self._roster = occupants if isinstance(occupants, Roster) else Roster(occupants)
 
     # -- persistence: the copy survives a restart of the mirror
 
@@ -163,13 +254,11 @@ class MirrorRoom:
         return [o for o in self.roster.values() if o.user is not None]
 
     def occupant_of(self, user):
-        for occupant in self.roster.values():
-            if occupant.user is not None and occupant.user.full() == user.full():
-                return occupant
-        return None
+        """The occupant of one of our users, by its full JID (indexed)."""
+        return self.roster.of_user(user)
 
     def is_idle(self):
-        return not self.local_users() and not self.pending
+        return not self.roster.has_users() and not self.pending
 
     # -- what local users see
 

@@ -1,0 +1,158 @@
+"""
+The mirror room's roster: its index of our users' occupants (found by a
+stanza's sender without a scan of the room) kept right through every flow
+that changes the roster, and its saves to storage (coalesced, flushed at
+stop, restored the same after a restart).
+"""
+
+from twisted.trial import unittest
+
+from dmuc.mirror.room import RemoteOccupant, Roster
+from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.stanzas import parse_jid
+from tests.stanza_helpers import error_condition
+from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, join, say
+from tests import test_netsplit
+from tests.two_site_helpers import MROOM, ROOM, TwoSites
+
+CAROL = "carol@raleigh.test/tablet"
+
+
+def scan(room, user):
+    """What the index must agree with: the occupant found by a scan."""
+    return next((o for o in room.roster.values()
+                 if o.user is not None and o.user.full() == user), None)
+
+
+class RosterIndexTests(unittest.TestCase):
+    """L{Roster} on its own: every dict operation keeps the index."""
+
+    def occupant(self, nick, user=None):
+        return RemoteOccupant(nick, "none", "participant",
+                              user=parse_jid(user) if user else None)
+
+    def test_every_change_keeps_the_index(self):
+        roster = Roster()
+        wayne, keith = self.occupant("Wayne", WAYNE), self.occupant("Keith", KEITH)
+        roster["Wayne"] = wayne
+        roster.setdefault("Keith", keith)
+        roster.update({"Kevin": self.occupant("Kevin")})
+        self.assertIs(roster.of_user(parse_jid(WAYNE)), wayne)
+        self.assertIs(roster.of_user(parse_jid(KEITH)), keith)
+        self.assertIsNone(roster.of_user(parse_jid(KEVIN)))
+        del roster["Wayne"]
+        self.assertIsNone(roster.of_user(parse_jid(WAYNE)))
+        self.assertIs(roster.pop("Keith"), keith)
+        self.assertIsNone(roster.pop("Keith", None))
+        self.assertFalse(roster.has_users())
+        roster["Carol"] = self.occupant("Carol", CAROL)
+        roster["Carol"] = self.occupant("Carol")   # replaced by a remote occupant
+        self.assertIsNone(roster.of_user(parse_jid(CAROL)))
+        roster["Carol"] = carol = self.occupant("Carol", CAROL)
+        roster.clear()
+        self.assertIsNone(roster.of_user(parse_jid(CAROL)))
+        roster["Carol"] = carol
+        self.assertEqual(roster.popitem(), ("Carol", carol))
+        self.assertFalse(roster.has_users())
+
+    def test_assigned_roster_is_indexed(self):
+        sites = TwoSites()
+        join(sites, WAYNE, "Wayne")
+        room = sites.mirror.rooms[MROOM]
+        wayne = room.roster["Wayne"]
+        room.roster = {"Wayne": wayne}
+        self.assertIsInstance(room.roster, Roster)
+        self.assertIs(room.occupant_of(parse_jid(WAYNE)), wayne)
+
+
+class IndexThroughFlowsTests(unittest.TestCase):
+    """
+    After each flow, a stanza from each user of this site still in the
+    room reaches the master as from its occupant, and one from a user who
+    left is refused; the index agrees with a scan of the roster.
+    """
+
+    users = (WAYNE, KEITH, CAROL)
+
+    def setUp(self):
+        self.sites = TwoSites()
+        join(self.sites, KEVIN, "Kevin", ROOM)
+        join(self.sites, WAYNE, "Wayne")
+        join(self.sites, KEITH, "Keith")
+        join(self.sites, CAROL, "Carol")
+
+    @property
+    def room(self):
+        return self.sites.mirror.rooms[MROOM]
+
+    def assert_index(self, present, gone=()):
+        for user in self.users:
+            found = self.room.occupant_of(parse_jid(user))
+            self.assertIs(found, scan(self.room, user))
+            self.assertEqual(found is not None, user in present, user)
+        for user, nick in present.items():
+            self.sites.take(user)
+            self.sites.link = []
+            self.sites.send(user, "<message to='%s' type='groupchat'><body>hi</body></message>"
+                            % MROOM)
+            if self.room.split:
+                sent = [s for s in self.sites.take(user) if s.name == "message"]
+                self.assertEqual(sent[-1]["from"], MROOM + "/" + nick)
+                self.assertNotEqual(sent[-1].getAttribute("type"), "error")
+            else:
+                up, = [s for d, s in self.sites.link
+                       if d == "raleigh>fairfax" and s.name == "message"]
+                self.assertEqual(up["from"], MROOM + "/" + nick)
+        for user in gone:
+            self.sites.take(user)
+            say(self.sites, user, "still here?", MROOM)
+            self.assertEqual(error_condition(self.sites.take(user)[0]),
+                             ("cancel", "not-acceptable"))
+
+    def test_joins(self):
+        self.assert_index({WAYNE: "Wayne", KEITH: "Keith", CAROL: "Carol"})
+
+    def test_leave(self):
+        self.sites.send(KEITH, "<presence type='unavailable' to='%s/Keith'/>" % MROOM)
+        self.assert_index({WAYNE: "Wayne", CAROL: "Carol"}, gone=[KEITH])
+
+    def test_refused_nick_change_and_status(self):
+        self.sites.send(WAYNE, "<presence to='%s/Bruce'/>" % MROOM)
+        self.assertEqual(error_condition(self.sites.take(WAYNE)[-1]),
+                         ("modify", "not-acceptable"))
+        self.sites.send(KEITH, "<presence to='%s/Keith'><show>away</show></presence>" % MROOM)
+        self.assert_index({WAYNE: "Wayne", KEITH: "Keith", CAROL: "Carol"})
+
+    def test_leave_and_join_again_with_another_nick(self):
+        self.sites.send(WAYNE, "<presence type='unavailable' to='%s/Wayne'/>" % MROOM)
+        join(self.sites, WAYNE, "Bruce")
+        self.assert_index({WAYNE: "Bruce", KEITH: "Keith", CAROL: "Carol"})
+
+    def test_kick(self):
+        self.sites.send(KEVIN, "<iq type='set' id='k' to='%s'><query xmlns='%s'><item nick='Wayne' "
+                        "role='none'/></query></iq>" % (ROOM, ns.MUC_ADMIN))
+        self.assert_index({KEITH: "Keith", CAROL: "Carol"}, gone=[WAYNE])
+
+    def test_split_leave_join_and_resync(self):
+        test_netsplit.NetsplitTests.split(self)
+        self.assert_index({WAYNE: "Wayne", KEITH: "Keith", CAROL: "Carol"})
+        self.sites.send(KEITH, "<presence type='unavailable' to='%s/Keith'/>" % MROOM)
+        join(self.sites, KEITH, "Keithy")                       # served by the mirror
+        self.sites.send(CAROL, "<presence type='unavailable' to='%s/Carol'/>" % MROOM)
+        join(self.sites, "carol@fairfax.test/x", "Wayne", ROOM)  # takes Wayne's nick
+        self.assert_index({WAYNE: "Wayne", KEITH: "Keithy"}, gone=[CAROL])
+        test_netsplit.NetsplitTests.heal(self)
+        # Wayne lost his nick to the master's occupant at the netjoin.
+        self.assert_index({KEITH: "Keithy"}, gone=[WAYNE, CAROL])
+
+    def test_one_way_loss_roster_push(self):
+        self.sites.stall("raleigh>fairfax")
+        self.sites.advance(100)
+        self.sites.heal()
+        self.sites.advance(30)
+        self.assert_index({WAYNE: "Wayne", KEITH: "Keith", CAROL: "Carol"})
+
+    def test_restart(self):
+        self.sites.send(CAROL, "<presence type='unavailable' to='%s/Carol'/>" % MROOM)
+        self.sites.restart_mirror()
+        self.assert_index({WAYNE: "Wayne", KEITH: "Keith"}, gone=[CAROL])
