@@ -5,15 +5,22 @@ that changes the roster, and its saves to storage (coalesced, flushed at
 stop, restored the same after a restart).
 """
 
+from twisted.internet import defer
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from dmuc.config import XMPPConfig
 from dmuc.mirror.room import RemoteOccupant, Roster
+from dmuc.storage import StorageError
+from dmuc.storage.memory import MemoryRoomStore
+from dmuc.xmpp.component import SAVE_DELAY
+from dmuc.xmpp.service import ComponentService
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import parse_jid
 from tests.stanza_helpers import error_condition
 from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, join, say
 from tests import test_netsplit
-from tests.two_site_helpers import MROOM, ROOM, TwoSites
+from tests.two_site_helpers import MIRROR, MROOM, ROOM, TwoSites
 
 CAROL = "carol@raleigh.test/tablet"
 
@@ -156,3 +163,116 @@ class IndexThroughFlowsTests(unittest.TestCase):
         self.sites.send(CAROL, "<presence type='unavailable' to='%s/Carol'/>" % MROOM)
         self.sites.restart_mirror()
         self.assert_index({WAYNE: "Wayne", KEITH: "Keith"}, gone=[CAROL])
+
+
+class CountingStore(MemoryRoomStore):
+    """A memory store that counts room saves, and fails them on demand."""
+
+    fail = False
+
+    def __init__(self):
+        MemoryRoomStore.__init__(self)
+        self.saves = 0
+
+    def save_room(self, record):
+        self.saves += 1
+        if self.fail:
+            return defer.fail(StorageError("disk full"))
+        return MemoryRoomStore.save_room(self, record)
+
+
+def stored_roster(store):
+    records = []
+    store.load_rooms().addCallback(records.extend)
+    record, = [r for r in records if r.jid == MROOM]
+    return record.config["roster"]
+
+
+class SaveTests(unittest.TestCase):
+    """The room copy is saved once per room and SAVE_DELAY, and nothing
+    is lost at a stop or a restart."""
+
+    def setUp(self):
+        self.sites = TwoSites()
+        self.store = self.sites.mirror.store = CountingStore()
+        join(self.sites, KEVIN, "Kevin", ROOM)
+        join(self.sites, WAYNE, "Wayne")
+        join(self.sites, KEITH, "Keith")
+        self.sites.clock.advance(SAVE_DELAY)
+
+    @property
+    def room(self):
+        return self.sites.mirror.rooms[MROOM]
+
+    def status_changes(self, count):
+        for n in range(count):
+            user, nick = ((WAYNE, "Wayne"), (KEITH, "Keith"), (KEVIN, "Kevin"))[n % 3]
+            room = MROOM if user != KEVIN else ROOM
+            self.sites.send(user, "<presence to='%s/%s'><status>%d</status></presence>"
+                            % (room, nick, n))
+
+    def test_saves_of_a_burst_are_one_with_the_final_state(self):
+        saves = self.store.saves
+        self.status_changes(30)
+        self.assertEqual(self.store.saves, saves)   # none yet
+        self.sites.clock.advance(SAVE_DELAY)
+        self.assertEqual(self.store.saves, saves + 1)
+        self.assertEqual(stored_roster(self.store), self.room.to_record().config["roster"])
+        statuses = {item["nick"]: item["presence"] for item in stored_roster(self.store)}
+        self.assertIn("<status>27</status>", statuses["Wayne"])
+        self.assertIn("<status>28</status>", statuses["Keith"])
+        self.assertIn("<status>29</status>", statuses["Kevin"])
+        self.sites.clock.advance(10 * SAVE_DELAY)
+        self.assertEqual(self.store.saves, saves + 1)   # nothing new: no save
+
+    def test_restart_restores_the_same_roster(self):
+        self.status_changes(10)
+        self.sites.send(KEITH, "<presence type='unavailable' to='%s/Keith'/>" % MROOM)
+        join(self.sites, CAROL, "Carol")
+        before = self.room.to_record().config
+        self.sites.restart_mirror()   # stops the old one first, without time passing
+        after = self.room.to_record().config
+        self.assertEqual(after["roster"], before["roster"])
+        self.assertEqual(after, before)
+        self.assertEqual(self.room.occupant_of(parse_jid(CAROL)).nick, "Carol")
+        self.assertIsNone(self.room.occupant_of(parse_jid(KEITH)))
+
+    def test_service_stop_flushes(self):
+        """ComponentService.stopService writes pending saves before it
+        closes the store."""
+        mirror = self.sites.mirror
+        service = ComponentService("mirror", XMPPConfig(), MIRROR, "s",
+                                   ":memory:", lambda _: mirror, self.sites.clock)
+        service.store = self.store
+        self.status_changes(4)
+        saves = self.store.saves
+        service.stopService()
+        self.assertEqual(self.store.saves, saves + 1)
+        self.assertEqual(stored_roster(self.store), self.room.to_record().config["roster"])
+
+    def test_deleted_room_stays_deleted(self):
+        """The last user leaves (the copy is deleted): a save pending for
+        it does not bring it back."""
+        self.status_changes(2)
+        for user, nick in ((WAYNE, "Wayne"), (KEITH, "Keith")):
+            self.sites.send(user, "<presence type='unavailable' to='%s/%s'/>" % (MROOM, nick))
+        self.assertNotIn(MROOM, self.sites.mirror.rooms)
+        self.sites.clock.advance(SAVE_DELAY)
+        self.sites.mirror.flush()
+        records = []
+        self.store.load_rooms().addCallback(records.extend)
+        self.assertEqual(records, [])
+
+    def test_failed_save_is_logged_with_the_room(self):
+        errors = []
+
+        def observe(event):
+            if event.get("log_level") == LogLevel.critical:
+                errors.append(formatEvent(event))
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.store.fail = True
+        self.status_changes(3)
+        self.sites.clock.advance(SAVE_DELAY)
+        self.assertEqual(errors, [MROOM + ": could not save the room copy in storage"])
+        self.assertEqual(len(self.flushLoggedErrors(StorageError)), 1)

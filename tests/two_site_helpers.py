@@ -58,7 +58,9 @@ class TwoSites:
         self._managers[domain] = manager
 
     def restart_mirror(self):
-        """A new mirror process on the same database, as after a restart."""
+        """A new mirror process on the same database, as after a restart
+        (the old one stopped as its service stops it: saves flushed)."""
+        self.mirror.flush()
         self.mirror = MirrorMUC(MIRROR, ("raleigh.test",), self.mirror.store, self.clock,
                                 fire_and_forget=self.fire_and_forget)
         self.mirror.load()

@@ -65,7 +65,9 @@ class MirrorMUC(ComponentHandler):
     # -- host interface of MirrorRoom (send, now, new_id: ComponentHandler)
 
     def save(self, room):
-        self.stored(self.store.save_room(room.to_record()), room, "save the room copy")
+        # The copy holds the whole roster and changes at every presence:
+        # one write per room and SAVE_DELAY, all flushed at stop.
+        self.save_soon(room, "save the room copy")
 
     def store_message(self, room, entry):
         self.stored(self.store.append_history(room.jid, entry, room.config.history_length),
@@ -83,6 +85,7 @@ class MirrorMUC(ComponentHandler):
         sends it nothing more (<left/>), and a new join syncs afresh."""
         if room.is_idle() and self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
+            self.cancel_save(room.jid)
             self.stored(self.store.delete_room(room.jid), room, "delete the room copy")
 
     # -- dispatch

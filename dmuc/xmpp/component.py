@@ -26,6 +26,11 @@ log = Logger(namespace="dmuc.xmpp")
 # occupant and keep them in history, so they get a lower one.
 MAX_STANZA_SIZE = 64 * 1024
 
+# Saves of one room asked for within this many seconds are written as one
+# (L{ComponentHandler.save_soon}): a mirror room's copy holds its whole
+# roster, and presences come by the hundred in a large room.
+SAVE_DELAY = 0.5
+
 
 class ComponentHandler(XMPPHandler):
     """
@@ -43,6 +48,8 @@ class ComponentHandler(XMPPHandler):
         self.store = store
         self.clock = clock
         self._ids = itertools.count(1)
+        self._unsaved = {}      # room JID -> (room, what), saved at the next flush
+        self._flush_call = None
         self._id_prefix = os.urandom(4).hex()
         settings = MonitorSettings()
         status_file = None
@@ -97,6 +104,30 @@ class ComponentHandler(XMPPHandler):
             log.failure("{room}: could not {what} in storage", failure,
                         room=room.jid, what=what)
         d.addErrback(failed)
+
+    def save_soon(self, room, what):
+        """
+        Save C{room} (its C{to_record()}) within L{SAVE_DELAY} seconds,
+        once however often it is asked for meanwhile; a failure is logged
+        as L{stored} does.  L{flush} writes what is pending at once.
+        """
+        self._unsaved[room.jid] = (room, what)
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(SAVE_DELAY, self.flush)
+
+    def cancel_save(self, room_jid):
+        """The room is deleted from storage: a pending save would bring
+        it back."""
+        self._unsaved.pop(room_jid, None)
+
+    def flush(self):
+        """Write every pending save now; the service calls it at stop."""
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        unsaved, self._unsaved = self._unsaved, {}
+        for room, what in unsaved.values():
+            self.stored(self.store.save_room(room.to_record()), room, what)
 
     def _receive(self, stanza, name):
         stanza.handled = True

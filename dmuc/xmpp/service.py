@@ -50,5 +50,11 @@ class ComponentService(service.MultiService):
         self.handler.monitors.stop()
         d = service.MultiService.stopService(self)
         if d is None:
-            return self.store.close()
-        return d.addBoth(lambda _: self.store.close())
+            return self._close()
+        return d.addBoth(lambda _: self._close())
+
+    def _close(self):
+        # Saves the handler holds back (coalesced) are written before the
+        # store closes; the store finishes what was asked.
+        self.handler.flush()
+        return self.store.close()
