@@ -97,9 +97,9 @@ def page(results, charts):
             results["date"], " **This is a quick (smoke) run: sizes are tiny.**"
             if results.get("quick") else ""))
     m = results["machine"]
-    add("Machine: %s, %s cores; %s; Python %s; %s. The whole run took %d s.\n"
-        % (m["cpu"], m["cores"], m["system"], m["python"], m["prosody"],
-           results.get("duration_s", 0)))
+    add("Machine: %s, %s cores; %s; Python %s; %s. Code: commit %s. The whole run took "
+        "%d s.\n" % (m["cpu"], m["cores"], m["system"], m["python"], m["prosody"],
+                      results.get("commit", "unknown"), results.get("duration_s", 0)))
     add(METHOD)
     add("## Targets\n")
     add("| target | wanted | measured | met |\n|---|---|---|---|")
@@ -121,7 +121,7 @@ def page(results, charts):
         add(DESCRIPTIONS["idle"] % results["plan"])
         add("| mode | room stanzas | keepalive pings | keepalive stanzas | stanza bytes |"
             " other bytes |\n|---|---|---|---|---|---|")
-        for mode, v in s["idle"].items():
+        for mode, v in _in_order(results, s["idle"]):
             add("| %s | %d | %d | %d | %d | %d |" % (MODE_NAMES[mode], v["room_stanzas"],
                                                     v["keepalive_pings"], v["keepalive_stanzas"],
                                                     v["bytes"], v["other_bytes"]))
@@ -138,7 +138,7 @@ def page(results, charts):
         add(DESCRIPTIONS["constrained"] % first)
         add("| mode | to raleigh p50 | p95 | min..max | to fairfax p50 | p95 | min..max |"
             " %d users fill a room |\n|---|---|---|---|---|---|---|---|" % first["fill_users"])
-        for mode, v in c.items():
+        for mode, v in _in_order(results, c):
             r, f = v["latency_raleigh_ms"], v["latency_fairfax_ms"]
             add("| %s | %s ms | %s ms | %s..%s | %s ms | %s ms | %s..%s | %.1f s |"
                 % (MODE_NAMES[mode], r.get("p50"), r.get("p95"), r.get("min"), r.get("max"),
@@ -153,7 +153,7 @@ def page(results, charts):
         add(DESCRIPTIONS["throughput"] % first)
         add("| mode | messages/s min / median / max | delivered stanzas/s | CPU µs per delivered"
             " stanza, by process |\n|---|---|---|---|")
-        for mode, v in t.items():
+        for mode, v in _in_order(results, t):
             rate = v["messages_per_s"]
             cpu = ", ".join("%s %.1f" % (role, 1e6 * sec)
                             for role, sec in sorted(v["cpu_s_per_stanza"].items()) if sec)
@@ -168,6 +168,11 @@ def page(results, charts):
         add("## Hot paths\n")
         add(hotpaths_section(s["hotpaths"]))
     return "\n".join(out) + "\n"
+
+
+def _in_order(results, by_mode):
+    """A per-mode dict in the run's order: stock first."""
+    return [(m, by_mode[m]) for m in results["modes"] if m in by_mode]
 
 
 def bytes_table(rows, modes, label, key):
@@ -346,18 +351,42 @@ def notes(results):
     else:
         mode = None
     if mode and tp[mode]["messages_per_s"]["median"] < 0.8 * tp["stock"]["messages_per_s"]["median"]:
-        cpu, stock_cpu = tp[mode]["cpu_s_per_stanza"], tp["stock"]["cpu_s_per_stanza"]
+        stock_cpu = tp["stock"]["cpu_s_per_stanza"].get("prosody_raleigh", 0)
+        per_mode = []
+        for m in ("dmuc_ff", "dmuc"):
+            if m in tp:
+                cpu = tp[m]["cpu_s_per_stanza"]
+                total = sum(cpu.values()) or 1
+                per_mode.append(
+                    "%s: %.0f%% of stock's rate; raleigh's Prosody %.0f µs of CPU per delivered "
+                    "stanza (%.0f%% of all the CPU the burst cost), the mirror %.0f µs" % (
+                        MODE_NAMES[m], 100 * tp[m]["messages_per_s"]["median"]
+                        / tp["stock"]["messages_per_s"]["median"],
+                        1e6 * cpu.get("prosody_raleigh", 0),
+                        100 * cpu.get("prosody_raleigh", 0) / total,
+                        1e6 * cpu.get("dmuc_mirror", 0)))
         out.append(
-            "- **Throughput.** The mirror process spends %.0f µs of CPU per delivered stanza; "
-            "raleigh's Prosody spends %.0f µs per stanza it delivers for the mirror against "
-            "%.0f µs for its own mod_muc. Every copy the mirror sends is a stanza Prosody must "
-            "read from the component stream, parse, route and serialise again, where mod_muc "
-            "hands its in-memory stanza to the session: with 50 users Prosody, not dmuc, is the "
-            "bottleneck. What would fix it: letting the component send one stanza per message "
-            "for all local recipients (XEP-0033 multicast, which Prosody 0.12 does not offer to "
-            "components), or the mirror's fan-out as a Prosody module." % (
-                1e6 * cpu.get("dmuc_mirror", 0), 1e6 * cpu.get("prosody_raleigh", 0),
-                1e6 * stock_cpu.get("prosody_raleigh", 0)))
+            "- **Throughput.** %s. Stock Prosody spends %.0f µs per stanza its own mod_muc "
+            "delivers. Every copy the mirror sends is a stanza Prosody must read from the "
+            "component stream, parse, route and serialise again, where mod_muc hands its "
+            "in-memory stanza to the session: most of the cost of a mirror room's fan-out is "
+            "Prosody's, not dmuc's. Without fire-and-forget Prosody's cost per stanza is "
+            "higher still; the project has not yet found why. What would fix it: letting the "
+            "component send one stanza per message for all local recipients (XEP-0033 "
+            "multicast, which Prosody 0.12 does not offer to components), or the mirror's "
+            "fan-out as a Prosody module." % ("; ".join(per_mode), 1e6 * stock_cpu))
+    constrained = s.get("constrained", {})
+    if "stock" in constrained and "dmuc_ff" in constrained:
+        extra = (constrained["dmuc_ff"]["latency_fairfax_ms"]["p50"]
+                 - constrained["stock"]["latency_fairfax_ms"]["p50"])
+        if extra > 0:
+            out.append(
+                "- **Not a target, but a cost:** on the constrained link a raleigh user's message "
+                "reaches fairfax users %.0f ms later with dmuc (fire-and-forget) than with stock "
+                "Prosody. At %d bit/s every byte of the upload costs %.2f ms, and the upload "
+                "carries the DMUC envelope described above (a stock upload is the bare message)."
+                % (extra, constrained["stock"]["bandwidth_bps"],
+                   8000.0 / constrained["stock"]["bandwidth_bps"]))
     joins = {r["remote_users"]: r for r in s.get("joins", [])}
     if 1 in joins and joins[1].get("dmuc_saving", 2) < 1:
         out.append(

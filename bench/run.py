@@ -71,7 +71,7 @@ def run(plan, chosen, modes, quick=False, log=print):
         log("== %s" % mode)
         per_mode[mode] = run_mode(mode, plan, chosen, log)
     results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "machine": machine(), "quick": quick, "plan": plan, "modes": list(modes),
+               "machine": machine(), "commit": commit(), "quick": quick, "plan": plan, "modes": list(modes),
                "scenarios": merge(per_mode, plan)}
     if "memory" in chosen:
         log("== memory")
@@ -229,6 +229,19 @@ def targets(s):
 
 
 
+def commit():
+    """The code measured: the checkout's commit, '+' if it has changes."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, text=True, capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+" if dirty.strip() else "")
+
+
 def machine():
     cpu = "unknown"
     try:
@@ -244,15 +257,14 @@ def machine():
 
 
 def prosody_version():
+    """The Debian package's version (prosody itself has no version flag)."""
     import subprocess
     try:
-        out = subprocess.run(["prosody", "-v"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "prosody"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    for line in out.splitlines():
-        if line.startswith("Prosody"):
-            return line.strip()
-    return out.strip().splitlines()[0] if out.strip() else "unknown"
+        out = ""
+    return "Prosody " + (out or "(version unknown)")
 
 
 def write(results, out, docs):
