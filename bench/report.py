@@ -202,11 +202,7 @@ def memory_section(memory):
         if side in memory:
             lines.append("| %s | %.1f | %.1f |" % (side, memory[side].get("kib_per_room", 0),
                                                    memory[side]["kib_per_occupant"]))
-    lines.append("")
-    extra = _include("docs/memory.md")
-    if extra:
-        lines.append(extra)
-    return "\n".join(lines)
+    return _with_section(lines, "docs/memory.md")
 
 
 def hotpaths_section(figures):
@@ -223,11 +219,7 @@ def hotpaths_section(figures):
     for name, value in sorted(figures.items()):
         if _figure(value):
             lines.append("| %s | %s | %s |" % (name, _figure(value), _figure(before.get(name))))
-    lines.append("")
-    extra = _include("docs/hotpaths.md")
-    if extra:
-        lines.append(extra)
-    return "\n".join(lines)
+    return _with_section(lines, "docs/hotpaths.md")
 
 
 def _figure(value):
@@ -239,6 +231,11 @@ def _figure(value):
             size = " (%d occupants)" % value["occupants"] if "occupants" in value else ""
             return "%.0f %s, %.0f..%.0f%s" % (v["median"], unit, v["min"], v["max"], size)
     return ""
+
+
+def _with_section(lines, path):
+    """The generated lines, then the hand-written section at C{path}."""
+    return "\n".join(lines + ["", _include(path)])
 
 
 def _include(path):

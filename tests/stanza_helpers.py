@@ -4,6 +4,7 @@ clock, fed with stanzas written as XML text.
 """
 
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from wokkel.test.helpers import TestableStreamManager
 
 import dmuc  # noqa: F401  (the wokkel shim first)
@@ -11,6 +12,21 @@ from dmuc.master.handler import MasterMUC
 from dmuc.storage.memory import MemoryRoomStore
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import parse_xml
+
+def logged(testcase, *levels):
+    """
+    The log lines of the given levels emitted from now until the end of
+    C{testcase}, formatted as an operator reads them (a live list).
+    """
+    lines = []
+
+    def observe(event):
+        if event.get("log_level") in levels:
+            lines.append(formatEvent(event))
+    globalLogPublisher.addObserver(observe)
+    testcase.addCleanup(globalLogPublisher.removeObserver, observe)
+    return lines
+
 
 DOMAIN = "conference.fairfax.test"
 ROOM = "chat@" + DOMAIN

@@ -4,11 +4,11 @@ users on both sites see, and what crosses the link between the sites.
 The same flows run over real Prosody S2S in tests/test_two_sites.py.
 """
 
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.trial import unittest
 
 from dmuc.xmpp import namespaces as ns
-from tests.stanza_helpers import error_condition, item, status_codes
+from tests.stanza_helpers import error_condition, item, logged, status_codes
 from tests.two_site_helpers import MASTER, MIRROR, MROOM, ROOM, TwoSites
 
 KEVIN = "kevin@fairfax.test/desk"
@@ -187,6 +187,23 @@ class MirrorConversationTests(unittest.TestCase):
         self.assertEqual(self.sites.mirror.rooms[MROOM].config.name, "Renamed")
         self.assertEqual(status_codes(self.sites.take(WAYNE)[-1]), ["104"])
 
+    def test_config_push_carries_values_not_labels(self):
+        """The pushed form is read like a submission: no title, labels or
+        options (they cost 3 KB of link at a first sync), and the mirror
+        still gets every value, lists included."""
+        self.sites.link = []
+        self.sites.send(KEVIN, "<iq type='set' id='c' to='%s'><query xmlns='%s'><x xmlns='jabber:x:data' "
+                        "type='submit'><field var='muc#roomconfig_whois'><value>anyone</value></field>"
+                        "<field var='muc#roomconfig_maxusers'><value>30</value></field>"
+                        "</x></query></iq>" % (ROOM, ns.MUC_OWNER))
+        push, = [s for _, s in self.sites.link
+                 if s.name == "iq" and next(s.elements(ns.DMUC_SYNC, "config"), None) is not None]
+        text = push.toXml()
+        for human in ("label=", "<title", "<instructions", "<option"):
+            self.assertNotIn(human, text)
+        config = self.sites.mirror.rooms[MROOM].config
+        self.assertEqual((config.whois, config.max_users), ("anyone", 30))
+
     def test_mirror_room_disco(self):
         self.sites.send(WAYNE, "<iq type='get' id='d' to='%s'><query xmlns='%s'/></iq>"
                         % (MROOM, ns.DISCO_INFO))
@@ -249,13 +266,7 @@ class TrustTests(unittest.TestCase):
         self.sites = TwoSites()
         join(self.sites, KEVIN, "Kevin", ROOM)
         self.sites.take(KEVIN)
-        self.warnings = []
-
-        def observe(event):
-            if event.get("log_level") in (LogLevel.warn, LogLevel.error):
-                self.warnings.append(formatEvent(event))
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.warnings = logged(self, LogLevel.warn, LogLevel.error)
 
     def assertLogged(self, *fragments):
         """An operator can read why, and who: the offending JIDs."""

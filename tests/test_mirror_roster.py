@@ -6,7 +6,7 @@ stop, restored the same after a restart).
 """
 
 from twisted.internet import defer
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.trial import unittest
 
 from dmuc.config import XMPPConfig
@@ -17,7 +17,7 @@ from dmuc.xmpp.component import SAVE_DELAY
 from dmuc.xmpp.service import ComponentService
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import parse_jid
-from tests.stanza_helpers import error_condition
+from tests.stanza_helpers import error_condition, logged
 from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, join, say
 from tests import test_netsplit
 from tests.two_site_helpers import MIRROR, MROOM, ROOM, TwoSites
@@ -264,13 +264,7 @@ class SaveTests(unittest.TestCase):
         self.assertEqual(records, [])
 
     def test_failed_save_is_logged_with_the_room(self):
-        errors = []
-
-        def observe(event):
-            if event.get("log_level") == LogLevel.critical:
-                errors.append(formatEvent(event))
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        errors = logged(self, LogLevel.critical)
         self.store.fail = True
         self.status_changes(3)
         self.sites.clock.advance(SAVE_DELAY)

@@ -7,7 +7,7 @@ import shutil
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
@@ -16,6 +16,7 @@ from dmuc.master.room import Room
 from dmuc.storage import HistoryEntry, IRoomStore, RoomRecord, StorageError
 from dmuc.storage.memory import MemoryRoomStore
 from dmuc.storage.sqlite import SQLiteRoomStore
+from tests.stanza_helpers import logged
 
 ROOM = "chat@conference.fairfax.test"
 OTHER_ROOM = "lobby@conference.fairfax.test"
@@ -412,13 +413,7 @@ class SQLiteRoomStoreTests(RoomStoreTestsMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_failed_write_in_a_batch_is_logged_by_the_service(self):
         """The service still hears of each failed write, with its room."""
-        errors = []
-
-        def observe(event):
-            if event.get("log_level") == LogLevel.critical:
-                errors.append(formatEvent(event))
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        errors = logged(self, LogLevel.critical)
         service = MasterMUC("conference.fairfax.test", self.store, Clock())
         room = Room(ROOM, service)
         asked = [self.store.append_history(ROOM, make_entry(n), 10) for n in (1, 1, 2)]

@@ -27,13 +27,11 @@ BARRIER_PREFIX = "harness"
 class Crossing:
     """One top-level element that crossed the link."""
 
-    def __init__(self, direction, name, attributes, size, text=None):
+    def __init__(self, direction, name, attributes, size):
         self.direction = direction
         self.name = name
         self.attributes = attributes
         self.size = size
-        #: the element as it was on the wire, if the relay keeps texts
-        self.text = text
 
     @property
     def is_stanza(self):
@@ -54,10 +52,9 @@ class _StreamCounter:
     """Parses one direction of one TCP connection; measures each top-level
     element in bytes as it was on the wire."""
 
-    def __init__(self, direction, record, keep_text=False):
+    def __init__(self, direction, record):
         self.direction = direction
         self.record = record
-        self.keep_text = keep_text
         self.depth = 0
         self.start = None
         self.current = None
@@ -97,10 +94,7 @@ class _StreamCounter:
             close = self.buffer.find(b">", max(at, 0))
             end = self.buffer_base + (close + 1 if close >= 0 else len(self.buffer))
             local, attributes = self.current
-            text = None
-            if self.keep_text:
-                text = self.buffer[self.start - self.buffer_base:end - self.buffer_base]
-            self.record(Crossing(self.direction, local, attributes, end - self.start, text))
+            self.record(Crossing(self.direction, local, attributes, end - self.start))
             self.current = None
         self.depth -= 1
 
@@ -118,13 +112,8 @@ class LinkRelay:
     has not crossed.
     """
 
-    def __init__(self, routes, keep_text=False):
-        """
-        @param keep_text: keep each element's bytes in its L{Crossing}
-            (to see what crossed, not only how much).
-        """
+    def __init__(self, routes):
         self.routes = dict(routes)
-        self.keep_text = keep_text
         self.directions = sorted({d for _, d in self.routes.values()} |
                                  {_reverse(d) for _, d in self.routes.values()})
         self._servers = []
@@ -246,8 +235,8 @@ class LinkRelay:
         self._connections.update((writer, up_writer))
         back = _reverse(direction)
         await asyncio.gather(
-            self._pump(reader, up_writer, _StreamCounter(direction, self._record, self.keep_text), direction),
-            self._pump(up_reader, writer, _StreamCounter(back, self._record, self.keep_text), back),
+            self._pump(reader, up_writer, _StreamCounter(direction, self._record), direction),
+            self._pump(up_reader, writer, _StreamCounter(back, self._record), back),
             return_exceptions=True)
         self._connections.difference_update((writer, up_writer))
 
