@@ -101,7 +101,8 @@ class NetsplitTests(unittest.TestCase):
         sync = [s for _, s in self.sites.link if s.name == "iq" and s.getAttribute("type") == "result"
                 and "history" in s.toXml()]
         self.assertEqual(len(sync), 1)
-        messages = list(next(next(sync[0].elements()).elements()).elements())
+        answer = next(sync[0].elements())
+        messages = list(next(answer.elements("http://jabber.org/protocol/muc", "history")).elements())
         self.assertEqual([str(b) for m in messages for b in m.elements() if b.name == "body"],
                          ["missed"])
 

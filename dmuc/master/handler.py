@@ -234,6 +234,10 @@ class MasterMUC(ComponentHandler):
         reply = result_reply(stanza)
         answer = reply.addElement((ns.DMUC_SYNC, "room"))
         answer["id"] = room.jid
+        if child(query, "roster", ns.DMUC_SYNC) is not None:
+            # A mirror resynchronising after a split it saw and we may not
+            # have: it dropped the other sites' occupants and needs them.
+            answer.addChild(room.roster_for_mirror(mirror.userhost()))
         history = answer.addElement((ns.MUC, "history"))
         for message in room.history_for_mirror(request, query.getAttribute("after")):
             # Inside a foreign element a stanza names its namespace.

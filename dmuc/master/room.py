@@ -345,8 +345,17 @@ class Room:
         self.host.mirror_synced(via)
         self.host.send(self.config_push(via))
         iq = make_stanza("iq", to=via, frm=self.jid, type="set", id=self.host.new_id())
-        roster = iq.addElement((ns.DMUC_SYNC, "roster"))
-        # The joiner's own occupancy decides what the mirror may see.
+        iq.addChild(self.roster_for_mirror(via, joining))
+        self.host.send(iq)
+        log.info("{room}: mirror {via} synchronised ({count} occupants)",
+                 room=self.jid, via=via, count=len(self.occupants))
+
+    def roster_for_mirror(self, via, joining=None):
+        """
+        The roster a mirror gets (PROTOCOL.md 2): the occupants present
+        (before C{joining}, whose occupancy decides what the mirror may see).
+        """
+        roster = domish.Element((ns.DMUC_SYNC, "roster"))
         show_jid = (self.config.whois == "anyone" or self.mirror_sees_real_jids(via)
                     or (joining is not None and joining.role == "moderator"))
         for occupant in self.occupants.values():
@@ -356,9 +365,8 @@ class Room:
             item["role"] = occupant.role
             if show_jid:
                 item["jid"] = occupant.real_jid.full()
-        self.host.send(iq)
-        log.info("{room}: mirror {via} synchronised ({count} occupants)",
-                 room=self.jid, via=via, count=len(self.occupants))
+            _add_presence_state(item, occupant, self.occupant_id(occupant))
+        return roster
 
     def config_push(self, via):
         iq = make_stanza("iq", to=via, frm=self.jid, type="set", id=self.host.new_id())
@@ -592,7 +600,7 @@ class Room:
         marker = message.addElement((ns.STANZA_ID, "stanza-id"))
         marker["id"] = stanza_id
         marker["by"] = self.jid
-        if _is_historic(message):
+        if history.is_historic(message):
             self._remember(HistoryEntry(
                 stanza_id=stanza_id, timestamp=timestamp, nick=occupant.nick,
                 real_jid=occupant.real_jid.full(), xml=message.toXml()))
@@ -967,23 +975,26 @@ def _occupant_id(bare_jid, salt):
     return base64.b64encode(digest).decode("ascii")
 
 
+def _add_presence_state(item, occupant, occupant_id):
+    """
+    What a roster item carries beyond XEP-0045's item (docs/decisions.md,
+    "Protocol additions"): the occupant-id and the occupant's own presence
+    (show, status, caps, avatar hash...), so that a mirror shows its users
+    the occupant exactly as the master's users see it.
+    """
+    item["occupant-id"] = occupant_id
+    if occupant.presence is not None and any(True for _ in occupant.presence.elements()):
+        presence = item.addElement((ns.CLIENT, "presence"))
+        for element in occupant.presence.elements():
+            presence.addChild(copy_element(element))
+
+
 def _drop_occupant_id(stanza):
     strip_children(stanza, ns.OCCUPANT_ID)
 
 
 def _has_child(stanza, *names):
     return any(c.name in names for c in stanza.elements() if c.uri == stanza.uri)
-
-
-def _is_historic(message):
-    """Prosody's rule: kept when it has a body, unless hinted otherwise."""
-    hints = {c.name for c in message.elements() if c.uri == ns.HINTS}
-    if hints & {"no-store", "no-permanent-store"}:
-        return False
-    if "store" in hints:
-        return True
-    return any(c.name == "body" and c.uri in (None, message.uri)
-               for c in message.elements())
 
 
 def _is_ping(iq):

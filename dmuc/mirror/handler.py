@@ -218,9 +218,20 @@ class MirrorMUC(ComponentHandler):
         if current.nick != nick and kind != "unavailable":
             raise StanzaError("not-acceptable", text="Nick changes are not possible "
                               "through a mirror; leave and join again", by=room.jid)
+        joining_again = kind is None and child(stanza, "x", ns.MUC) is not None
         if room.split:
-            room.local_presence(current, stanza)
+            if joining_again:
+                room.refresh_locally(current, parse_join(stanza), stanza)
+            else:
+                room.local_presence(current, stanza)
             return
+        if joining_again:
+            # The same session joins again: its client lost its state.  The
+            # master sees a status update; the user gets the whole sequence
+            # when the master confirms it.
+            room.pending[nick] = PendingJoin(user, parse_join(stanza), template(stanza),
+                                             refresh=True)
+            stanza = strip_children(copy_element(stanza), ns.MUC)
         self._send_up(stanza, user, room, current.nick)
 
     def _start_join(self, stanza, user, nick, master_jid, room_jid):
@@ -415,6 +426,9 @@ class MirrorMUC(ComponentHandler):
                 return
             answer = child(iq, "room", ns.DMUC_SYNC)
             if answer is not None:
+                roster = child(answer, "roster", ns.DMUC_SYNC)
+                if roster is not None:
+                    room.apply_roster(roster)
                 history = child(answer, "history", ns.MUC)
                 room.apply_history(list(history.elements()) if history is not None else [])
                 self._upload_split_messages(room)
@@ -454,6 +468,10 @@ class MirrorMUC(ComponentHandler):
         last = room.last_master_stanza_id() if room.resyncing else None
         if last is not None:
             query["after"] = last
+        if room.resyncing:
+            # We dropped the other sites' occupants at the split; the master
+            # pushes its roster only if it noticed the split too.
+            query.addElement("roster")
         query.addElement((ns.MUC, "history"))["maxstanzas"] = str(room.config.history_length)
         self.send(iq)
 

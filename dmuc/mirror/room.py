@@ -37,6 +37,8 @@ class RemoteOccupant:
     @ivar jid: the real JID when the master shows it to this mirror.
     @ivar user: the local user's full JID when the occupant is a user of
         this site, else C{None}.
+    @ivar occupant_id: the master's XEP-0421 occupant-id, shown as is so
+        that both sites attribute messages alike.
     """
 
     nick: str
@@ -45,6 +47,7 @@ class RemoteOccupant:
     jid: str | None = None
     presence: object = None
     user: object = None
+    occupant_id: str | None = None
 
 
 class Roster(dict):
@@ -132,13 +135,16 @@ class Roster(dict):
 class PendingJoin:
     """
     A join sent up to the master, not confirmed yet.  C{rejoin}: one of our
-    users already in the room, joining again at a netjoin.
+    users already in the room, joining again at a netjoin.  C{refresh}: one
+    of our users joining again from the same session (its client lost its
+    state): it gets the whole join sequence again, as at Prosody.
     """
 
     user: object
     request: object
     presence: object = None
     rejoin: bool = False
+    refresh: bool = False
 
 
 @dataclass
@@ -193,7 +199,7 @@ class MirrorRoom:
     def to_record(self):
         roster = [{"nick": o.nick, "affiliation": o.affiliation, "role": o.role,
                    "jid": o.jid, "user": o.user.full() if o.user else None,
-                   "presence": self._presence_xml(o)}
+                   "presence": self._presence_xml(o), "occupant_id": o.occupant_id}
                   for o in self.roster.values()]
         if len(self._presence_text) > 2 * len(self.roster) + 16:
             # Forget those who left.
@@ -233,7 +239,8 @@ class MirrorRoom:
             room.roster[item["nick"]] = RemoteOccupant(
                 item["nick"], item["affiliation"], item["role"], item.get("jid"),
                 parse_xml(item["presence"]) if item.get("presence") else None,
-                parse_jid(item["user"]) if item.get("user") else None)
+                parse_jid(item["user"]) if item.get("user") else None,
+                item.get("occupant_id"))
         room.subject, room.subject_from = record.subject, record.subject_nick
         room.subject_delay = record.subject_time
         room.history = sorted(entries, key=order_key)
@@ -304,7 +311,7 @@ class MirrorRoom:
         jid = occupant.jid if occupant.user is None else occupant.user.full()
         return occupant_presence(
             occupant.presence, self.local_jid(occupant.nick), occupant.affiliation,
-            occupant.role, real_jid=jid if show else None)
+            occupant.role, real_jid=jid if show else None, occupant_id=occupant.occupant_id)
 
     def fan_out(self, stanza, exclude=None, view=False):
         """
@@ -345,7 +352,9 @@ class MirrorRoom:
                 continue
             self.roster[nick] = RemoteOccupant(
                 nick, item.getAttribute("affiliation", "none"),
-                item.getAttribute("role", "participant"), item.getAttribute("jid"))
+                item.getAttribute("role", "participant"), item.getAttribute("jid"),
+                presence=_roster_item_presence(item),
+                occupant_id=item.getAttribute("occupant-id"))
         self._save()
         # At a netjoin our users are in the room already: they see the
         # remote occupants that came and went meanwhile.
@@ -393,6 +402,7 @@ class MirrorRoom:
                 occupant.affiliation = item.getAttribute("affiliation", "none")
                 occupant.role = item.getAttribute("role", "participant")
             occupant.presence = template(presence)
+            occupant.occupant_id = _occupant_id(presence) or occupant.occupant_id
             self.roster[nick] = occupant
         self._save()
         self.fan_out(presence, view=True)
@@ -409,6 +419,10 @@ class MirrorRoom:
             if occupant is not None:
                 self._update_local(occupant, presence)
                 self._save()
+            return
+        if pending is not None and pending.refresh and occupant is not None \
+                and presence.getAttribute("type") != "unavailable":
+            self._confirm_refresh(presence, occupant, pending)
             return
         if pending is not None:
             if self.synced:
@@ -435,23 +449,47 @@ class MirrorRoom:
             occupant.affiliation = item.getAttribute("affiliation", "none")
             occupant.role = item.getAttribute("role", "participant")
         occupant.presence = template(presence)
+        occupant.occupant_id = _occupant_id(presence) or occupant.occupant_id
 
     def _confirm_join(self, presence, nick, pending):
         occupant = RemoteOccupant(nick, "none", "participant", user=pending.user)
         self._update_local(occupant, presence)
         self.roster[nick] = occupant
         self._save()
-        for other in list(self.roster.values()):
-            if other is not occupant:
-                self._deliver(pending.user, self._roster_presence(other, occupant))
-        self._deliver(pending.user, self.translate(presence))
-        for entry in history.select(self.history, pending.request.history,
-                                    self.host.now(), self.config.default_history):
-            self._deliver(pending.user, self._history_message(entry))
-        self._deliver(pending.user, self._subject_message())
+        self._send_join_sequence(occupant, pending.request, self.translate(presence))
         self.fan_out(_without_110(presence), exclude=nick, view=True)
         log.info("{user} joined {room} through this mirror", user=pending.user.full(),
                  room=self.master_jid)
+
+    def _send_join_sequence(self, occupant, request, own_presence):
+        """XEP-0045 7.2: the others, the occupant itself (110), history,
+        subject, all from this copy."""
+        for other in list(self.roster.values()):
+            if other is not occupant:
+                self._deliver(occupant.user, self._roster_presence(other, occupant))
+        self._deliver(occupant.user, own_presence)
+        for entry in history.select(self.history, request.history,
+                                    self.host.now(), self.config.default_history):
+            self._deliver(occupant.user, self._history_message(entry))
+        self._deliver(occupant.user, self._subject_message())
+
+    def _confirm_refresh(self, presence, occupant, pending):
+        """The master took the presence of a user joining again from the
+        same session: the whole sequence to it, an update to the others."""
+        self._update_local(occupant, presence)
+        self._save()
+        self._send_join_sequence(occupant, pending.request, self.translate(presence))
+        self.fan_out(_without_110(presence), exclude=occupant.nick, view=True)
+
+    def refresh_locally(self, occupant, request, stanza):
+        """The same during a split, served from the copy alone."""
+        occupant.presence = template(stanza)
+        self._save()
+        self._send_join_sequence(occupant, request, self._local_presence_of(
+            occupant, occupant, codes=("110",)))
+        for local in self.local_users():
+            if local is not occupant:
+                self._deliver(local.user, self._local_presence_of(occupant, local))
 
     def handle_join_error(self, error, nick):
         """The master refused a join: only the user who tried hears it."""
@@ -495,7 +533,7 @@ class MirrorRoom:
             self.subject_from = message.getAttribute("from")
             self.subject_delay = self.host.now()
             self._save()
-        elif body is not None and self._remember(message, _stamp(stamp)) is None:
+        elif history.is_historic(message) and self._remember(message, _stamp(stamp)) is None:
             return   # had it already (a resync, or our own split copy)
         self.fan_out(message)
 
@@ -593,7 +631,7 @@ class MirrorRoom:
         marker = copy.addElement((ns.STANZA_ID, "stanza-id"))
         marker["id"] = self.host.new_id()
         marker["by"] = self.jid
-        if child(copy, "body", None) is not None:
+        if history.is_historic(copy):
             self._remember(copy, timestamp)
         users = self.local_users()
         if users:
@@ -621,7 +659,7 @@ class MirrorRoom:
                     codes=("333",), unavailable=True))
         for nick, pending in list(self.pending.items()):
             del self.pending[nick]
-            if not pending.rejoin:
+            if not (pending.rejoin or pending.refresh):
                 self.local_join(pending.user, nick, pending.request, pending.presence)
         in_flight, self.in_flight = self.in_flight, {}
         for nick, message, sent in in_flight.values():
@@ -667,11 +705,16 @@ class MirrorRoom:
         self._save()
         for local in self.local_users():
             codes = ("110",) if local is occupant else ()
-            self._deliver(local.user, occupant_presence(
-                occupant.presence, self.local_jid(occupant.nick), occupant.affiliation,
-                occupant.role, codes=codes,
-                real_jid=occupant.user.full() if local is occupant or self.may_see_jids(local)
-                else None))
+            self._deliver(local.user, self._local_presence_of(occupant, local, codes))
+
+    def _local_presence_of(self, occupant, viewer, codes=()):
+        """One of our users' presence as another (or itself) sees it, built
+        here (during a split the master cannot)."""
+        return occupant_presence(
+            occupant.presence, self.local_jid(occupant.nick), occupant.affiliation,
+            occupant.role, codes=codes, occupant_id=occupant.occupant_id,
+            real_jid=occupant.user.full() if viewer is occupant or self.may_see_jids(viewer)
+            else None)
 
     def _remove_local(self, occupant, code=None, reason=None):
         if occupant is None:
@@ -807,6 +850,18 @@ def _stamp(element):
         return parse_timestamp(element.getAttribute("stamp", ""))
     except ValueError:
         return None
+
+
+def _roster_item_presence(item):
+    """The occupant's own presence a roster item carries (docs/decisions.md,
+    "Protocol additions"), as a template; C{None} from an older master."""
+    presence = child(item, "presence", ns.CLIENT)
+    return template(presence) if presence is not None else None
+
+
+def _occupant_id(presence):
+    element = child(presence, "occupant-id", ns.OCCUPANT_ID)
+    return element.getAttribute("id") if element is not None else None
 
 
 def _origin_id(message):

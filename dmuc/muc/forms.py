@@ -171,9 +171,14 @@ def roominfo_form(config, occupant_count, subject, extra=()):
 
 
 def room_features(config):
-    """The disco#info features of a room, as Prosody lists them."""
+    """
+    The disco#info features of a room, as Prosody lists them.  Clients use
+    the room's stanza-ids (replies, reactions, moderation) only when it
+    lists XEP-0359, and self-ping the room (XEP-0410) when it says it
+    answers for its occupants.
+    """
     return [
-        ns.MUC, ns.MUC_STABLE_ID, ns.OCCUPANT_ID,
+        ns.MUC, ns.MUC_STABLE_ID, ns.OCCUPANT_ID, ns.STANZA_ID, ns.MUC_SELF_PING,
         "muc_public" if config.public else "muc_hidden",
         "muc_persistent" if config.persistent else "muc_temporary",
         "muc_membersonly" if config.members_only else "muc_open",

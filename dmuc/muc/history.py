@@ -44,6 +44,22 @@ def select(entries, request, now, default_maxstanzas):
     return chosen
 
 
+def is_historic(message):
+    """
+    Whether a groupchat message is kept for history (and so for later
+    joiners at every site): Prosody's rule, a body unless hinted
+    otherwise, or any message hinted C{<store/>} (reactions, retractions)
+    (XEP-0334).
+    """
+    hints = {c.name for c in message.elements() if c.uri == ns.HINTS}
+    if hints & {"no-store", "no-permanent-store"}:
+        return False
+    if "store" in hints:
+        return True
+    return any(c.name == "body" and c.uri in (None, message.uri)
+               for c in message.elements())
+
+
 def to_message(entry):
     """The stored message as a C{domish.Element}, ready to address."""
     return parse_xml(entry.xml)

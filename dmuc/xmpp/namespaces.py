@@ -11,6 +11,7 @@ MUC_OWNER = MUC + "#owner"
 MUC_ROOMCONFIG = MUC + "#roomconfig"
 MUC_ROOMINFO = MUC + "#roominfo"
 MUC_STABLE_ID = MUC + "#stable_id"
+MUC_SELF_PING = MUC + "#self-ping-optimization"
 
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
