@@ -100,6 +100,22 @@ SCENARIOS = {
         Step("wayne", "<presence to='{room}/Wayne2'/>"),
         Step("wayne", "<presence to='{room}/Kevin'/>"),
         say("wayne", "renamed")],
+    "rejoin_same_session": [
+        join("kevin", "Kevin"), say("kevin", "earlier"), join("wayne", "Wayne"),
+        join("wayne", "Wayne")],
+    "history_hints": [
+        join("kevin", "Kevin"),
+        say("kevin", "kept"),
+        Step("kevin", "<message to='{room}' type='groupchat'><body>not kept</body>"
+                      "<no-store xmlns='urn:xmpp:hints'/></message>"),
+        Step("kevin", "<message to='{room}' type='groupchat'><reactions "
+                      "xmlns='urn:xmpp:reactions:0' id='x1'><reaction>+1</reaction></reactions>"
+                      "<store xmlns='urn:xmpp:hints'/></message>"),
+        join("wayne", "Wayne")],
+    "self_ping": [
+        join("kevin", "Kevin"),
+        Step("kevin", "<iq type='get' id='sp1' to='{room}/Kevin'><ping xmlns='urn:xmpp:ping'/></iq>"),
+        Step("wayne", "<iq type='get' id='sp2' to='{room}/Wayne'><ping xmlns='urn:xmpp:ping'/></iq>")],
     "leave": [
         join("kevin", "Kevin"), join("wayne", "Wayne"),
         Step("wayne", "<presence to='{room}/Wayne'><show>away</show><status>brb</status></presence>"),
