@@ -75,7 +75,7 @@ SCENARIOS = {
         admin("wayne", "<item nick='Kevin' role='none'/>")],
     "ban": [
         join("kevin", "Kevin"), join("wayne", "Wayne"),
-        admin("kevin", "<item jid='wayne@fairfax.test' affiliation='outcast'>"
+        admin("kevin", "<item jid='{jid[wayne]}' affiliation='outcast'>"
                        "<reason>Spam</reason></item>"),
         join("wayne", "Wayne")],
     "members_only_refusal": [
@@ -116,6 +116,20 @@ SCENARIOS = {
         join("kevin", "Kevin"),
         Step("kevin", "<iq type='get' id='sp1' to='{room}/Kevin'><ping xmlns='urn:xmpp:ping'/></iq>"),
         Step("wayne", "<iq type='get' id='sp2' to='{room}/Wayne'><ping xmlns='urn:xmpp:ping'/></iq>")],
+    "voice_request": [
+        join("kevin", "Kevin"),
+        configure("kevin", ("muc#roomconfig_moderatedroom", "1")),
+        join("wayne", "Wayne"), join("keith", "Keith"),
+        Step("wayne", "<message to='{room}'><x xmlns='jabber:x:data' type='submit'>"
+                      "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value>"
+                      "</field><field var='muc#role' type='list-single'><value>participant</value>"
+                      "</field></x></message>"),
+        Step("kevin", "<message to='{room}'><x xmlns='jabber:x:data' type='submit'>"
+                      "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value>"
+                      "</field><field var='muc#role'><value>participant</value></field>"
+                      "<field var='muc#jid'><value>wayne@fairfax.test/res</value></field>"
+                      "<field var='muc#roomnick'><value>Wayne</value></field>"
+                      "<field var='muc#request_allow'><value>true</value></field></x></message>")],
     "leave": [
         join("kevin", "Kevin"), join("wayne", "Wayne"),
         Step("wayne", "<presence to='{room}/Wayne'><show>away</show><status>brb</status></presence>"),

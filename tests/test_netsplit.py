@@ -17,6 +17,11 @@ def history_bodies(room):
     return [b for e in room.history for b in _bodies(e.xml)]
 
 
+def occupant_bodies(stanzas):
+    """What occupants wrote, without the room's own notices."""
+    return bodies(s for s in stanzas if "/" in s.getAttribute("from", ""))
+
+
 def _bodies(xml):
     from dmuc.xmpp.stanzas import parse_xml
     return bodies([parse_xml(xml)])
@@ -77,8 +82,10 @@ class NetsplitTests(unittest.TestCase):
         self.assertEqual([history.order_key(e)[0] for e in master.history],
                          [history.order_key(e)[0] for e in mirror.history])
         # users learnt what they missed
-        self.assertEqual(sorted(bodies(self.sites.take(KEVIN))), ["keith alone", "wayne alone"])
-        self.assertEqual(sorted(bodies(self.sites.take(WAYNE))), ["kevin again", "kevin alone"])
+        self.assertEqual(sorted(occupant_bodies(self.sites.take(KEVIN))),
+                         ["keith alone", "wayne alone"])
+        self.assertEqual(sorted(occupant_bodies(self.sites.take(WAYNE))),
+                         ["kevin again", "kevin alone"])
         # and everyone is back in everyone's room
         self.assertEqual(sorted(master.occupants), ["Keith", "Kevin", "Wayne"])
         self.assertEqual(sorted(mirror.roster), ["Keith", "Kevin", "Wayne"])
@@ -147,3 +154,64 @@ class NetsplitTests(unittest.TestCase):
         self.assertEqual(history_bodies(self.sites.mirror.rooms[MROOM]), ["before", "held back"])
         self.assertEqual(bodies(self.sites.take(KEVIN)).count("held back"), 1)
         self.assertEqual(bodies(self.sites.take(KEITH)).count("held back"), 1)
+
+
+class SplitNoticeTests(unittest.TestCase):
+    """How a user sees a split: told in the room what happened and when it
+    is over, never an old status text as the reason for a leave."""
+
+    def setUp(self):
+        self.sites = TwoSites()
+        join(self.sites, KEVIN, "Kevin", ROOM)
+        join(self.sites, WAYNE, "Wayne")
+        join(self.sites, KEITH, "Keith")
+        self.sites.send(WAYNE, "<presence to='%s/Wayne'><status>at lunch</status></presence>"
+                        % MROOM)
+        for user in (KEVIN, WAYNE, KEITH):
+            self.sites.take(user)
+        self.sites.cut = True
+        self.sites.clock.advance(1)
+        say(self.sites, KEVIN, "kevin alone", ROOM)       # bounces: master splits
+        self.sites.clock.advance(1)
+        say(self.sites, WAYNE, "wayne alone", MROOM)      # bounces: mirror splits
+
+    def notices(self, stanzas):
+        return [bodies([s])[0] for s in stanzas
+                if s.name == "message" and "/" not in s["from"] and bodies([s])]
+
+    def test_each_side_is_told_once_who_is_on_the_other(self):
+        seen = self.sites.take(KEVIN)
+        self.assertEqual(self.notices(seen), [
+            "Network split: the link to raleigh.test is down. Keith and Wayne are on the other "
+            "side. You can go on talking here; what is written on each side reaches the other "
+            "when the link is back."])
+        leaves = [s for s in seen if s.name == "presence"]
+        self.assertEqual({bodies_of_status(s) for s in leaves},
+                         {"Network split: raleigh.test is unreachable"})
+        for user in (WAYNE, KEITH):
+            notices = self.notices(self.sites.take(user))
+            self.assertEqual(len(notices), 1)
+            self.assertTrue(notices[0].startswith(
+                "Network split: the link to %s is down. Kevin is on the other side." % MASTER))
+
+    def test_a_newcomer_during_the_split_is_told_why_the_room_looks_empty(self):
+        seen = join(self.sites, "dave@raleigh.test/x", "Dave")
+        self.assertEqual(seen[-2].name, "message")
+        self.assertIsNotNone(next(seen[-2].elements(None, "subject"), None))
+        self.assertEqual(len(self.notices(seen[-1:])), 1)
+
+    def test_netjoin_is_told_once_and_notices_are_not_history(self):
+        for user in (KEVIN, WAYNE, KEITH):
+            self.sites.take(user)
+        self.sites.cut = False
+        self.sites.advance(30)
+        self.assertEqual(self.notices(self.sites.take(KEVIN)),
+                         ["Netjoin: the link to raleigh.test is back; the room is whole again."])
+        self.assertEqual(self.notices(self.sites.take(WAYNE)),
+                         ["Netjoin: the link to %s is back; the room is whole again." % MASTER])
+        for user, room in (("carol@fairfax.test/x", ROOM), ("dave@raleigh.test/x", MROOM)):
+            self.assertEqual(self.notices(join(self.sites, user, user[0].upper(), room)), [])
+
+
+def bodies_of_status(presence):
+    return "".join(str(s) for s in presence.elements(None, "status"))

@@ -12,6 +12,7 @@ with its sender, and the service goes on serving everyone else.
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from dmuc.muc import voice
 from dmuc.master.room import Room
 from dmuc.muc import forms
 from dmuc.muc.history import order_key
@@ -348,6 +349,10 @@ class MasterMUC(ComponentHandler):
                 room.handle_decline(stanza, sender, action)
             else:
                 raise StanzaError("bad-request")
+            return
+        fields = voice.request_fields(stanza)
+        if fields is not None:
+            voice.handle(room, sender, fields)
             return
         raise StanzaError("service-unavailable")
 

@@ -21,7 +21,7 @@ import uuid
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
-from dmuc.muc import forms, history
+from dmuc.muc import forms, history, notices
 from dmuc.muc.history import order_key
 from dmuc.muc.model import (
     AFFILIATION_RANK, ROLE_RANK, Occupant, RoomConfig, affiliation_rank,
@@ -67,6 +67,7 @@ class Room:
         # those whose users were dropped at a netsplit.
         self.synced_mirrors = set()
         self.split_mirrors = set()
+        self._split_sites = {}   # split mirror -> its users' domain(s), for notices
 
     # -- persistence
 
@@ -103,6 +104,14 @@ class Room:
     def occupant_by_address(self, address):
         nick = self._nick_by_address.get(address)
         return self.occupants.get(nick) if nick is not None else None
+
+    def occupant_by_real_jid(self, jid):
+        return next((o for o in self.occupants.values() if o.real_jid == jid), None)
+
+    def broadcast_to_moderators(self, message):
+        """To this site's moderators, and to the mirrors hosting one (each
+        passes it to its own moderators only)."""
+        self._broadcast(message, only=lambda o: o.role == "moderator")
 
     def mirrors(self):
         """The mirrors with occupants here, in a stable order."""
@@ -417,7 +426,11 @@ class Room:
         the mirrors whose users we dropped, so that a mirror that did not
         notice the split (one-way loss) learns it must join them again.
         """
-        for via in sorted(v for v in self.split_mirrors if v.split("@")[-1] == peer):
+        healed = sorted(v for v in self.split_mirrors if v.split("@")[-1] == peer)
+        if healed:
+            site = ", ".join(sorted({self._split_sites.pop(v, peer) for v in healed}))
+            self._tell_local_occupants_notice(notices.netjoin_notice(self.jid, site))
+        for via in healed:
             self.split_mirrors.discard(via)
             if via not in self.synced_mirrors:
                 self._sync_mirror(via, joining=None)
@@ -430,21 +443,32 @@ class Room:
         """
         gone = [o for o in self.occupants.values()
                 if o.via and o.via.split("@")[-1] == peer]
+        site = _site_of(gone)
         for via in {o.via for o in gone}:
             self.synced_mirrors.discard(via)
             self.split_mirrors.add(via)
+            self._split_sites[via] = site
         for occupant in gone:
             self._remove(occupant)
+            occupant.presence = notices.split_presence_template(site)
             self._tell_local_occupants(occupant, ("333",), unavailable=True)
             for via in self.mirrors():
                 if via in self.synced_mirrors:
                     self._send_to_mirror(via, self._presence_of(
                         occupant, via, ("333",), unavailable=True))
         if gone:
+            self._tell_local_occupants_notice(notices.split_notice(
+                self.jid, site, [o.nick for o in gone]))
             log.info("{room}: {count} occupant(s) of {peer} gone with the split",
                      room=self.jid, count=len(gone), peer=peer)
         if self.is_empty() and not self.config.persistent:
             self.host.forget(self)
+
+    def _tell_local_occupants_notice(self, message):
+        message["id"] = self.host.new_id()
+        local = [o.address for o in self.occupants.values() if o.via is None]
+        if local:
+            self._send_to_each(self.host.prepare(message), local)
 
     def _check_mirror_left(self, via):
         """After its last user left, tell the mirror and send it nothing
@@ -973,6 +997,11 @@ def _occupant_id(bare_jid, salt):
     digest = hmac.new(bare_jid.encode("utf-8"), salt.encode("ascii"),
                       hashlib.sha256).digest()
     return base64.b64encode(digest).decode("ascii")
+
+
+def _site_of(occupants):
+    """The other site as its users know it: their domain(s)."""
+    return ", ".join(sorted({o.real_jid.host for o in occupants}))
 
 
 def _add_presence_state(item, occupant, occupant_id):

@@ -416,7 +416,7 @@ class MirrorMUC(ComponentHandler):
             if kind == "groupchat":
                 room.handle_groupchat(stanza)
             elif kind != "error":
-                room.fan_out(stanza)
+                room.fan_out_room_message(stanza)
 
     def _sync_iq(self, iq, room, kind):
         if kind == "result":

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
-from dmuc.muc import forms, history
+from dmuc.muc import forms, history, notices, voice
 from dmuc.muc.history import order_key
 from dmuc.muc.model import RoomConfig
 from dmuc.muc.presence import occupant_presence, template
@@ -178,6 +178,7 @@ class MirrorRoom:
         self.synced = False
         self.history_requested = False
         self.split = False
+        self.split_keeps_messages = True
         self.resyncing = False
         self.split_messages = []
         self.in_flight = {}   # origin-id -> (nick, message) sent up, not echoed yet
@@ -313,7 +314,7 @@ class MirrorRoom:
             occupant.presence, self.local_jid(occupant.nick), occupant.affiliation,
             occupant.role, real_jid=jid if show else None, occupant_id=occupant.occupant_id)
 
-    def fan_out(self, stanza, exclude=None, view=False):
+    def fan_out(self, stanza, exclude=None, view=False, only=None):
         """
         C{stanza} from the master to our users (but C{exclude}), each
         version serialised once: one, or with C{view} one for those who see
@@ -322,7 +323,7 @@ class MirrorRoom:
         """
         versions = {}
         for occupant in self.local_users():
-            if occupant.nick == exclude:
+            if occupant.nick == exclude or (only is not None and not only(occupant)):
                 continue
             key = None
             if view:
@@ -333,6 +334,20 @@ class MirrorRoom:
                 out = self._view(stanza, occupant) if view else self.translate(stanza)
                 prepared = versions[key] = self.host.prepare(out)
             self.host.send(prepared.to(occupant.user.full()))
+
+    def fan_out_room_message(self, message):
+        """
+        A message from the room itself that is not groupchat: the master
+        sent this mirror one copy because one of our users should have it.
+        A voice request goes to moderators only, as at the master; a
+        message naming a real JID only to those who may see it.
+        """
+        if voice.is_voice_request(message):
+            self.fan_out(message, only=lambda o: o.role == "moderator")
+        elif _item(message) is not None and _item(message).getAttribute("jid"):
+            self.fan_out(message, only=self.may_see_jids)
+        else:
+            self.fan_out(message)
 
     # -- sync from the master
 
@@ -376,6 +391,7 @@ class MirrorRoom:
                     for local in self.local_users():
                         self._deliver(local.user, self._history_message(entry))
             self.resyncing = False
+            self._notify_locals(notices.netjoin_notice(self.jid, self.master_site()))
         else:
             self.history = []
             for message in messages:
@@ -649,14 +665,18 @@ class MirrorRoom:
         refused to their senders (C{keep_messages} false: readonly).
         """
         self.split = True
+        self.split_keeps_messages = keep_messages
         self.synced = self.history_requested = False
-        for occupant in [o for o in self.roster.values() if o.user is None]:
+        gone = [o for o in self.roster.values() if o.user is None]
+        reason = notices.split_presence_template(self.master_site())
+        for occupant in gone:
             del self.roster[occupant.nick]
             for local in self.local_users():
                 self._deliver(local.user, occupant_presence(
-                    occupant.presence, self.local_jid(occupant.nick), occupant.affiliation,
+                    reason, self.local_jid(occupant.nick), occupant.affiliation,
                     "none", real_jid=occupant.jid if self.may_see_jids(local) else None,
-                    codes=("333",), unavailable=True))
+                    codes=("333",), unavailable=True, occupant_id=occupant.occupant_id))
+        self._notify_locals(self._split_notice([o.nick for o in gone]))
         for nick, pending in list(self.pending.items()):
             del self.pending[nick]
             if not (pending.rejoin or pending.refresh):
@@ -692,9 +712,27 @@ class MirrorRoom:
                                     self.config.default_history):
             self._deliver(user, self._history_message(entry))
         self._deliver(user, self._subject_message())
+        # Why only this site's users are here.
+        self._deliver(user, self._split_notice())
         for other in self.local_users():
             if other is not occupant:
                 self._deliver(other.user, self._roster_presence(occupant, other))
+
+    def master_site(self):
+        """The master's side as users know it in notices."""
+        return self.master_jid.split("@")[-1]
+
+    def _split_notice(self, nicks=()):
+        return notices.split_notice(self.jid, self.master_site(), nicks,
+                                    self.split_keeps_messages)
+
+    def _notify_locals(self, message):
+        users = self.local_users()
+        if users:
+            message["id"] = self.host.new_id()
+            prepared = self.host.prepare(message)
+            for occupant in users:
+                self.host.send(prepared.to(occupant.user.full()))
 
     def local_presence(self, occupant, stanza):
         """A status change or leave while split: our users only."""
