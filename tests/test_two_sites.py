@@ -267,3 +267,80 @@ class PushesAndDiscoveryTests(TwoSiteTestCase):
         self.assertEqual(status_codes(kicked), {307, 110})
         seen = keith.wait_for(matcher("presence", type="unavailable"))
         self.assertEqual(status_codes(seen), {307})
+
+
+RICH_STATUS = ("<show>away</show><status>at lunch</status>"
+               "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://poez.io' "
+               "ver='q07IKJEyjvHSyhy//CH0CxmKi8w='/>"
+               "<x xmlns='vcard-temp:x:update'><photo>01b87fcd030b72895ff8e88db57ec525450f000d"
+               "</photo></x>")
+OCCUPANT_ID = "{urn:xmpp:occupant-id:0}occupant-id"
+
+
+def client_view(presence):
+    """What a client reads in an occupant's presence, addressing aside:
+    each child as text (the item without the real JID), sorted."""
+    import xml.etree.ElementTree as ET
+    texts = []
+    for element in presence:
+        element = ET.fromstring(ET.tostring(element))
+        for item in element.iter("{%s}item" % NS.MUC_USER):
+            item.attrib.pop("jid", None)
+        texts.append(ET.canonicalize(ET.tostring(element, encoding="unicode")))
+    return sorted(texts)
+
+
+class WhatMirrorUsersSeeTests(TwoSiteTestCase):
+    """A raleigh user through the mirror sees the room as a fairfax user
+    does: statuses and occupant-ids after every sync, the features clients
+    decide by, the same backlog under XEP-0334 hints, and the whole join
+    sequence again when the same session joins again."""
+
+    def joined(self, client, room, nick, extra=""):
+        """The whole join sequence, up to and with the subject."""
+        client.send(join_xml(room, nick, extra))
+        client.wait_for(lambda s: find(s, "subject") is not None, timeout=10)
+        return client.take_all()
+
+    def test_statuses_features_hints_and_rejoin(self):
+        kevin, carol = self.fairfax_user("kevin"), self.fairfax_user("carol")
+        wayne, keith = self.raleigh_user("wayne"), self.raleigh_user("keith")
+        kevin.send("<presence to='%s/Kevin'><x xmlns='%s'/>%s</presence>"
+                   % (ROOM, NS.MUC, RICH_STATUS))
+        kevin.wait_for(lambda s: find(s, "subject") is not None, timeout=10)
+        kevin.send("<message to='%s' type='groupchat'><body>kept</body></message>" % ROOM)
+        kevin.send("<message to='%s' type='groupchat'><body>not kept</body>"
+                   "<no-store xmlns='urn:xmpp:hints'/></message>" % ROOM)
+        kevin.send("<message to='%s' type='groupchat'><reactions xmlns='urn:xmpp:reactions:0' "
+                   "id='x1'><reaction>+1</reaction></reactions><store xmlns='urn:xmpp:hints'/>"
+                   "</message>" % ROOM)
+        self.settle(kevin)
+
+        at_fairfax = self.joined(carol, ROOM, "Carol")
+        kevin_there = [s for s in at_fairfax if s.get("from") == ROOM + "/Kevin"][0]
+        self.joined(wayne, MROOM, "Wayne")          # the mirror's first sync
+        at_raleigh = self.joined(keith, MROOM, "Keith")
+        kevin_here = [s for s in at_raleigh if s.get("from") == MROOM + "/Kevin"][0]
+        self.assertEqual(client_view(kevin_here), client_view(kevin_there))
+        self.assertEqual(find(kevin_here, "show").text, "away")
+        self.assertIsNotNone(kevin_here.find(OCCUPANT_ID))
+
+        def backlog(seen):
+            return [sorted(c.tag.split("}")[1] for c in s
+                           if c.tag.split("}")[1] not in ("delay", "stanza-id", "occupant-id",
+                                                            "origin-id"))
+                    for s in seen if s.tag.endswith("message") and find(s, "subject") is None]
+        self.assertEqual(backlog(at_raleigh), backlog(at_fairfax))
+        self.assertEqual(backlog(at_raleigh), [["body"], ["reactions", "store"]])
+
+        info = keith.iq("<iq type='get' to='%s'><query xmlns='%s'/></iq>" % (MROOM, NS.DISCO_INFO))
+        features = {f.get("var") for f in info.iter("{%s}feature" % NS.DISCO_INFO)}
+        self.assertLessEqual({NS.STANZA_ID, "urn:xmpp:occupant-id:0"}, features)
+
+        # The same session joins again: the whole sequence, as at fairfax.
+        again = self.joined(keith, MROOM, "Keith")
+        presences = [s.get("from") for s in again if s.tag.endswith("presence")]
+        self.assertEqual(sorted(presences[:-1]),
+                         [MROOM + "/Carol", MROOM + "/Kevin", MROOM + "/Wayne"])
+        self.assertEqual(presences[-1], MROOM + "/Keith")
+        self.assertEqual(backlog(again), [["body"], ["reactions", "store"]])
