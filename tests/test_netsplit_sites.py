@@ -98,8 +98,15 @@ class NetsplitSitesTests(TwoSitesInAConversation, unittest.TestCase):
         self.keith.wait_for(lambda s: 333 in status_codes(s)
                             and s.get("from") == MROOM + "/Kevin", timeout=10)
         self.assertEqual(eventually(lambda: self.status("mirror") == {MASTER: "split"}), True)
+        # Each side is told in the room what happened.
+        for client, room in ((self.kevin, ROOM), (self.keith, MROOM)):
+            notice = client.wait_for(lambda s: s.get("from") == room and body(s), timeout=10)
+            self.assertTrue(body(notice).startswith("Network split: "), body(notice))
 
         self.sites.relay.heal()
+        for client, room in ((self.kevin, ROOM), (self.keith, MROOM)):
+            notice = client.wait_for(lambda s: s.get("from") == room and body(s), timeout=20)
+            self.assertTrue(body(notice).startswith("Netjoin: "), body(notice))
         self.kevin.wait_for(lambda s: body(s) == "wayne during", timeout=20)
         self.wayne.wait_for(lambda s: body(s) == "kevin during", timeout=20)
         self.keith.wait_for(lambda s: body(s) == "kevin during", timeout=20)
