@@ -16,6 +16,7 @@ import configparser
 import os
 from dataclasses import dataclass, field
 
+from dmuc.muc.archive import parse_duration
 from dmuc.xmpp.stanzas import parse_jid
 
 SERVICE_SECTIONS = ("master", "mirror")
@@ -116,6 +117,27 @@ def _seconds(raw):
     return value
 
 
+def _expiry(raw):
+    """Seconds, 0 included: 0 keeps nothing (Prosody's
+    C{muc_tombstones = false})."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("%r is not a number of seconds" % (raw,))
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("%r must be 0 or more seconds" % (raw,))
+    return value
+
+
+def _archive_expires(raw):
+    """How long room archives keep a message: C{1w}, C{30d}, seconds, or
+    C{never} (C{None}); as Prosody's C{muc_log_expires_after}."""
+    value = parse_duration(raw)
+    if value == 0:
+        raise ValueError("%r keeps nothing; turn archiving off in the rooms instead" % (raw,))
+    return value
+
+
 def _split_mode(raw):
     value = raw.strip()
     if value not in ("local", "readonly"):
@@ -163,6 +185,8 @@ SCHEMA = {
         "secret": (_secret, REQUIRED),
         "database": (_database, "dmuc-master.sqlite"),
         "trusted_mirrors": (_trusted_mirrors, ""),
+        "tombstone_expiry": (_expiry, str(31 * 86400)),
+        "archive_expires": (_archive_expires, "1w"),
     },
     "mirror": {
         "jid": (_domain_jid, REQUIRED),
@@ -171,6 +195,7 @@ SCHEMA = {
         "fire_and_forget": (_boolean, "false"),
         "database": (_database, "dmuc-mirror.sqlite"),
         "split_mode": (_split_mode, "local"),
+        "archive_expires": (_archive_expires, "1w"),
     },
     "monitor": {
         "ping_interval": (_seconds, "60"),
@@ -197,6 +222,8 @@ class MasterConfig:
     secret: str
     database: str
     trusted_mirrors: dict = field(default_factory=dict)
+    tombstone_expiry: float = 31 * 86400
+    archive_expires: float | None = 7 * 86400
 
 
 @dataclass
@@ -209,6 +236,7 @@ class MirrorConfig:
     fire_and_forget: bool
     database: str
     split_mode: str = "local"
+    archive_expires: float | None = 7 * 86400
 
 
 @dataclass

@@ -56,6 +56,32 @@ class LoadTests(unittest.TestCase):
         self.assertEqual((loaded.xmpp.host, loaded.xmpp.port), ("127.0.0.1", 5347))
         self.assertEqual(loaded.master.database, os.path.abspath("dmuc-master.sqlite"))
 
+    def test_tombstone_expiry(self):
+        loaded = config.load(self.write("[master]\njid = c.example.org\nsecret = x\n"))
+        self.assertEqual(loaded.master.tombstone_expiry, 31 * 86400)
+        loaded = config.load(self.write(GOOD + "tombstone_expiry = 3600\n"))
+        self.assertEqual(loaded.master.tombstone_expiry, 3600)
+        loaded = config.load(self.write(GOOD + "tombstone_expiry = 0\n"))
+        self.assertEqual(loaded.master.tombstone_expiry, 0)
+
+    def test_bad_tombstone_expiry(self):
+        self.assertConfigError(GOOD + "tombstone_expiry = a month\n",
+                               "[master] tombstone_expiry:", "a month")
+        self.assertConfigError(GOOD + "tombstone_expiry = -5\n",
+                               "[master] tombstone_expiry:", "-5")
+
+    def test_archive_expires(self):
+        loaded = config.load(self.write(GOOD))
+        self.assertEqual(loaded.master.archive_expires, 7 * 86400)
+        loaded = config.load(self.write(GOOD + "archive_expires = 30d\n"))
+        self.assertEqual(loaded.master.archive_expires, 30 * 86400)
+        loaded = config.load(self.write(GOOD + "archive_expires = never\n"))
+        self.assertIsNone(loaded.master.archive_expires)
+        self.assertConfigError(GOOD + "archive_expires = soon\n",
+                               "[master] archive_expires:", "soon")
+        self.assertConfigError(GOOD + "archive_expires = 0\n",
+                               "[master] archive_expires:", "0")
+
     def test_unknown_key(self):
         self.assertConfigError(GOOD + "colour = blue\n", "[master] colour: unknown key")
 

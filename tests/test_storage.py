@@ -13,7 +13,7 @@ from zope.interface.verify import verifyObject
 
 from dmuc.master.handler import MasterMUC
 from dmuc.master.room import Room
-from dmuc.storage import HistoryEntry, IRoomStore, RoomRecord, StorageError
+from dmuc.storage import HistoryEntry, IRoomStore, RoomRecord, StorageError, Tombstone
 from dmuc.storage.memory import MemoryRoomStore
 from dmuc.storage.sqlite import SQLiteRoomStore
 from tests.stanza_helpers import logged
@@ -57,6 +57,11 @@ def make_entry(n, nick="alice"):
         real_jid=f"{nick}@fairfax.test/home",
         xml=f"<message type='groupchat'><body>message {n}</body></message>",
     )
+
+
+def make_tombstone(jid=ROOM):
+    return Tombstone(jid, 1700002678.5, alternate="new@conference.fairfax.test",
+                     reason="Moved")
 
 
 def stanza_ids(entries):
@@ -240,6 +245,110 @@ class RoomStoreTestsMixin:
         history = yield self.store.load_history(ROOM, 10)
         self.assertEqual(history, [make_entry(1)])
 
+    # -- tombstones of destroyed rooms
+
+    @defer.inlineCallbacks
+    def test_empty_store_has_no_tombstones(self):
+        tombstones = yield self.store.load_tombstones()
+        self.assertEqual(tombstones, [])
+
+    @defer.inlineCallbacks
+    def test_tombstone_round_trip(self):
+        yield self.store.save_tombstone(make_tombstone())
+        yield self.store.save_tombstone(Tombstone(OTHER_ROOM, 1700000500.0))
+        tombstones = yield self.store.load_tombstones()
+        self.assertEqual(sorted(tombstones, key=lambda t: t.jid),
+                         sorted([make_tombstone(), Tombstone(OTHER_ROOM, 1700000500.0)],
+                                key=lambda t: t.jid))
+
+    @defer.inlineCallbacks
+    def test_tombstone_replaced(self):
+        yield self.store.save_tombstone(make_tombstone())
+        later = Tombstone(ROOM, 1800000000.0, reason="again")
+        yield self.store.save_tombstone(later)
+        tombstones = yield self.store.load_tombstones()
+        self.assertEqual(tombstones, [later])
+
+    @defer.inlineCallbacks
+    def test_tombstone_deleted(self):
+        yield self.store.save_tombstone(make_tombstone())
+        yield self.store.delete_tombstone(ROOM)
+        yield self.store.delete_tombstone(OTHER_ROOM)   # unknown: no error
+        tombstones = yield self.store.load_tombstones()
+        self.assertEqual(tombstones, [])
+
+    @defer.inlineCallbacks
+    def test_tombstone_independent_of_room(self):
+        # A room of that name may be stored (recreated after expiry)
+        # while its old tombstone is being deleted, and vice versa.
+        yield self.store.save_room(make_record())
+        yield self.store.save_tombstone(make_tombstone())
+        yield self.store.delete_room(ROOM)
+        tombstones = yield self.store.load_tombstones()
+        self.assertEqual(tombstones, [make_tombstone()])
+        yield self.store.save_room(make_record())
+        yield self.store.delete_tombstone(ROOM)
+        rooms = yield self.store.load_rooms()
+        self.assertEqual(rooms, [make_record()])
+
+    # -- room archives (XEP-0313)
+
+    @defer.inlineCallbacks
+    def archive(self, room_jid, numbers):
+        for n in numbers:
+            yield self.store.append_archive(room_jid, make_entry(n))
+
+    @defer.inlineCallbacks
+    def test_archive_beyond_history_length(self):
+        yield self.archive(ROOM, range(1, 121))
+        archived = yield self.store.load_archive(ROOM)
+        self.assertEqual(stanza_ids(archived), ["id-%d" % n for n in range(1, 121)])
+        self.assertEqual(archived[0], make_entry(1))
+
+    @defer.inlineCallbacks
+    def test_archive_in_time_order(self):
+        # A mirror fetches older pages after it archived newer messages.
+        yield self.archive(ROOM, [5, 6, 2, 3])
+        archived = yield self.store.load_archive(ROOM)
+        self.assertEqual(stanza_ids(archived), ["id-2", "id-3", "id-5", "id-6"])
+
+    @defer.inlineCallbacks
+    def test_archive_ignores_a_known_id(self):
+        yield self.archive(ROOM, [1, 2, 2, 1])
+        archived = yield self.store.load_archive(ROOM)
+        self.assertEqual(stanza_ids(archived), ["id-1", "id-2"])
+
+    @defer.inlineCallbacks
+    def test_archive_apart_from_history_and_rooms(self):
+        yield self.archive(ROOM, [1, 2])
+        yield self.archive(OTHER_ROOM, [3])
+        yield self.store.delete_room(ROOM)
+        history = yield self.store.load_history(ROOM, 10)
+        self.assertEqual(history, [])
+        archived = yield self.store.load_archive(ROOM)
+        self.assertEqual(stanza_ids(archived), ["id-1", "id-2"])
+        yield self.store.delete_archive(ROOM)
+        yield self.store.delete_archive("nowhere@conference.fairfax.test")
+        self.assertEqual((yield self.store.load_archive(ROOM)), [])
+        self.assertEqual(stanza_ids((yield self.store.load_archive(OTHER_ROOM))), ["id-3"])
+
+    @defer.inlineCallbacks
+    def test_archive_entry_deleted(self):
+        yield self.archive(ROOM, [1, 2, 3])
+        yield self.store.delete_archive_entry(ROOM, "id-2")
+        yield self.store.delete_archive_entry(ROOM, "id-9")
+        archived = yield self.store.load_archive(ROOM)
+        self.assertEqual(stanza_ids(archived), ["id-1", "id-3"])
+
+    @defer.inlineCallbacks
+    def test_archive_expiry(self):
+        yield self.archive(ROOM, [1, 2, 3])
+        yield self.archive(OTHER_ROOM, [1, 4])
+        deleted = yield self.store.expire_archive(make_entry(3).timestamp)
+        self.assertEqual(deleted, 3)
+        self.assertEqual(stanza_ids((yield self.store.load_archive(ROOM))), ["id-3"])
+        self.assertEqual(stanza_ids((yield self.store.load_archive(OTHER_ROOM))), ["id-4"])
+
 
 class MemoryRoomStoreTests(RoomStoreTestsMixin, unittest.TestCase):
     """
@@ -316,6 +425,13 @@ class SQLiteRoomStoreTests(RoomStoreTestsMixin, unittest.TestCase):
         self.assertEqual(rooms, [make_record(ROOM)])
         history = yield self.store.load_history(ROOM, 10)
         self.assertEqual(history, [make_entry(n) for n in (2, 3, 4)])
+
+    @defer.inlineCallbacks
+    def test_tombstone_survives_restart(self):
+        yield self.store.save_tombstone(make_tombstone())
+        yield self.reopen()
+        tombstones = yield self.store.load_tombstones()
+        self.assertEqual(tombstones, [make_tombstone()])
 
     @defer.inlineCallbacks
     def test_history_order_survives_restart(self):

@@ -14,5 +14,7 @@ def MasterService(xmpp, master, monitor, reactor):
     return ComponentService(
         "master", xmpp, master.jid, master.secret, master.database,
         lambda store: MasterMUC(master.jid, store, reactor,
-                                trusted_mirrors=master.trusted_mirrors, monitor=monitor),
+                                trusted_mirrors=master.trusted_mirrors, monitor=monitor,
+                                tombstone_expiry=master.tombstone_expiry).keeping_archives_for(
+            master.archive_expires),
         reactor)

@@ -14,7 +14,9 @@ from twisted.logger import Logger
 
 from dmuc.muc import voice
 from dmuc.master.room import Room
-from dmuc.muc import forms
+from dmuc.master.tombstones import DEFAULT_EXPIRY, Tombstones
+from dmuc.muc import forms, restart
+from dmuc.muc import archive
 from dmuc.muc.history import order_key
 from dmuc.muc.model import HistoryRequest, JoinRequest, Sender
 from dmuc.xmpp import namespaces as ns
@@ -31,7 +33,7 @@ KICKABLE_ERRORS = {
     "remote-server-timeout", "service-unavailable"}
 
 
-class MasterMUC(ComponentHandler):
+class MasterMUC(archive.ArchiveHost, ComponentHandler):
     """
     The master MUC service for one component domain.
 
@@ -40,15 +42,26 @@ class MasterMUC(ComponentHandler):
     """
 
     def __init__(self, domain, store, clock, name="dmuc chat rooms",
-                 trusted_mirrors=None, monitor=None):
+                 trusted_mirrors=None, monitor=None, tombstone_expiry=DEFAULT_EXPIRY):
         """
         @param trusted_mirrors: mirror service domain -> the user domains it
             may speak for (PROTOCOL.md 8).
+        @param tombstone_expiry: seconds a destroyed persistent room answers
+            C{gone} (L{Tombstones}); 0 for never.
         """
         ComponentHandler.__init__(self, domain, store, clock, monitor)
         self.trusted_mirrors = dict(trusted_mirrors or {})
         self.name = name
         self.rooms = {}
+        self.tombstones = Tombstones(self, tombstone_expiry)
+
+    @property
+    def tombstone_expiry(self):
+        return self.tombstones.expiry
+
+    @tombstone_expiry.setter
+    def tombstone_expiry(self, seconds):
+        self.tombstones.expiry = seconds
 
     # -- start-up
 
@@ -61,6 +74,7 @@ class MasterMUC(ComponentHandler):
             entries = yield self.store.load_history(record.jid, room.config.history_length)
             room.history = sorted(entries, key=order_key)
             self.rooms[record.jid] = room
+        yield self.tombstones.load()
         log.info("{domain}: loaded {count} persistent room(s)",
                  domain=self.domain, count=len(records))
 
@@ -92,6 +106,41 @@ class MasterMUC(ComponentHandler):
         """A mirror depends on us now: watch the link to its service."""
         self.monitors.watch(via.split("@")[-1])
 
+    # -- stop and start (docs/monitor.md): occupants are not kept over a
+    # restart, so everyone who counts on them is told.
+
+    _announced = False
+
+    def connectionInitialized(self):
+        ComponentHandler.connectionInitialized(self)
+        if not self._announced:
+            # Once per process: after a reconnection to Prosody we still
+            # count our occupants.
+            self._announced = True
+            for mirror in sorted(self.trusted_mirrors):
+                self.send(restart.start_notice(self.domain, mirror))
+
+    def shutdown(self):
+        """
+        The service stops: each occupant of this site gets its own leave
+        with status 332; each mirror service with users here one notice
+        (the same 332), after which it treats our rooms as split.
+        """
+        mirrors = set()
+        for room in list(self.rooms.values()):
+            for occupant in list(room.occupants.values()):
+                if occupant.via is not None:
+                    mirrors.add(occupant.via.split("@")[-1])
+                    if occupant.address != occupant.real_jid.full():
+                        continue   # the mirror tells its user (a DMUC3 joiner: we do)
+                presence = restart.shutdown_presence(
+                    room.occupant_jid(occupant.nick), room.get_affiliation(occupant.real_jid),
+                    occupant.real_jid.full())
+                presence["to"] = occupant.address
+                self.send(presence)
+        for mirror in sorted(mirrors):
+            self.send(restart.stop_notice(self.domain, mirror))
+
     def split(self, peer, reason):
         for room in list(self.rooms.values()):
             room.mirror_split(peer)
@@ -108,7 +157,15 @@ class MasterMUC(ComponentHandler):
             del self.rooms[room.jid]
         if room.config.persistent:
             self.stored(self.store.delete_room(room.jid), room, "delete the room")
+        # As Prosody's mod_muc_mam: a room's archive goes with the room.
+        self.delete_archive(room)
         log.info("{room}: room removed", room=room.jid)
+
+    def destroyed(self, room, alternate, reason):
+        """An owner destroyed the room: forgotten, and a persistent one
+        leaves a tombstone."""
+        self.forget(room)
+        self.tombstones.bury(room, alternate, reason)
 
     # -- dispatch
 
@@ -118,6 +175,8 @@ class MasterMUC(ComponentHandler):
             return
         room_jid = recipient.userhost()
         room = self.rooms.get(room_jid)
+        if room is None and self.tombstones.check(room_jid, stanza):
+            return
         jid = sender
         sender = self._sender(stanza, jid, room_jid)
         if sender is None:
@@ -217,6 +276,10 @@ class MasterMUC(ComponentHandler):
         query = payload(stanza)
         if room is None:
             raise StanzaError("item-not-found", by=self.domain)
+        if kind == "set" and query is not None and query.uri == ns.MAM and room.config.distributed:
+            # A mirror fetching what its copy of the archive lacks.
+            self._answer_from_archive(room, stanza, archive.parse_query(query))
+            return
         if query is None or (query.uri, query.name) != (ns.DMUC_SYNC, "room"):
             raise StanzaError("service-unavailable")
         if not room.config.distributed:
@@ -370,10 +433,26 @@ class MasterMUC(ComponentHandler):
             ("get", ns.MUC_OWNER): self._owner_get,
             ("set", ns.MUC_OWNER): self._owner_set,
             ("get", ns.PING): self._room_ping,
+            ("get", ns.MAM): self._archive_form,
+            ("set", ns.MAM): self._archive_query,
         }.get((kind, query.uri))
         if handler is None:
             raise StanzaError("service-unavailable")
         handler(room, iq, query, sender)
+
+    def _archive_form(self, room, iq, query, sender):
+        self.send(archive.query_form_reply(iq))
+
+    def _archive_query(self, room, iq, query, sender):
+        archive.check_may_query(room.get_affiliation(sender.real_jid),
+                                room.config.members_only)
+        self._answer_from_archive(room, iq, archive.parse_query(query))
+
+    def _answer_from_archive(self, room, iq, query):
+        d = self.load_archive(room.jid)
+        d.addCallback(lambda entries: self.answer_archive_query(
+            iq, query, entries, lambda entry: archive.archived_message(entry, room.jid)))
+        d.addErrback(self.archive_query_failed, iq)
 
     def _room_ping(self, room, iq, query, sender):
         self.send(result_reply(iq))

@@ -26,7 +26,8 @@ from dmuc.muc.history import order_key
 from dmuc.muc.model import (
     AFFILIATION_RANK, ROLE_RANK, Occupant, RoomConfig, affiliation_rank,
     role_rank)
-from dmuc.muc.presence import occupant_presence, template
+from dmuc.muc.occupant_iq import goes_to_bare_jid
+from dmuc.muc.presence import destroy_presence, occupant_presence, template
 from dmuc.storage import HistoryEntry, RoomRecord
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import (
@@ -163,7 +164,16 @@ class Room:
     # -- sending
 
     def _send_to(self, occupant, stanza):
-        stanza["to"] = occupant.address
+        """To every session of C{occupant} (Prosody's route_to_occupant)."""
+        if not occupant.others:
+            stanza["to"] = occupant.address
+            self.host.send(stanza)
+            return
+        self._send_to_each(self.host.prepare(stanza), occupant.addresses())
+
+    def _send_to_session(self, address, stanza):
+        """To one session only: what it alone asked for (join sequence)."""
+        stanza["to"] = address
         self.host.send(stanza)
 
     def _send_to_mirror(self, via, stanza):
@@ -174,10 +184,13 @@ class Room:
         for address in addresses:
             self.host.send(prepared.to(address))
 
-    def _presence_of(self, occupant, viewer, codes=(), **kwargs):
+    def _presence_of(self, occupant, viewer, codes=(), base=None, **kwargs):
         """
         C{occupant}'s presence as C{viewer} may see it; C{viewer} is an
         occupant, or a mirror room JID for the one copy a mirror gets.
+
+        @param base: the template, when not the occupant's (primary
+            session's) own: another session's, for its self-presence.
         """
         if isinstance(viewer, str):
             show_jid = self.mirror_sees_real_jids(viewer)
@@ -186,11 +199,14 @@ class Room:
         if viewer is occupant or not show_jid:
             # The actor's real JID only for those who may see real JIDs.
             kwargs.pop("actor_jid", None)
-        return occupant_presence(
-            occupant.presence, self.occupant_jid(occupant.nick),
+        presence = occupant_presence(
+            occupant.presence if base is None else base, self.occupant_jid(occupant.nick),
             self.get_affiliation(occupant.real_jid), occupant.role or "none",
             real_jid=occupant.real_jid.full() if show_jid else None,
             codes=codes, occupant_id=self.occupant_id(occupant), **kwargs)
+        if show_jid and occupant.others:
+            _add_session_items(presence, occupant)
+        return presence
 
     def _publicise(self, occupant, codes=(), self_codes=(), **kwargs):
         """
@@ -203,8 +219,22 @@ class Room:
             self._send_to_mirror(via, self._presence_of(
                 occupant, via, codes, unavailable=unavailable, **kwargs))
         own = tuple(codes) + tuple(self_codes) + ("110",)
-        self._send_to(occupant, self._presence_of(
-            occupant, occupant, own, unavailable=unavailable, **kwargs))
+        self._tell_sessions(occupant, own, unavailable=unavailable, **kwargs)
+
+    def _tell_sessions(self, occupant, codes, **kwargs):
+        """
+        The occupant's self-presence (110): each session with its own
+        presence as the template while it is in, the primary's for all
+        once it is gone (Prosody's publicise_occupant_status).
+        """
+        presence = self._presence_of(occupant, occupant, codes, **kwargs)
+        if not occupant.others or occupant.role is None:
+            self._send_to(occupant, presence)
+            return
+        self._send_to_session(occupant.address, presence)
+        for address, session in occupant.others.items():
+            self._send_to_session(address, self._presence_of(
+                occupant, occupant, codes, base=session.presence, **kwargs))
 
     def _tell_local_occupants(self, occupant, codes, **kwargs):
         """
@@ -221,7 +251,7 @@ class Room:
             if prepared is None:
                 prepared = versions[sees_jid] = self.host.prepare(
                     self._presence_of(occupant, other, codes, **kwargs))
-            self.host.send(prepared.to(other.address))
+            self._send_to_each(prepared, other.addresses())
 
     def _mirrors_told_about(self, occupant):
         """
@@ -240,8 +270,9 @@ class Room:
         mirror (a mirror passes C{only} when one of its occupants does);
         C{for_mirrors}, when given, is the mirrors' version.
         """
-        local = [o.address for o in self.occupants.values()
-                 if o.via is None and (only is None or only(o))]
+        local = [address for o in self.occupants.values()
+                 if o.via is None and (only is None or only(o))
+                 for address in o.addresses()]
         vias = [via for via in self.mirrors()
                 if via != skip_mirror and via in self.synced_mirrors
                 and (only is None or any(only(o) for o in self.occupants.values()
@@ -264,11 +295,15 @@ class Room:
         kind = stanza.getAttribute("type")
         occupant = self.occupant_by_sender(sender)
         if kind == "error":
-            if occupant is not None:
+            if occupant is not None and occupant.others:
+                self._leave_session(occupant, sender.address, None)
+            elif occupant is not None:
                 self._remove_after_error(occupant)
             return
         if kind == "unavailable":
-            if occupant is not None:
+            if occupant is not None and occupant.others:
+                self._leave_session(occupant, sender.address, template(stanza))
+            elif occupant is not None:
                 self._leave(occupant, stanza)
             return
         if kind == "probe":
@@ -281,17 +316,22 @@ class Room:
                 raise StanzaError("item-not-found", text=NOT_IN_ROOM, by=self.jid)
             self._join(stanza, sender, nick, request, created)
         elif occupant.nick == nick:
-            occupant.presence = template(stanza)
+            _set_session_presence(occupant, sender.address, template(stanza))
             if request is not None and occupant.via is None:
                 # A join from someone the room thinks is in already: the
                 # client lost its state (e.g. a server restart).  Give it
                 # the whole join sequence again, as Prosody does.
-                self._send_occupant_list(occupant)
+                self._send_occupant_list(occupant, sender.address)
                 self._publicise(occupant)
-                self._send_history(occupant, request.history)
-                self._send_subject(occupant)
+                self._send_history(occupant, request.history, sender.address)
+                self._send_subject(occupant, sender.address)
             else:
                 self._publicise(occupant)
+        elif occupant.others:
+            # Prosody splits the session off into the new nick; here the
+            # user's devices keep one nick (docs/conformance.md).
+            raise StanzaError("not-acceptable", text="Another of your devices is in the "
+                              "room under this nick", by=self.jid)
         else:
             self._change_nick(occupant, nick, stanza)
 
@@ -318,9 +358,10 @@ class Room:
         self._check_join_allowed(affiliation, request)
         current = self.occupants.get(nick)
         if current is not None:
-            # One session per nick: a second resource of the same user is a
-            # conflict too (docs/conformance.md).
-            raise StanzaError("conflict", by=self.jid)
+            if not _may_share(current, sender):
+                raise StanzaError("conflict", by=self.jid)
+            self._join_session(current, stanza, sender, request)
+            return
         occupant = Occupant(nick, sender.real_jid, self.default_role(affiliation),
                             template(stanza), address=sender.address, via=sender.via)
         if occupant.via is not None and occupant.via not in self.synced_mirrors:
@@ -466,7 +507,8 @@ class Room:
 
     def _tell_local_occupants_notice(self, message):
         message["id"] = self.host.new_id()
-        local = [o.address for o in self.occupants.values() if o.via is None]
+        local = [address for o in self.occupants.values() if o.via is None
+                 for address in o.addresses()]
         if local:
             self._send_to_each(self.host.prepare(message), local)
 
@@ -495,23 +537,28 @@ class Room:
 
     def _add(self, occupant):
         self.occupants[occupant.nick] = occupant
-        self._nick_by_address[occupant.address] = occupant.nick
+        for address in occupant.addresses():
+            self._nick_by_address[address] = occupant.nick
 
     def _remove(self, occupant):
         self.occupants.pop(occupant.nick, None)
-        self._nick_by_address.pop(occupant.address, None)
+        for address in occupant.addresses():
+            self._nick_by_address.pop(address, None)
         occupant.role = None
 
-    def _send_occupant_list(self, joiner):
+    def _send_occupant_list(self, joiner, address=None):
+        """The others, to the joining session (C{address}, by default the
+        occupant's only one)."""
         for other in list(self.occupants.values()):
             if other is not joiner:
-                self._send_to(joiner, self._presence_of(other, joiner))
+                self._send_to_session(address or joiner.address,
+                                      self._presence_of(other, joiner))
 
-    def _send_history(self, occupant, request):
+    def _send_history(self, occupant, request, address=None):
         entries = history.select(self.history, request, self.host.now(),
                                  self.config.default_history)
         for entry in entries:
-            self._send_to(occupant, self._history_message(entry))
+            self._send_to_session(address or occupant.address, self._history_message(entry))
 
     def _history_message(self, entry):
         message = history.to_message(entry)
@@ -520,8 +567,9 @@ class Room:
         delay["stamp"] = format_timestamp(entry.timestamp)
         return message
 
-    def _send_subject(self, occupant):
-        self._send_to(occupant, self._subject_message(with_delay=True))
+    def _send_subject(self, occupant, address=None):
+        self._send_to_session(address or occupant.address,
+                              self._subject_message(with_delay=True))
 
     def _subject_message(self, with_delay):
         frm = self.occupant_jid(self.subject_nick) if self.subject_nick else self.jid
@@ -538,6 +586,38 @@ class Room:
         self._remove(occupant)
         self._publicise(occupant)
         self._after_leave(occupant)
+
+    def _join_session(self, occupant, stanza, sender, request):
+        """
+        Another device of the occupant's user joins its nick (Prosody's
+        multi-session occupant): it gets the join sequence, every session
+        its own presence again (110), the others an update of the
+        occupant, which stays one.
+        """
+        occupant.add_session(sender.real_jid, template(stanza))
+        self._nick_by_address[sender.address] = occupant.nick
+        self._send_occupant_list(occupant, sender.address)
+        self._publicise(occupant, self_codes=("100",) if self.config.whois == "anyone" else ())
+        self._send_history(occupant, request.history, sender.address)
+        self._send_subject(occupant, sender.address)
+        log.debug("{jid} joined {room} as another session of {nick}",
+                  jid=sender.real_jid.full(), room=self.jid, nick=occupant.nick)
+
+    def _leave_session(self, occupant, address, presence):
+        """
+        One of several sessions leaves (or bounced: C{presence} C{None}):
+        it sees itself go, the other sessions their presence again, the
+        others an update of the occupant, who is still in (Prosody).
+        """
+        leaving = occupant.others.get(address)
+        real_jid = leaving.real_jid if leaving is not None else occupant.real_jid
+        occupant.drop_session(address)
+        self._nick_by_address.pop(address, None)
+        self._publicise(occupant)
+        self._send_to_session(address, occupant_presence(
+            presence, self.occupant_jid(occupant.nick),
+            self.get_affiliation(real_jid), occupant.role, real_jid=real_jid.full(),
+            codes=("110",), unavailable=True, occupant_id=self.occupant_id(occupant)))
 
     def _remove_after_error(self, occupant):
         """
@@ -673,6 +753,9 @@ class Room:
         del self.history[:max(0, len(self.history) - limit)]
         if self.config.persistent and limit:
             self.host.store_message(self, entry)
+        if self.config.archiving:
+            # The archive (XEP-0313) keeps what the history length drops.
+            self.host.archive_message(self, entry)
 
     def _change_subject(self, occupant, text):
         allowed = (occupant.role == "moderator"
@@ -732,8 +815,8 @@ class Room:
         forwarded["id"] = routed_id
         forwarded["from"] = self.occupant_jid(occupant.nick)
         to = target.address
-        payload = next(iter(forwarded.elements()), None)
-        if payload is not None and payload.uri == "vcard-temp" and target.via is None:
+        if goes_to_bare_jid(forwarded) and target.via is None:
+            # A mirror routes it to its own user's bare JID itself.
             to = target.real_jid.userhost()
         forwarded["to"] = to
         self.host.send(forwarded)
@@ -969,16 +1052,23 @@ class Room:
             self._check_mirror_left(via)
 
     def destroy(self, alternate=None, reason=None):
-        """Everyone leaves with the destroy notice; the room is forgotten."""
+        """
+        Everyone leaves with the destroy notice, each hearing only of
+        itself (Prosody's room:clear() empties the room before it tells
+        anyone); the room is forgotten, a persistent one leaves a
+        tombstone.  A mirror user's notice goes to its mirror occupant
+        JID, so the mirror gets one per user and nothing else.
+        """
         leaving = list(self.occupants.values())
         for occupant in leaving:
-            occupant.role = None
-        for occupant in leaving:
-            self._publicise(occupant, destroy=(alternate, reason))
-        for occupant in leaving:
             self._remove(occupant)
+        for occupant in leaving:
+            self._send_to(occupant, destroy_presence(
+                self.occupant_jid(occupant.nick), self.get_affiliation(occupant.real_jid),
+                occupant.real_jid.full(), alternate, reason,
+                occupant_id=self.occupant_id(occupant)))
         self.synced_mirrors.clear()
-        self.host.forget(self)
+        self.host.destroyed(self, alternate, reason)
 
     # -- discovery
 
@@ -1016,6 +1106,42 @@ def _add_presence_state(item, occupant, occupant_id):
         presence = item.addElement((ns.CLIENT, "presence"))
         for element in occupant.presence.elements():
             presence.addChild(copy_element(element))
+
+
+def _may_share(occupant, sender):
+    """
+    Whether C{sender} joins C{occupant}'s nick as another of its sessions:
+    the same user, both of this site.  A mirror presents its user's
+    devices as one session (docs/decisions.md), so a nick held through a
+    mirror and a direct join stay apart: a conflict, as for anyone else.
+    """
+    return (occupant.via is None and sender.via is None
+            and sender.real_jid.userhost() == occupant.bare_jid)
+
+
+def _set_session_presence(occupant, address, presence):
+    """A status update from one session: what others see changes only
+    for the primary one (Prosody shows the primary session's presence)."""
+    session = occupant.others.get(address)
+    if session is not None:
+        session.presence = presence
+    else:
+        occupant.presence = presence
+
+
+def _add_session_items(presence, occupant):
+    """
+    Those who may see real JIDs see one item per session, the primary's
+    first (Prosody's build_item_list), each with the same attributes.
+    """
+    for x in presence.elements(ns.MUC_USER, "x"):
+        item = child(x, "item", ns.MUC_USER)
+        position = x.children.index(item)
+        for offset, session in enumerate(occupant.others.values(), 1):
+            extra = copy_element(item)
+            extra["jid"] = session.real_jid.full()
+            x.children.insert(position + offset, extra)
+            extra.parent = x
 
 
 def _drop_occupant_id(stanza):

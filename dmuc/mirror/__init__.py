@@ -15,5 +15,6 @@ def MirrorService(xmpp, mirror, monitor, reactor):
         "mirror", xmpp, mirror.jid, mirror.secret, mirror.database,
         lambda store: MirrorMUC(mirror.jid, mirror.local_domains, store, reactor,
                                 fire_and_forget=mirror.fire_and_forget,
-                                split_mode=mirror.split_mode, monitor=monitor),
+                                split_mode=mirror.split_mode,
+                                monitor=monitor).keeping_archives_for(mirror.archive_expires),
         reactor)

@@ -12,7 +12,10 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from dmuc.master.handler import parse_join
+from dmuc.muc.occupant_iq import RoutedIq, RoutedIqs, goes_to_bare_jid
+from dmuc.muc import archive, restart
 from dmuc.muc.presence import template
+from dmuc.mirror.archive import MirrorArchiveHost
 from dmuc.mirror.room import MirrorRoom, PendingJoin
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.addressing import MalformedAddress, master_room_jid
@@ -26,7 +29,7 @@ log = Logger(namespace="dmuc.mirror")
 DMUC_FEATURES = (ns.DMUC3, ns.DMUC_SYNC)
 
 
-class MirrorMUC(ComponentHandler):
+class MirrorMUC(MirrorArchiveHost, ComponentHandler):
     """
     The mirror room service for one component domain.
 
@@ -42,7 +45,7 @@ class MirrorMUC(ComponentHandler):
         self.name = name
         self.rooms = {}
         self._masters = {}        # master service -> True / False / [waiting joins]
-        self._forwarded_iqs = {}  # our id -> (user JID, their id)
+        self._forwarded_iqs = RoutedIqs()  # IQs routed to or for occupants
         self._uploads = {}        # our id -> number of split messages in it
 
     @defer.inlineCallbacks
@@ -87,6 +90,9 @@ class MirrorMUC(ComponentHandler):
             del self.rooms[room.jid]
             self.cancel_save(room.jid)
             self.stored(self.store.delete_room(room.jid), room, "delete the room copy")
+            # The copy of the archive would miss what is said until the
+            # next sync: a copy with holes would answer wrongly.
+            self.delete_archive(room)
 
     # -- dispatch
 
@@ -118,6 +124,9 @@ class MirrorMUC(ComponentHandler):
         kind = stanza.getAttribute("type")
         if name == "iq" and kind in ("result", "error"):
             self._master_disco_answer(stanza, sender)
+            return
+        if name == "presence":
+            self._master_notice(stanza, sender)
             return
         if name != "iq":
             return
@@ -232,6 +241,10 @@ class MirrorMUC(ComponentHandler):
             room.pending[nick] = PendingJoin(user, parse_join(stanza), template(stanza),
                                              refresh=True)
             stanza = strip_children(copy_element(stanza), ns.MUC)
+        elif kind is None:
+            # Should the master have forgotten the user (a restart), the
+            # user joins again with this presence, not the one before.
+            current.presence = template(stanza)
         self._send_up(stanza, user, room, current.nick)
 
     def _start_join(self, stanza, user, nick, master_jid, room_jid):
@@ -327,42 +340,90 @@ class MirrorMUC(ComponentHandler):
             if query is not None and query.uri in (ns.DISCO_INFO, ns.DISCO_ITEMS):
                 self._room_disco(stanza, room, query)
                 return
+        if nick is None and kind in ("get", "set") and _is_archive_query(stanza):
+            if room is None:
+                raise StanzaError("item-not-found")
+            if kind == "get":
+                self.send(archive.query_form_reply(stanza))
+            else:
+                self.archive_query(stanza, room, payload(stanza), user)
+            return
+        if kind in ("result", "error"):
+            # An answer to a request we routed; any other is dropped, as
+            # Prosody drops answers it did not ask for.  It may come from
+            # a bare JID (a vCard), which is no occupant.
+            if room is not None:
+                self._route_answer(stanza, user, room)
+            return
         sender = room.occupant_of(user) if room else None
         if sender is None:
-            if kind in ("result", "error"):
-                return
             if room is None and nick is None:
                 raise StanzaError("item-not-found")
             raise StanzaError("not-acceptable", type="cancel",
                               text="You are not currently connected to this chat")
-        if kind in ("result", "error"):
-            pending = self._forwarded_iqs.pop(stanza.getAttribute("id"), None)
-            if pending is not None:
-                asker, their_id = pending
-                answer = copy_element(stanza)
-                answer["id"] = their_id
-                answer["from"] = room.local_jid(sender.nick)
-                answer["to"] = asker.full()
-                self.send(answer)
-                return
-            self._send_up(stanza, user, room, sender.nick)
+        if nick == sender.nick and restart.is_self_ping_request(stanza):
+            # XEP-0410 self-ping: the room answers, from what it knows.
+            room.answer_self_ping(stanza, sender)
             return
         target = room.roster.get(nick) if nick else None
         if target is not None and target.user is not None:
-            routed = copy_element(stanza)
-            our_id = self.new_id()
-            self._forwarded_iqs[our_id] = (user, stanza.getAttribute("id"))
-            routed["id"] = our_id
-            routed["from"] = room.local_jid(sender.nick)
-            routed["to"] = target.user.full()
-            self.send(routed)
+            self._route_to_user(stanza, room.local_jid(sender.nick), user.full(), room,
+                                target.nick, target.user)
             return
         _refuse_if_split(room)
         up = copy_element(stanza)
         our_id = self.new_id()
-        self._forwarded_iqs[our_id] = (user, stanza.getAttribute("id"))
+        self._forwarded_iqs.add(our_id, RoutedIq(
+            stanza.getAttribute("id"), user.full(),
+            room.master_occupant(nick) if nick else room.master_jid,
+            room.local_jid(nick), room.jid))
         up["id"] = our_id
         self._send_up(up, user, room, sender.nick)
+
+    def _route_to_user(self, iq, frm, requester, room, nick, user):
+        """
+        A request for the occupant C{nick} of one of our users (C{user}),
+        from C{frm} (an occupant JID of this mirror room): to the user's
+        client, or for a vCard to the user's account (bare JID), where its
+        server answers (Prosody's handle_iq_to_occupant).  The request
+        gets our own id, and its answer is taken only from where it went
+        (L{RoutedIqs}).
+
+        @param requester: where the answer goes: a local user's full JID,
+            or the master occupant JID of a user of another site.
+        """
+        our_id = self.new_id()
+        self._forwarded_iqs.add(our_id, RoutedIq(
+            iq.getAttribute("id"), requester, user.full(), room.local_jid(nick), room.jid))
+        routed = copy_element(iq)
+        routed["id"] = our_id
+        routed["from"] = frm
+        routed["to"] = user.userhost() if goes_to_bare_jid(iq) else user.full()
+        self.send(routed)
+
+    def _route_answer(self, stanza, responder, room):
+        """
+        An answer from one of our users (or its server, for a vCard) to a
+        request routed by L{_route_to_user}: with the asker's id, from
+        the answering occupant's JID, to the asker (a local user, or the
+        master room for a user of another site).
+
+        @return: whether it answered a request of ours.
+        """
+        routed = self._forwarded_iqs.answer(stanza.getAttribute("id"), responder.full(),
+                                            room.jid)
+        if routed is None:
+            return False
+        answer = copy_element(stanza)
+        answer["id"] = routed.their_id
+        answer["from"] = routed.answer_from
+        answer["to"] = routed.requester
+        if routed.requester.startswith(room.master_jid + "/"):
+            # Up to the master, as every IQ of an occupant (PROTOCOL.md 3):
+            # for the occupant's user, whoever of its answered.
+            answer.addElement((ns.FMUC, "fmuc"))["from"] = routed.responder
+        self.send(answer)
+        return True
 
     def _room_disco(self, iq, room, query):
         reply = result_reply(iq)
@@ -389,7 +450,9 @@ class MirrorMUC(ComponentHandler):
             raise StanzaError("not-allowed", text="Not this room's master")
         room = self.rooms.get(room_jid)
         if room is None:
-            if stanza.getAttribute("type") not in ("error", "result"):
+            if name == "iq" and stanza.getAttribute("type") in ("error", "result"):
+                self._answer_for_dropped_room(stanza, room_jid)
+            elif stanza.getAttribute("type") not in ("error", "result"):
                 log.debug("{room}: no such mirror room; ignored a {name}", room=room_jid,
                           name=name)
             return
@@ -397,6 +460,23 @@ class MirrorMUC(ComponentHandler):
             self._to_mirror_occupant(stanza, name, sender, recipient.resource, room)
         else:
             self._to_mirror_room(stanza, name, sender, room)
+
+    def _answer_for_dropped_room(self, iq, room_jid):
+        """
+        The answer to a request we sent up for one of our users, after the
+        room copy went: the owner's destroy is answered after the notices
+        that emptied the copy (Prosody's order).  The request is known by
+        its id alone, as for a live room.
+        """
+        routed = self._forwarded_iqs.answer(iq.getAttribute("id"), iq.getAttribute("from"),
+                                            room_jid)
+        if routed is None:
+            return
+        answer = copy_element(iq)
+        answer["id"] = routed.their_id
+        answer["from"] = routed.answer_from
+        answer["to"] = routed.requester
+        self.send(answer)
 
     def _to_mirror_room(self, stanza, name, sender, room):
         kind = stanza.getAttribute("type")
@@ -415,10 +495,12 @@ class MirrorMUC(ComponentHandler):
         elif name == "message":
             if kind == "groupchat":
                 room.handle_groupchat(stanza)
-            elif kind != "error":
+            elif kind != "error" and not self.archive_result(room, stanza):
                 room.fan_out_room_message(stanza)
 
     def _sync_iq(self, iq, room, kind):
+        if kind in ("result", "error") and self.archive_fin(iq):
+            return
         if kind == "result":
             uploaded = self._uploads.pop(iq.getAttribute("id"), None)
             if uploaded is not None:
@@ -518,8 +600,72 @@ class MirrorMUC(ComponentHandler):
         # no roster: ask for what we missed now.
         self._request_history(room)
 
+    # -- a master that stops or restarts (docs/monitor.md)
+
+    def _master_notice(self, presence, sender):
+        """
+        A master service says it stops (status 332): a split until it
+        answers again.  It says it started: it counts none of our users
+        any more, whatever we thought (docs/decisions.md).
+        """
+        if sender.user is not None or not self._rooms_of(sender.host):
+            return
+        if restart.is_stop_notice(presence):
+            log.info("{master} is stopping", master=sender.host)
+            self.monitors.peer_stopped(sender.host, "%s is stopping" % sender.host)
+        elif restart.is_start_notice(presence):
+            log.info("{master} started again", master=sender.host)
+            for room in self._rooms_of(sender.host):
+                self._master_forgot(room)
+
+    def _rooms_of(self, master_host):
+        return [r for r in list(self.rooms.values())
+                if r.master_jid.split("@")[-1] == master_host]
+
+    def _master_forgot(self, room):
+        """
+        The master no longer counts our users (it restarted): what they
+        sent meanwhile is kept, and they join again as at a netjoin.  A
+        split room resyncs at the netjoin; one resyncing already needs
+        nothing more.
+        """
+        if room.split or room.resyncing or not room.synced or not room.local_users():
+            return
+        log.warn("{room}: the master forgot our users (it restarted); joining them again",
+                 room=room.jid)
+        room.keep_in_flight()
+        self._resync(room)
+
+    def _not_in_master_room(self, stanza, nick, room):
+        """
+        An error from the master saying one of our users is not in the
+        room: the master restarted without our knowing.  The user is not
+        shown it (it is no fault of the user's); the room resyncs, and the
+        message or presence goes up again with it.
+        @return: whether the error was taken care of here.
+        """
+        occupant = room.roster.get(nick)
+        if occupant is None or occupant.user is None or room.split:
+            return False
+        if not restart.says_not_in_room(stanza):
+            return False
+        self._master_forgot(room)
+        return True
+
+    def shutdown(self):
+        """The service stops: our users are told, as the master tells its
+        own (status 332); their occupancy is kept for the restart."""
+        for room in list(self.rooms.values()):
+            for occupant in room.local_users():
+                presence = restart.shutdown_presence(
+                    room.local_jid(occupant.nick), occupant.affiliation, occupant.user.full())
+                presence["to"] = occupant.user.full()
+                self.send(presence)
+
     def _to_mirror_occupant(self, stanza, name, sender, nick, room):
         kind = stanza.getAttribute("type")
+        if kind == "error" and self._not_in_master_room(stanza, nick, room):
+            return
         if name == "message" and kind == "error" and room.split and _is_bounce(stanza):
             return   # the split took care of the message (kept, or refused)
         if name == "presence":
@@ -529,16 +675,35 @@ class MirrorMUC(ComponentHandler):
                 room.handle_self_presence(stanza, nick)
             return
         if name == "iq" and kind in ("result", "error"):
-            pending = self._forwarded_iqs.pop(stanza.getAttribute("id"), None)
-            if pending is not None:
-                user, their_id = pending
+            routed = self._forwarded_iqs.answer(stanza.getAttribute("id"),
+                                                stanza.getAttribute("from"), room.jid)
+            if routed is not None:
                 answer = room.translate(stanza)
-                answer["id"] = their_id
-                answer["to"] = user.full()
+                answer["id"] = routed.their_id
+                answer["from"] = routed.answer_from
+                answer["to"] = routed.requester
                 self.send(answer)
-                return
+            return
+        if name == "iq" and kind in ("get", "set"):
+            self._master_iq_to_user(stanza, nick, room)
+            return
         if not room.deliver_to_nick(stanza, nick) and kind not in ("error", "result"):
             raise StanzaError("recipient-unavailable")
+
+    def _master_iq_to_user(self, iq, nick, room):
+        """A request the master routed to one of our users' occupants
+        (from a user of another site): as a local one, answered to the
+        master from that occupant's mirror JID."""
+        user = room.user_of_nick(nick)
+        if user is None:
+            raise StanzaError("recipient-unavailable")
+        request = room.translate(iq)
+        self._route_to_user(request, request["from"], iq["from"], room, nick, user)
+
+
+def _is_archive_query(iq):
+    query = payload(iq)
+    return query is not None and (query.uri, query.name) == (ns.MAM, "query")
 
 
 def _refuse_if_split(room):

@@ -19,7 +19,7 @@ from twisted.words.xish import domish
 from dmuc.muc import forms, history, notices, voice
 from dmuc.muc.history import order_key
 from dmuc.muc.model import RoomConfig
-from dmuc.muc.presence import occupant_presence, template
+from dmuc.muc.presence import destroy_presence, is_destroy, occupant_presence, template
 from dmuc.storage import HistoryEntry, RoomRecord
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import (
@@ -182,8 +182,11 @@ class MirrorRoom:
         self.resyncing = False
         self.split_messages = []
         self.in_flight = {}   # origin-id -> (nick, message) sent up, not echoed yet
+        # The master said its archive holds nothing older than our copy's.
+        self.archive_complete = False
         self._waiting = []   # confirmations held until history arrives
         self._presence_text = {}   # nick -> (presence template, its XML)
+        self._held_pings = {}   # nick -> self-pings waiting for its rejoin
 
     @property
     def roster(self):
@@ -210,7 +213,8 @@ class MirrorRoom:
             jid=self.jid,
             config={"master": self.master_jid, "room_config": self.config.to_dict(),
                     "synced": self.synced, "roster": roster, "split": self.split,
-                    "split_messages": [vars(m) for m in self.split_messages]},
+                    "split_messages": [vars(m) for m in self.split_messages],
+                    "archive_complete": self.archive_complete},
             subject=self.subject, subject_nick=self.subject_from,
             subject_time=self.subject_delay)
 
@@ -236,6 +240,7 @@ class MirrorRoom:
         room.synced = room.history_requested = bool(data.get("synced"))
         room.split = bool(data.get("split"))
         room.split_messages = [SplitMessage(**m) for m in data.get("split_messages", [])]
+        room.archive_complete = bool(data.get("archive_complete"))
         for item in data.get("roster", []):
             room.roster[item["nick"]] = RemoteOccupant(
                 item["nick"], item["affiliation"], item["role"], item.get("jid"),
@@ -316,10 +321,11 @@ class MirrorRoom:
 
     def fan_out(self, stanza, exclude=None, view=False, only=None):
         """
-        C{stanza} from the master to our users (but C{exclude}), each
-        version serialised once: one, or with C{view} one for those who see
-        real JIDs and one for those who do not (the occupant the presence
-        is about sees its own).
+        C{stanza} from the master to our users (but C{exclude}, and only
+        those for whom C{only} is true when given), each version serialised
+        once: one, or with C{view} one for those who see real JIDs and one
+        for those who do not (the occupant the presence is about sees its
+        own).
         """
         versions = {}
         for occupant in self.local_users():
@@ -421,20 +427,28 @@ class MirrorRoom:
             occupant.occupant_id = _occupant_id(presence) or occupant.occupant_id
             self.roster[nick] = occupant
         self._save()
+        if is_destroy(presence):
+            # An older master's copy of someone else's destroy notice:
+            # nobody hears of anyone else's (XEP-0045 10.9, Prosody).
+            return
         self.fan_out(presence, view=True)
 
     def handle_self_presence(self, presence, nick):
         """
         The master's answer about one of our users (status 110), at that
         user's mirror occupant JID: a join confirmed, a status change, a
-        leave, a kick.
+        leave, a kick, the room destroyed.
         """
+        if is_destroy(presence):
+            self._destroyed(presence, nick)
+            return
         pending = self.pending.pop(nick, None)
         occupant = self.roster.get(nick)
         if pending is not None and pending.rejoin:
             if occupant is not None:
                 self._update_local(occupant, presence)
                 self._save()
+            self._answer_held_pings(nick, joined=presence.getAttribute("type") != "unavailable")
             return
         if pending is not None and pending.refresh and occupant is not None \
                 and presence.getAttribute("type") != "unavailable":
@@ -458,6 +472,28 @@ class MirrorRoom:
         self._save()
         if unavailable:
             self.host.user_left(self, occupant)
+
+    def _destroyed(self, presence, nick):
+        """
+        The master room was destroyed (XEP-0045 10.9): our user hears of
+        its own departure only.  The other sites' occupants went with the
+        room and the copy no longer matches anything at the master: a join
+        from here makes it sync afresh.  The copy itself goes when the
+        last of our users has had its notice (L{MirrorMUC.maybe_idle}).
+        """
+        self.pending.pop(nick, None)
+        for other in [o for o in self.roster.values() if o.user is None]:
+            del self.roster[other.nick]
+        self.synced = self.history_requested = False
+        occupant = self.roster.get(nick)
+        if occupant is not None and occupant.user is not None:
+            self._deliver(occupant.user, self.translate(presence))
+            del self.roster[nick]
+        self._save()
+        if occupant is not None:
+            self.host.user_left(self, occupant)
+        log.info("{room}: destroyed at the master; {nick} told", room=self.master_jid,
+                 nick=nick)
 
     def _update_local(self, occupant, presence):
         item = _item(presence)
@@ -510,9 +546,19 @@ class MirrorRoom:
     def handle_join_error(self, error, nick):
         """The master refused a join: only the user who tried hears it."""
         pending = self.pending.pop(nick, None)
-        if pending is not None and pending.rejoin:
+        destroyed = _destroyed_venue(error)
+        if pending is not None and pending.rejoin and destroyed is not None:
+            # Destroyed during the split: the tombstone tells us how.
+            self._answer_held_pings(nick, joined=False)
+            occupant = self.roster.get(nick)
+            if occupant is not None and occupant.user is not None:
+                self._destroyed(destroy_presence(
+                    self.local_jid(nick), occupant.affiliation, occupant.user.full(),
+                    *destroyed, occupant_id=occupant.occupant_id), nick)
+        elif pending is not None and pending.rejoin:
             # The nick was taken at the master during the split: the
             # master's occupant keeps it (PROTOCOL.md 6).
+            self._answer_held_pings(nick, joined=False)
             self._remove_local(self.roster.get(nick), "333",
                                "The nick %s was taken in the room during a network "
                                "split; join again with another nick" % nick)
@@ -582,6 +628,7 @@ class MirrorRoom:
                 # kept while the link was down: one order everywhere.
                 self.history.remove(held)
                 self.host.forget_message(self, held)
+                self.host.forget_archived(self, held.stanza_id)
                 self._insert(entry)
             return None
         self._insert(entry)
@@ -590,6 +637,8 @@ class MirrorRoom:
     def _is_master_copy(self, entry):
         return "by='%s'" % self.master_jid in entry.xml
 
+    is_master_copy = _is_master_copy
+
     def _insert(self, entry):
         position = len(self.history)
         while position and order_key(self.history[position - 1]) > order_key(entry):
@@ -597,6 +646,9 @@ class MirrorRoom:
         self.history.insert(position, entry)
         del self.history[:max(0, len(self.history) - self.config.history_length)]
         self.host.store_message(self, entry)
+        if self.config.archiving:
+            # The copy of the archive keeps what the history length drops.
+            self.host.archive_message(self, entry)
 
     def last_master_stanza_id(self):
         """The newest message id given by the master: where a resync
@@ -626,16 +678,23 @@ class MirrorRoom:
         return message
 
     def deliver_to_nick(self, stanza, nick):
-        """A per-occupant stanza from the master for one of our users."""
+        """A per-occupant stanza from the master for one of our users (IQs
+        are routed by the service, which matches their answers)."""
+        user = self.user_of_nick(nick)
+        if user is None:
+            return False
+        self._deliver(user, self.translate(stanza))
+        return True
+
+    def user_of_nick(self, nick):
+        """The full JID of our user at C{nick}, in the room or joining
+        (the master may address it before we confirm the join), or
+        C{None}."""
         occupant = self.roster.get(nick)
         if occupant is not None and occupant.user is not None:
-            self._deliver(occupant.user, self.translate(stanza))
-            return True
+            return occupant.user
         pending = self.pending.get(nick)
-        if pending is not None:
-            self._deliver(pending.user, self.translate(stanza))
-            return True
-        return False
+        return pending.user if pending is not None else None
 
     def fan_out_local_message(self, message, sender, timestamp=None):
         """Fire-and-forget: a local user's message goes to the local users
@@ -679,6 +738,8 @@ class MirrorRoom:
         self._notify_locals(self._split_notice([o.nick for o in gone]))
         for nick, pending in list(self.pending.items()):
             del self.pending[nick]
+            # During a split our users are in the room by our own state.
+            self._answer_held_pings(nick, joined=True)
             if not (pending.rejoin or pending.refresh):
                 self.local_join(pending.user, nick, pending.request, pending.presence)
         in_flight, self.in_flight = self.in_flight, {}
@@ -782,6 +843,35 @@ class MirrorRoom:
                                                 copy.toXml()))
         self.fan_out_local_message(copy, sender, now)
 
+    # -- XEP-0410 self-ping
+
+    def answer_self_ping(self, iq, occupant):
+        """
+        One of our users pings its own occupant JID: "joined" when the
+        master counts it, or, during a split, by our own state.  While it
+        joins again (a resync) that is not known yet: the answer waits
+        for the master's confirmation.
+        """
+        pending = self.pending.get(occupant.nick)
+        if pending is not None and pending.rejoin:
+            self._held_pings.setdefault(occupant.nick, []).append(iq)
+            return
+        self._answer_ping(iq, joined=True)
+
+    def _answer_held_pings(self, nick, joined):
+        for iq in self._held_pings.pop(nick, ()):
+            self._answer_ping(iq, joined)
+
+    def _answer_ping(self, iq, joined):
+        if joined:
+            answer = make_stanza("iq", type="result", id=iq.getAttribute("id"))
+        else:
+            answer = error_reply(iq, StanzaError(
+                "not-acceptable", type="cancel",
+                text="You are not currently connected to this chat"))
+        answer["from"] = iq["to"]
+        self._deliver(parse_jid(iq["from"]), answer)
+
     def master_forgot_us(self):
         """
         A roster push while our users are in the room and no rejoin is
@@ -878,6 +968,21 @@ def error_reply_from(message, frm, error):
     reply = error_reply(message, error)
     reply["from"] = frm
     return reply
+
+
+def _destroyed_venue(error):
+    """
+    The alternate venue and reason of a C{gone} error (a destroyed room's
+    tombstone: C{<gone>xmpp:JID?join</gone>}, the reason as C{<text/>}),
+    or C{None} for any other error.
+    """
+    element = child(error, "error", error.uri)
+    if element is None or child(element, "gone", ns.STANZAS) is None:
+        return None
+    uri = str(child(element, "gone", ns.STANZAS)).strip()
+    alternate = uri[len("xmpp:"):].split("?")[0] if uri.startswith("xmpp:") else None
+    text = child(element, "text", ns.STANZAS)
+    return alternate or None, str(text) if text is not None else None
 
 
 def _stamp(element):

@@ -5,6 +5,7 @@ The room configuration form (muc#roomconfig) and the room information form
 
 from wokkel import data_form
 
+from dmuc.muc import archive
 from dmuc.muc.model import RoomConfig
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import StanzaError
@@ -38,6 +39,7 @@ CONFIG_FIELDS = (
      "Default number of history messages returned by room"),
     ("distributed", "muc#roomconfig_distributed", "boolean",
      "Allow mirrors of this room at other sites (DMUC)"),
+    ("archiving", archive.CONFIG_VAR, "boolean", "Enable archiving?"),
 )
 
 _BY_VAR = {var: (attr, ftype) for attr, var, ftype, _ in CONFIG_FIELDS}
@@ -186,4 +188,4 @@ def room_features(config):
         "muc_moderated" if config.moderated else "muc_unmoderated",
         "muc_nonanonymous" if config.whois == "anyone" else "muc_semianonymous",
         "muc_passwordprotected" if config.password else "muc_unsecured",
-    ]
+    ] + archive.features(config)

@@ -56,6 +56,7 @@ class Occupant:
     presence: object = None
     address: str = None
     via: str | None = None
+    others: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.address is None:
@@ -65,6 +66,49 @@ class Occupant:
     def bare_jid(self):
         return self.real_jid.userhost()
 
+    # -- sessions: Prosody's multi-session occupants (docs/decisions.md)
+
+    def addresses(self):
+        """Where stanzas for the whole occupant go: every session, the
+        primary (C{address}) first."""
+        return [self.address, *self.others]
+
+    def add_session(self, real_jid, presence):
+        """Another device of the same user joins this nick."""
+        self.others[real_jid.full()] = Session(real_jid, presence)
+
+    def drop_session(self, address):
+        """
+        A session leaves; when it was the primary one, the oldest other
+        session takes its place (whose presence others see from now on).
+        @return: whether a session is left.
+        """
+        if address != self.address:
+            self.others.pop(address, None)
+            return True
+        if not self.others:
+            return False
+        address, session = next(iter(self.others.items()))
+        del self.others[address]
+        self.real_jid, self.address, self.presence = (
+            session.real_jid, address, session.presence)
+        return True
+
+    def presence_of_session(self, address):
+        """The presence template of one session (the primary's for any
+        address not among the others)."""
+        session = self.others.get(address)
+        return session.presence if session is not None else self.presence
+
+
+@dataclass
+class Session:
+    """A second (third...) device of an occupant's user: its full real
+    JID (a L{JID}, also its address) and the last presence it sent."""
+
+    real_jid: object
+    presence: object = None
+
 
 @dataclass
 class RoomConfig:
@@ -73,6 +117,8 @@ class RoomConfig:
 
     Defaults are Prosody 0.12's, plus C{distributed} (DMUC1's
     C{muc#roomconfig_distributed}: whether mirrors may join).
+    C{archiving} is mod_muc_mam's C{muc#roomconfig_enablearchiving}, on
+    by default as Prosody's C{muc_log_by_default}.
     C{max_users} 0 means no limit.
     """
 
@@ -90,6 +136,7 @@ class RoomConfig:
     history_length: int = 20
     default_history: int = 20
     distributed: bool = True
+    archiving: bool = True
 
     def to_dict(self):
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -5,7 +5,8 @@ from zope.interface import Interface
 
 class IRoomStore(Interface):
     """
-    Persistent rooms and their history.  Every method returns a Deferred.
+    Persistent rooms, their history, and the tombstones of destroyed
+    rooms.  Every method returns a Deferred.
     """
 
     def load_rooms():
@@ -45,6 +46,58 @@ class IRoomStore(Interface):
         """
         @return: Deferred firing with the C{limit} newest L{HistoryEntry} of
             the room, oldest first.
+        """
+
+    def save_tombstone(tombstone):
+        """
+        Insert or replace the tombstone of a destroyed room.
+
+        @type tombstone: L{Tombstone}
+        """
+
+    def load_tombstones():
+        """
+        @return: Deferred firing with a list of L{Tombstone}, every stored
+            one (expired ones too: the caller knows the time).
+        """
+
+    def delete_tombstone(room_jid):
+        """
+        Forget a room's tombstone.  An unknown room is not an error.
+        """
+
+    def append_archive(room_jid, entry):
+        """
+        Keep one message in the room's archive (XEP-0313), which is not
+        bounded by the history length.  A stanza id already archived for
+        the room is ignored: a mirror may fetch a page it partly holds.
+
+        @type entry: L{HistoryEntry}
+        """
+
+    def load_archive(room_jid):
+        """
+        @return: Deferred firing with every archived L{HistoryEntry} of
+            the room, oldest first (by timestamp, then as archived).
+        """
+
+    def delete_archive_entry(room_jid, stanza_id):
+        """
+        Forget one archived message.  An unknown id is not an error.
+        """
+
+    def delete_archive(room_jid):
+        """
+        Forget a room's archive (the room is gone).  Not an error for a
+        room without one.
+        """
+
+    def expire_archive(before):
+        """
+        Forget archived messages of every room older than C{before}
+        (seconds since the epoch).
+
+        @return: Deferred firing with how many were deleted.
         """
 
     def close():

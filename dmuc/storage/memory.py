@@ -31,6 +31,8 @@ class MemoryRoomStore:
     def __init__(self):
         self._rooms = {}
         self._history = {}
+        self._archive = {}
+        self._tombstones = {}
 
     def load_rooms(self):
         return defer.succeed([
@@ -68,6 +70,45 @@ class MemoryRoomStore:
         entries = self._history.get(room_jid, [])
         newest = entries[_excess(len(entries), limit):]
         return defer.succeed([copy.copy(entry) for entry in newest])
+
+    def save_tombstone(self, tombstone):
+        self._tombstones[tombstone.jid] = dataclasses.replace(tombstone)
+        return defer.succeed(None)
+
+    def load_tombstones(self):
+        return defer.succeed([dataclasses.replace(t) for t in self._tombstones.values()])
+
+    def delete_tombstone(self, room_jid):
+        self._tombstones.pop(room_jid, None)
+        return defer.succeed(None)
+
+    def append_archive(self, room_jid, entry):
+        entries = self._archive.setdefault(room_jid, {})
+        entries.setdefault(entry.stanza_id, copy.copy(entry))
+        return defer.succeed(None)
+
+    def load_archive(self, room_jid):
+        # Dicts keep insertion order: the order archived breaks ties.
+        entries = sorted(self._archive.get(room_jid, {}).values(),
+                         key=lambda entry: entry.timestamp)
+        return defer.succeed([copy.copy(entry) for entry in entries])
+
+    def delete_archive_entry(self, room_jid, stanza_id):
+        self._archive.get(room_jid, {}).pop(stanza_id, None)
+        return defer.succeed(None)
+
+    def delete_archive(self, room_jid):
+        self._archive.pop(room_jid, None)
+        return defer.succeed(None)
+
+    def expire_archive(self, before):
+        deleted = 0
+        for entries in self._archive.values():
+            old = [i for i, entry in entries.items() if entry.timestamp < before]
+            for stanza_id in old:
+                del entries[stanza_id]
+            deleted += len(old)
+        return defer.succeed(deleted)
 
     def close(self):
         return defer.succeed(None)

@@ -20,7 +20,7 @@ from twisted.python import failure
 from zope.interface import implementer
 
 from dmuc.storage.interface import IRoomStore
-from dmuc.storage.records import HistoryEntry, RoomRecord, StorageError
+from dmuc.storage.records import HistoryEntry, RoomRecord, StorageError, Tombstone
 
 SCHEMA = (
     """
@@ -54,8 +54,36 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS history_room_seq ON history (room_jid, seq)",
     "CREATE UNIQUE INDEX IF NOT EXISTS history_room_stanza_id"
     " ON history (room_jid, stanza_id)",
+    """
+    CREATE TABLE IF NOT EXISTS tombstones (
+        jid TEXT PRIMARY KEY,
+        expires REAL NOT NULL,
+        alternate TEXT,
+        reason TEXT
+    )
+    """,
 )
 
+
+# The room archives (XEP-0313): every archived message, apart from the
+# history table, which keeps only the history length.
+ARCHIVE_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS archive (
+        room_jid TEXT NOT NULL,
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        stanza_id TEXT NOT NULL,
+        timestamp REAL NOT NULL,
+        nick TEXT NOT NULL,
+        real_jid TEXT NOT NULL,
+        xml TEXT NOT NULL
+    )
+    """,
+    "CREATE UNIQUE INDEX IF NOT EXISTS archive_room_stanza_id"
+    " ON archive (room_jid, stanza_id)",
+    "CREATE INDEX IF NOT EXISTS archive_room_time ON archive (room_jid, timestamp)",
+    "CREATE INDEX IF NOT EXISTS archive_time ON archive (timestamp)",
+)
 
 @implementer(IRoomStore)
 class SQLiteRoomStore:
@@ -129,6 +157,30 @@ class SQLiteRoomStore:
 
     def load_history(self, room_jid, limit):
         return self._run(False, _load_history, room_jid, limit)
+
+    def save_tombstone(self, tombstone):
+        return self._run(True, _save_tombstone, tombstone)
+
+    def load_tombstones(self):
+        return self._run(False, _load_tombstones)
+
+    def delete_tombstone(self, room_jid):
+        return self._run(True, _delete_tombstone, room_jid)
+
+    def append_archive(self, room_jid, entry):
+        return self._run(True, _append_archive, room_jid, entry)
+
+    def load_archive(self, room_jid):
+        return self._run(False, _load_archive, room_jid)
+
+    def delete_archive_entry(self, room_jid, stanza_id):
+        return self._run(True, _delete_archive_entry, room_jid, stanza_id)
+
+    def delete_archive(self, room_jid):
+        return self._run(True, _delete_archive, room_jid)
+
+    def expire_archive(self, before):
+        return self._run(True, _expire_archive, before)
 
     def _get_pool(self):
         """
@@ -285,7 +337,7 @@ def _open_connection(connection):
     try:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
-        for statement in SCHEMA:
+        for statement in SCHEMA + ARCHIVE_SCHEMA:
             connection.execute(statement)
         connection.commit()
     except sqlite3.Error:
@@ -361,3 +413,49 @@ def _load_history(txn, room_jid, limit):
         (room_jid, max(0, limit)))
     newest_first = [HistoryEntry(*row) for row in txn.fetchall()]
     return newest_first[::-1]
+
+
+def _save_tombstone(txn, tombstone):
+    txn.execute(
+        "INSERT OR REPLACE INTO tombstones (jid, expires, alternate, reason)"
+        " VALUES (?, ?, ?, ?)",
+        (tombstone.jid, tombstone.expires, tombstone.alternate, tombstone.reason))
+
+
+def _load_tombstones(txn):
+    txn.execute("SELECT jid, expires, alternate, reason FROM tombstones")
+    return [Tombstone(*row) for row in txn.fetchall()]
+
+
+def _delete_tombstone(txn, room_jid):
+    txn.execute("DELETE FROM tombstones WHERE jid = ?", (room_jid,))
+
+
+def _append_archive(txn, room_jid, entry):
+    txn.execute(
+        "INSERT OR IGNORE INTO archive"
+        " (room_jid, stanza_id, timestamp, nick, real_jid, xml)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (room_jid, entry.stanza_id, entry.timestamp, entry.nick,
+         entry.real_jid, entry.xml))
+
+
+def _load_archive(txn, room_jid):
+    txn.execute(
+        "SELECT stanza_id, timestamp, nick, real_jid, xml FROM archive"
+        " WHERE room_jid = ? ORDER BY timestamp, seq", (room_jid,))
+    return [HistoryEntry(*row) for row in txn.fetchall()]
+
+
+def _delete_archive_entry(txn, room_jid, stanza_id):
+    txn.execute("DELETE FROM archive WHERE room_jid = ? AND stanza_id = ?",
+                (room_jid, stanza_id))
+
+
+def _delete_archive(txn, room_jid):
+    txn.execute("DELETE FROM archive WHERE room_jid = ?", (room_jid,))
+
+
+def _expire_archive(txn, before):
+    txn.execute("DELETE FROM archive WHERE timestamp < ?", (before,))
+    return txn.rowcount

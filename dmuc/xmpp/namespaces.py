@@ -26,3 +26,9 @@ OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 FMUC = "http://isode.com/protocol/fmuc"
 DMUC_SYNC = "urn:xmpp:dmuc:0"
 DMUC3 = "http://tridsys.com/protocol/dmuc"
+
+# Message archives (XEP-0313) and what their queries and results use.
+MAM = "urn:xmpp:mam:2"
+MAM_EXTENDED = "urn:xmpp:mam:2#extended"
+RSM = "http://jabber.org/protocol/rsm"
+FORWARD = "urn:xmpp:forward:0"
