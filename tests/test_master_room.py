@@ -319,9 +319,9 @@ class AdminTests(unittest.TestCase):
             "<iq type='set' id='d' from='%s' to='%s'><query xmlns='%s'>"
             "<destroy jid='new@%s'><reason>moving</reason></destroy></query></iq>"
             % (KEVIN, ROOM, ns.MUC_OWNER, DOMAIN))
-        gone = to(out, WAYNE)
-        self.assertEqual(len(gone), 2)
-        self.assertTrue(all(p["type"] == "unavailable" for p in gone))
+        # Only its own departure, as at Prosody (tests/test_destroy.py).
+        gone, = to(out, WAYNE)
+        self.assertEqual((gone["type"], gone["from"]), ("unavailable", ROOM + "/Wayne"))
         self.assertNotIn(ROOM, self.f.muc.rooms)
         out = self.f.receive("<iq type='get' id='i' from='%s' to='%s'><query xmlns='%s'/></iq>"
                              % (KEVIN, ROOM, ns.DISCO_INFO))
@@ -479,3 +479,114 @@ class FanOutTests(unittest.TestCase):
         own = to(out, WAYNE)
         self.assertEqual(status_codes(own[0]), ["110"])
         self.assertIs(out[-1], own[0])
+
+
+KEVIN_PHONE = "kevin@fairfax.test/phone"
+WAYNE_PHONE = "wayne@fairfax.test/phone"
+
+
+def bodies(stanzas):
+    return [str(b) for s in stanzas for b in s.elements(None, "body")]
+
+
+def items(stanza):
+    return [i for x in stanza.elements(ns.MUC_USER, "x")
+            for i in x.elements(ns.MUC_USER, "item")]
+
+
+class MultiSessionTests(unittest.TestCase):
+    """
+    Two devices, one nick: a second resource of the same user joining the
+    same nick shares the occupant (Prosody's multi-session occupants).
+    """
+
+    def setUp(self):
+        self.f = MasterFixture()
+        self.f.join(KEVIN, "Kevin")   # the owner: a moderator, sees real JIDs
+        self.f.join(WAYNE, "Wayne")
+        self.f.say(KEVIN, "before")
+
+    def test_second_device_joins_the_same_occupant(self):
+        out = self.f.join(WAYNE_PHONE, "Wayne")
+        phone = to(out, WAYNE_PHONE)
+        # The others, itself (110), history, subject: as any join.
+        self.assertEqual([s.name for s in phone], ["presence", "presence", "message", "message"])
+        self.assertEqual(phone[0]["from"], ROOM + "/Kevin")
+        self.assertEqual(phone[1]["from"], ROOM + "/Wayne")
+        self.assertEqual(status_codes(phone[1]), ["110"])
+        self.assertEqual(bodies([phone[2]]), ["before"])
+        # The first device hears of its occupant again, never of a leave.
+        laptop, = to(out, WAYNE)
+        self.assertEqual(status_codes(laptop), ["110"])
+        self.assertFalse(laptop.hasAttribute("type"))
+        # The others see one occupant, still available; a moderator sees
+        # both devices' JIDs, as Prosody lists every session.
+        seen, = to(out, KEVIN)
+        self.assertEqual(seen["from"], ROOM + "/Wayne")
+        self.assertFalse(seen.hasAttribute("type"))
+        self.assertEqual([i["jid"] for i in items(seen)], [WAYNE, WAYNE_PHONE])
+        self.assertEqual(len(self.f.muc.rooms[ROOM].occupants), 2)
+
+    def test_every_device_gets_the_room_and_private_messages(self):
+        self.f.join(WAYNE_PHONE, "Wayne")
+        out = self.f.say(KEVIN, "to all")
+        self.assertEqual(sorted(s["to"] for s in out), sorted([KEVIN, WAYNE, WAYNE_PHONE]))
+        out = self.f.say(WAYNE_PHONE, "from the phone")
+        self.assertEqual(sorted(s["to"] for s in out), sorted([KEVIN, WAYNE, WAYNE_PHONE]))
+        self.assertEqual({s["from"] for s in out}, {ROOM + "/Wayne"})
+        out = self.f.receive("<message from='%s' to='%s/Wayne' type='chat'><body>pm</body>"
+                             "</message>" % (KEVIN, ROOM))
+        self.assertEqual(sorted(s["to"] for s in out), sorted([WAYNE, WAYNE_PHONE]))
+        out = self.f.receive("<message from='%s' to='%s/Kevin' type='chat'><body>back</body>"
+                             "</message>" % (WAYNE_PHONE, ROOM))
+        self.assertEqual([(s["to"], s["from"]) for s in out], [(KEVIN, ROOM + "/Wayne")])
+
+    def test_one_device_leaves(self):
+        self.f.join(WAYNE_PHONE, "Wayne")
+        out = self.f.receive("<presence type='unavailable' from='%s' to='%s/Wayne'/>"
+                             % (WAYNE_PHONE, ROOM))
+        gone, = to(out, WAYNE_PHONE)
+        self.assertEqual((gone["type"], status_codes(gone)), ("unavailable", ["110"]))
+        # Wayne is still in the room for everyone else.
+        seen, = to(out, KEVIN)
+        self.assertFalse(seen.hasAttribute("type"))
+        self.assertEqual([i["jid"] for i in items(seen)], [WAYNE])
+        out = self.f.say(KEVIN, "after")
+        self.assertEqual(sorted(s["to"] for s in out), sorted([KEVIN, WAYNE]))
+
+    def test_the_first_device_leaves_then_the_last(self):
+        self.f.join(WAYNE_PHONE, "Wayne")
+        out = self.f.receive("<presence type='unavailable' from='%s' to='%s/Wayne'/>"
+                             % (WAYNE, ROOM))
+        self.assertEqual(to(out, WAYNE)[0]["type"], "unavailable")
+        self.assertFalse(to(out, KEVIN)[0].hasAttribute("type"))
+        out = self.f.say(WAYNE_PHONE, "still here")
+        self.assertEqual(sorted(s["to"] for s in out), sorted([KEVIN, WAYNE_PHONE]))
+        out = self.f.receive("<presence type='unavailable' from='%s' to='%s/Wayne'/>"
+                             % (WAYNE_PHONE, ROOM))
+        seen, = to(out, KEVIN)
+        self.assertEqual(seen["type"], "unavailable")
+        self.assertNotIn("Wayne", self.f.muc.rooms[ROOM].occupants)
+
+    def test_kick_removes_every_device(self):
+        self.f.join(WAYNE_PHONE, "Wayne")
+        out = self.f.receive(admin_set(KEVIN, nick="Wayne", role="none"))
+        for device in (WAYNE, WAYNE_PHONE):
+            kicked, = to(out, device)
+            self.assertEqual((kicked["type"], status_codes(kicked)),
+                             ("unavailable", ["307", "110"]))
+        out = self.f.say(WAYNE_PHONE, "still here?")
+        self.assertEqual(error_condition(out[0]), ("cancel", "not-acceptable"))
+
+    def test_a_bounce_removes_only_that_device(self):
+        self.f.join(WAYNE_PHONE, "Wayne")
+        out = self.f.receive("<presence type='error' from='%s' to='%s/Wayne'><error type='cancel'>"
+                             "<gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
+                             "</presence>" % (WAYNE_PHONE, ROOM))
+        self.assertFalse(to(out, KEVIN)[0].hasAttribute("type"))
+        out = self.f.say(KEVIN, "after")
+        self.assertEqual(sorted(s["to"] for s in out), sorted([KEVIN, WAYNE]))
+
+    def test_another_user_taking_the_nick_is_still_a_conflict(self):
+        out = self.f.join(KEITH, "Wayne")
+        self.assertEqual(error_condition(out[0]), ("cancel", "conflict"))

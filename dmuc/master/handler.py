@@ -133,11 +133,12 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
                     mirrors.add(occupant.via.split("@")[-1])
                     if occupant.address != occupant.real_jid.full():
                         continue   # the mirror tells its user (a DMUC3 joiner: we do)
-                presence = restart.shutdown_presence(
-                    room.occupant_jid(occupant.nick), room.get_affiliation(occupant.real_jid),
-                    occupant.real_jid.full())
-                presence["to"] = occupant.address
-                self.send(presence)
+                for address in occupant.addresses():   # every device
+                    presence = restart.shutdown_presence(
+                        room.occupant_jid(occupant.nick),
+                        room.get_affiliation(occupant.real_jid), occupant.real_jid.full())
+                    presence["to"] = address
+                    self.send(presence)
         for mirror in sorted(mirrors):
             self.send(restart.stop_notice(self.domain, mirror))
 
