@@ -130,6 +130,18 @@ SCENARIOS = {
                       "<field var='muc#jid'><value>wayne@fairfax.test/res</value></field>"
                       "<field var='muc#roomnick'><value>Wayne</value></field>"
                       "<field var='muc#request_allow'><value>true</value></field></x></message>")],
+    "destroy": [
+        join("kevin", "Kevin"),
+        configure("kevin", ("muc#roomconfig_persistentroom", "1")),
+        join("wayne", "Wayne"), join("keith", "Keith"),
+        Step("kevin", "<iq type='set' id='destroy1' to='{room}'><query "
+                      "xmlns='http://jabber.org/protocol/muc#owner'><destroy "
+                      "jid='elsewhere@fairfax.test'><reason>Moved</reason></destroy>"
+                      "</query></iq>"),
+        join("wayne", "Wayne"),
+        join("kevin", "Kevin"),
+        Step("keith", "<iq type='get' id='info1' to='{room}'><query "
+                      "xmlns='http://jabber.org/protocol/disco#info'/></iq>")],
     "leave": [
         join("kevin", "Kevin"), join("wayne", "Wayne"),
         Step("wayne", "<presence to='{room}/Wayne'><show>away</show><status>brb</status></presence>"),

@@ -52,6 +52,9 @@ def occupant_presence(base, occupant_jid, affiliation, role, *, real_jid=None,
     if occupant_id:
         presence.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = occupant_id
     x = presence.addElement((ns.MUC_USER, "x"))
+    if destroy is not None:
+        # First, as Prosody's room:destroy() builds the element.
+        _add_destroy(x, *destroy)
     for code in codes:
         if code != "110":
             x.addElement("status")["code"] = code
@@ -70,13 +73,33 @@ def occupant_presence(base, occupant_jid, affiliation, role, *, real_jid=None,
             actor["jid"] = actor_jid
     if reason:
         item.addElement("reason", content=reason)
-    if destroy is not None:
-        alternate, why = destroy
-        element = x.addElement("destroy")
-        if alternate:
-            element["jid"] = alternate
-        if why:
-            element.addElement("reason", content=why)
     if "110" in codes:
         x.addElement("status")["code"] = "110"
     return presence
+
+
+def destroy_presence(occupant_jid, affiliation, real_jid, alternate, reason,
+                     occupant_id=None):
+    """
+    What an occupant of a destroyed room gets (XEP-0045 10.9): its own
+    departure only, a fresh unavailable presence with C{<destroy/>} and
+    status 110, as Prosody's room:clear() sends it.  Nobody hears of
+    anyone else.
+    """
+    return occupant_presence(
+        None, occupant_jid, affiliation, "none", real_jid=real_jid, codes=("110",),
+        destroy=(alternate, reason), unavailable=True, occupant_id=occupant_id)
+
+
+def is_destroy(presence):
+    """Whether a presence announces the room's destruction."""
+    return any(True for x in presence.elements(ns.MUC_USER, "x")
+               for _ in x.elements(ns.MUC_USER, "destroy"))
+
+
+def _add_destroy(x, alternate, reason):
+    element = x.addElement("destroy")
+    if alternate:
+        element["jid"] = alternate
+    if reason:
+        element.addElement("reason", content=reason)

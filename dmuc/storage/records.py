@@ -46,6 +46,24 @@ class HistoryEntry:
     xml: str
 
 
+@dataclass
+class Tombstone:
+    """
+    What is left of a destroyed persistent room (Prosody's
+    C{muc_tombstones}): until C{expires}, the room's JID answers C{gone}.
+
+    @ivar jid: the destroyed room's bare JID.
+    @ivar expires: when the name is free again (seconds since the epoch).
+    @ivar alternate: the alternate venue the owner named, or C{None}.
+    @ivar reason: the reason the owner gave, or C{None}.
+    """
+
+    jid: str
+    expires: float
+    alternate: str | None = None
+    reason: str | None = None
+
+
 class StorageError(Exception):
     """
     A store could not do what was asked: the database cannot be opened, is

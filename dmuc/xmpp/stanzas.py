@@ -48,14 +48,17 @@ class StanzaError(Exception):
     @ivar type: the error type; the condition's default when not given.
     @ivar text: optional human-readable text.
     @ivar by: the JID generating the error (RFC 6120 8.2), or C{None}.
+    @ivar content: text inside the condition element itself, or C{None}:
+        the new address of C{gone} and C{redirect} (RFC 6120 8.3.3.5).
     """
 
-    def __init__(self, condition, type=None, text=None, by=None):
+    def __init__(self, condition, type=None, text=None, by=None, content=None):
         Exception.__init__(self, condition, text)
         self.condition = condition
         self.type = type or DEFAULT_ERROR_TYPES.get(condition, "cancel")
         self.text = text
         self.by = by
+        self.content = content
 
 
 def parse_jid(value):
@@ -111,7 +114,7 @@ def error_reply(stanza, error):
     element["type"] = error.type
     if error.by:
         element["by"] = error.by
-    element.addElement((ns.STANZAS, error.condition))
+    element.addElement((ns.STANZAS, error.condition), content=error.content)
     if error.text:
         element.addElement((ns.STANZAS, "text"), content=error.text)
     return reply
