@@ -210,6 +210,8 @@ class MirrorArchiveTests(unittest.TestCase):
         self.assertNotIn(ROOM, message.toXml())
         complete, rsm = rsm_of(final)
         self.assertIsNone(complete)
+        # The copy cannot tell how many older ones the master holds.
+        self.assertNotIn("count", rsm)
         results, final = mam_query(self.sites, WAYNE, MROOM,
                                    "<max>10</max><before>%s</before>" % rsm["first"])
         self.assertEqual(bodies(results), ["m%d" % n for n in range(26, 36)])
@@ -275,3 +277,26 @@ class QueryParsingTests(unittest.TestCase):
         self.assertEqual(archive.parse_duration("3600"), 3600)
         self.assertIsNone(archive.parse_duration("never"))
         self.assertRaises(ValueError, archive.parse_duration, "soon")
+
+
+class SameMillisecondTests(unittest.TestCase):
+    """A burst of messages within one millisecond, as on real servers."""
+
+    def test_mirror_pages_back_in_the_masters_order(self):
+        sites = TwoSites()
+        join(sites, KEVIN, "Kevin", ROOM, extra="")
+        for n in range(1, 26):
+            say(sites, KEVIN, "m%d" % n, ROOM)
+        join(sites, WAYNE, "Wayne", MROOM)
+        results, final = mam_query(sites, WAYNE, MROOM, "<max>10</max><before/>")
+        first = rsm_of(final)[1]["first"]
+        results, final = mam_query(sites, WAYNE, MROOM,
+                                   "<max>10</max><before>%s</before>" % first)
+        # The copy held m6-m25; m1-m5 came from the master after them.
+        self.assertEqual(bodies(results), ["m%d" % n for n in range(6, 16)])
+        self.assertIsNone(rsm_of(final)[0])
+        first = rsm_of(final)[1]["first"]
+        results, final = mam_query(sites, WAYNE, MROOM,
+                                   "<max>10</max><before>%s</before>" % first)
+        self.assertEqual(bodies(results), ["m%d" % n for n in range(1, 6)])
+        self.assertEqual(rsm_of(final)[0], "true")

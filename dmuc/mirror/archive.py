@@ -65,8 +65,11 @@ class MirrorArchiveHost(archive.ArchiveHost):
                 fetched.addCallback(lambda more: self._answer_archive(
                     iq, room, query, fetches - 1 if more else 0))
                 return fetched
-            self.answer_archive_query(iq, query, entries, lambda entry: room.translate(
-                archive.archived_message(entry, room.master_jid, room.jid)))
+            self.answer_archive_query(
+                iq, query, entries,
+                lambda entry: room.translate(
+                    archive.archived_message(entry, room.master_jid, room.jid)),
+                count_known=room.archive_complete or not _reaches_back(entries, query))
         d.addCallback(answer)
         d.addErrback(self.archive_query_failed, iq)
 
@@ -149,6 +152,12 @@ class MirrorArchiveHost(archive.ArchiveHost):
         # Nothing new and not complete (an error, a timeout, an older
         # master): answer from what is held.
         fetch.deferred.callback(bool(fetch.entries) and fin is not None)
+
+
+def _reaches_back(entries, query):
+    """Whether messages older than the copy's could match the query's
+    filters (and so count)."""
+    return not entries or query.start is None or query.start <= entries[0].timestamp
 
 
 def _entry(result, master_jid):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from twisted.logger import Logger
 from wokkel import data_form
 
-from dmuc.muc.history import to_message
+from dmuc.muc.history import order_key, to_message
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import StanzaError, child, make_stanza, result_reply
 from dmuc.xmpp.timestamps import format_timestamp, parse_timestamp
@@ -70,7 +70,8 @@ class Page:
     @ivar entries: the L{HistoryEntry}s of the page, oldest first.
     @ivar complete: no further message matches beyond this page, in the
         direction of the query.
-    @ivar count: how many messages match the query's filters in all.
+    @ivar count: how many messages match the query's filters in all, or
+        C{None} when unknown (a mirror's copy that lacks older messages).
     """
 
     entries: list = field(default_factory=list)
@@ -289,7 +290,8 @@ def fin_reply(iq, page):
     if page.entries:
         rsm.addElement("first", content=page.entries[0].stanza_id)
         rsm.addElement("last", content=page.entries[-1].stanza_id)
-    rsm.addElement("count", content=str(page.count))
+    if page.count is not None:
+        rsm.addElement("count", content=str(page.count))
     return reply
 
 
@@ -383,17 +385,25 @@ class ArchiveHost:
             have not expired, oldest first.
         """
         d = self.store.load_archive(room_jid)
-        d.addCallback(lambda entries: within(entries, self.now(), self.archive_expires))
+        # In history's order, which every node agrees on: messages of one
+        # millisecond by id, not by when this node happened to store them
+        # (a mirror stores older pages it fetched after newer messages).
+        d.addCallback(lambda entries: within(sorted(entries, key=order_key), self.now(),
+                                             self.archive_expires))
         return d
 
-    def answer_archive_query(self, iq, query, entries, message_of):
+    def answer_archive_query(self, iq, query, entries, message_of, count_known=True):
         """
         Send the results of C{query} over C{entries}, then the C{<fin/>}.
 
         @param message_of: L{HistoryEntry} -> the message as the querier
             sees it (addresses of this room).
+        @param count_known: false: C{entries} may lack matching older
+            messages, so the C{<count/>} (optional, XEP-0059) is left out.
         """
         page = select(entries, query)
+        if not count_known:
+            page.count = None
         for entry in in_sending_order(page, query):
             self.send(result_message(entry, message_of(entry), query,
                                      iq.getAttribute("to"), iq.getAttribute("from")))

@@ -138,7 +138,7 @@ class ProsodyServer:
     """
 
     def __init__(self, base_dir, domain, ip="127.0.0.1", muc_domains=(),
-                 components=None, hosts_file=None, extra_config="",
+                 components=None, hosts_file=None, extra_config="", muc_modules=(),
                  s2s_port=DEFAULT_S2S_PORT, c2s_port=0, log_level="debug"):
         """
         Write the configuration; nothing runs until L{start}.
@@ -149,6 +149,8 @@ class ProsodyServer:
         @param ip: a 127.0.0.0/8 address for all listening ports.
         @param muc_domains: domains served by Prosody's own C{muc}
             component (rooms unlocked, creation open to all).
+        @param muc_modules: further modules of those components, e.g.
+            C{("muc_mam",)}.
         @param components: maps XEP-0114 external component domains to
             their secrets.
         @param hosts_file: a hosts file for Prosody's resolver (libunbound
@@ -169,6 +171,7 @@ class ProsodyServer:
         self.domain = domain
         self.ip = ip
         self.muc_domains = tuple(muc_domains)
+        self.muc_modules = tuple(muc_modules)
         self.components = dict(components or {})
         self.hosts_file = hosts_file
         self.extra_config = extra_config
@@ -222,8 +225,11 @@ class ProsodyServer:
             "allow_unencrypted_plain_auth = true",
             "authentication = \"internal_plain\"",
             "network_settings = { nagle = false }",
+            # vcard: users' vCards (vcard-temp), answered at the bare JID,
+            # as rooms ask for an occupant's; unlike vcard_legacy it adds
+            # nothing to presences, so what crosses the link stays put.
             "modules_enabled = { \"roster\", \"saslauth\", \"disco\","
-            " \"ping\", \"dialback\" }",
+            " \"ping\", \"dialback\", \"vcard\" }",
         ]
         if os.geteuid() == 0:
             # Without it Prosody refuses to run as root and hangs.
@@ -242,6 +248,9 @@ class ProsodyServer:
                 "    muc_room_locking = false",
                 "    restrict_room_creation = false",
             ]
+            if self.muc_modules:
+                lines.append("    modules_enabled = { %s }"
+                             % ", ".join(_lua_string(m) for m in self.muc_modules))
         for component, secret in sorted(self.components.items()):
             lines += [
                 "",

@@ -61,7 +61,7 @@ class TwoSites:
 
     def __init__(self, base_dir, fire_and_forget=False, c2s_ports=(0, 0),
                  addresses=FIXED_ADDRESSES, monitor=None, split_mode="local",
-                 muc_domains=((), ()), log_level="debug"):
+                 muc_domains=((), ()), log_level="debug", muc_modules=()):
         """
         @param addresses: fairfax's, raleigh's, and the relay's towards
             raleigh and towards fairfax (tests pass L{free_addresses}()).
@@ -69,6 +69,8 @@ class TwoSites:
         @param muc_domains: domains for Prosody's own mod_muc at fairfax
             and at raleigh (the benchmarks' stock rooms).
         @param log_level: Prosody's (see L{ProsodyServer}).
+        @param muc_modules: modules of those mod_muc components, e.g.
+            C{("muc_mam",)}.
         """
         require_prosody()
         self.fairfax_ip, self.raleigh_ip, to_raleigh, to_fairfax = addresses
@@ -81,11 +83,11 @@ class TwoSites:
         self.fairfax = ProsodyServer(base_dir, FAIRFAX, ip=self.fairfax_ip, hosts_file=hosts,
                                      components={MASTER: "master-secret"},
                                      c2s_port=c2s_ports[0], muc_domains=muc_domains[0],
-                                     log_level=log_level)
+                                     log_level=log_level, muc_modules=muc_modules)
         self.raleigh = ProsodyServer(base_dir, RALEIGH, ip=self.raleigh_ip, hosts_file=hosts,
                                      components={MIRROR: "mirror-secret"},
                                      c2s_port=c2s_ports[1], muc_domains=muc_domains[1],
-                                     log_level=log_level)
+                                     log_level=log_level, muc_modules=muc_modules)
         self.relay = LinkRelay({
             (to_raleigh, S2S_PORT): ((self.raleigh_ip, S2S_PORT), "fairfax>raleigh"),
             (to_fairfax, S2S_PORT): ((self.fairfax_ip, S2S_PORT), "raleigh>fairfax"),
