@@ -142,6 +142,23 @@ SCENARIOS = {
         join("kevin", "Kevin"),
         Step("keith", "<iq type='get' id='info1' to='{room}'><query "
                       "xmlns='http://jabber.org/protocol/disco#info'/></iq>")],
+    "nick_registration": [
+        join("kevin", "Kevin"),
+        admin("kevin", "<item jid='wayne@fairfax.test' affiliation='member'/>"),
+        Step("keith", "<iq type='get' id='r0' to='{room}'><query xmlns='jabber:iq:register'/></iq>"),
+        Step("wayne", "<iq type='get' id='r1' to='{room}'><query xmlns='jabber:iq:register'/></iq>"),
+        Step("wayne", "<iq type='set' id='r2' to='{room}'><query xmlns='jabber:iq:register'>"
+                      "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>"
+                      "http://jabber.org/protocol/muc#register</value></field><field "
+                      "var='muc#register_roomnick'><value>Wayne2</value></field></x></query></iq>"),
+        Step("wayne", "<iq type='get' id='r3' to='{room}'><query xmlns='jabber:iq:register'/></iq>"),
+        Step("wayne", "<iq type='get' id='r4' to='{room}'><query "
+                      "xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/></iq>"),
+        join("keith", "Wayne2"),
+        Step("kevin", "<presence type='probe' to='{room}/Wayne2'/>"),
+        join("wayne", "Wayne2"),
+        Step("wayne", "<iq type='set' id='r5' to='{room}'><query xmlns='jabber:iq:register'>"
+                      "<remove/></query></iq>")],
     "leave": [
         join("kevin", "Kevin"), join("wayne", "Wayne"),
         Step("wayne", "<presence to='{room}/Wayne'><show>away</show><status>brb</status></presence>"),

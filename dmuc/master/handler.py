@@ -12,7 +12,7 @@ with its sender, and the service goes on serving everyone else.
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from dmuc.muc import voice
+from dmuc.muc import registration, voice
 from dmuc.master.room import Room
 from dmuc.master.tombstones import DEFAULT_EXPIRY, Tombstones
 from dmuc.muc import forms, restart
@@ -226,7 +226,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             raise StanzaError("jid-malformed", text="Malformed mirror room address")
         if mirrored != room_jid:
             self._refuse("a mirror room wrote to another room", jid, room_jid)
-        if jid.resource is None:
+        if jid.resource is None and (envelope is None or not registration.is_users_own_iq(stanza)):
             return None
         if envelope is None:
             if stanza.getAttribute("type") in ("error", "result"):
@@ -434,6 +434,8 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             ("get", ns.MUC_OWNER): self._owner_get,
             ("set", ns.MUC_OWNER): self._owner_set,
             ("get", ns.PING): self._room_ping,
+            ("get", registration.REGISTER): self._register,
+            ("set", registration.REGISTER): self._register,
             ("get", ns.MAM): self._archive_form,
             ("set", ns.MAM): self._archive_query,
         }.get((kind, query.uri))
@@ -458,9 +460,20 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
     def _room_ping(self, room, iq, query, sender):
         self.send(result_reply(iq))
 
+    def _register(self, room, iq, query, sender):
+        self.send(registration.handle_iq(room, iq, query, sender))
+
     def _room_info(self, room, iq, query, sender):
-        if query.getAttribute("node"):
-            raise StanzaError("item-not-found")
+        node = query.getAttribute("node")
+        if node == registration.RESERVED_NICK_NODE:
+            self.send(registration.reserved_nick_info(room, iq, sender))
+            return
+        if node:
+            # Prosody answers any other node with an empty result.
+            reply = result_reply(iq)
+            reply.addElement((ns.DISCO_INFO, "query"))["node"] = node
+            self.send(reply)
+            return
         name, features, form = room.disco_info()
         reply = result_reply(iq)
         info = reply.addElement((ns.DISCO_INFO, "query"))
@@ -491,6 +504,8 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
                 entry = answer.addElement("item")
                 entry["affiliation"] = affiliation
                 entry["jid"] = jid
+                if room.reserved_nicks.get(jid):
+                    entry["nick"] = room.reserved_nicks[jid]
         elif role and not affiliation and role in _ROLES:
             for occupant in room.role_list(sender, role):
                 entry = answer.addElement("item")

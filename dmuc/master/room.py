@@ -21,7 +21,7 @@ import uuid
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
-from dmuc.muc import forms, history, notices
+from dmuc.muc import forms, history, notices, registration
 from dmuc.muc.history import order_key
 from dmuc.muc.model import (
     AFFILIATION_RANK, ROLE_RANK, Occupant, RoomConfig, affiliation_rank,
@@ -66,6 +66,7 @@ class Room:
         self._pending_iqs = {}
         # Mirror room JIDs that have had the config and roster (DMUC), and
         # those whose users were dropped at a netsplit.
+        self.reserved_nicks = {}   # bare JID -> its registered nick
         self.synced_mirrors = set()
         self.split_mirrors = set()
         self._split_sites = {}   # split mirror -> its users' domain(s), for notices
@@ -75,6 +76,7 @@ class Room:
     def to_record(self):
         config = self.config.to_dict()
         config["occupant_id_salt"] = self.salt
+        config["reserved_nicks"] = dict(self.reserved_nicks)
         return RoomRecord(
             jid=self.jid, config=config,
             affiliations=dict(self.affiliations), subject=self.subject,
@@ -85,6 +87,7 @@ class Room:
         room = cls(record.jid, host, RoomConfig.from_dict(record.config))
         room.affiliations = dict(record.affiliations)
         room.salt = record.config.get("occupant_id_salt", room.salt)
+        room.reserved_nicks = dict(record.config.get("reserved_nicks", {}))
         room.subject = record.subject
         room.subject_nick = record.subject_nick
         room.subject_time = record.subject_time
@@ -343,6 +346,22 @@ class Room:
         target = self.occupants.get(nick)
         if target is not None:
             self._send_to(prober, self._presence_of(target, prober))
+        elif registration.reserved_by(self, nick) is not None:
+            self._send_to(prober, self._absent_member_presence(nick, prober))
+
+    def _absent_member_presence(self, nick, viewer):
+        """A registered nick nobody uses now, as Prosody answers a probe
+        for it: unavailable, with the member's affiliation."""
+        bare = registration.reserved_by(self, nick)
+        presence = make_stanza("presence", frm=self.occupant_jid(nick), type="unavailable")
+        item = presence.addElement((ns.MUC_USER, "x")).addElement("item")
+        item["affiliation"] = self.affiliations.get(bare, "none")
+        item["role"] = "none"
+        item["nick"] = nick
+        if self.may_see_real_jids(viewer) or self.get_affiliation(viewer.real_jid) in (
+                "owner", "admin"):
+            item["jid"] = bare
+        return presence
 
     def _check_nick(self, nick):
         if not nick.strip():
@@ -356,6 +375,7 @@ class Room:
                               by=self.jid)
         affiliation = self.get_affiliation(sender.real_jid)
         self._check_join_allowed(affiliation, request)
+        registration.check_nick(self, nick, sender.real_jid.userhost())
         current = self.occupants.get(nick)
         if current is not None:
             if not _may_share(current, sender):
@@ -639,6 +659,7 @@ class Room:
         self._check_nick(nick)
         if nick in self.occupants:
             raise StanzaError("conflict", by=self.jid)
+        registration.check_nick(self, nick, occupant.bare_jid)
         if occupant.via is not None:
             # FMUC: nicks are never changed through a mirror.
             raise StanzaError("not-acceptable", by=self.jid)
@@ -916,6 +937,24 @@ class Room:
         if acting is None or acting.role != "moderator":
             raise StanzaError("not-allowed")
 
+    # -- nick registration (dmuc.muc.registration)
+
+    def register(self, bare, nick):
+        """C{bare} reserves C{nick}; a user without an affiliation becomes
+        a member.  Prosody sets the affiliation again either way, and so
+        announces it."""
+        self.reserved_nicks[bare] = nick
+        affiliation = self.affiliations.get(bare, "none")
+        self._change_affiliation(parse_jid(bare), "member" if affiliation == "none"
+                                 else affiliation, None, None)
+
+    def unregister(self, bare, affiliation):
+        """The registration goes, and with it a membership (not a higher
+        affiliation): status 321 where that removes the user."""
+        self.reserved_nicks.pop(bare, None)
+        self._change_affiliation(parse_jid(bare), "none" if affiliation == "member"
+                                 else affiliation, None, None)
+
     def _actor_nick(self, actor):
         acting = self.occupant_by_sender(actor)
         return acting.nick if acting is not None else None
@@ -930,9 +969,19 @@ class Room:
             raise StanzaError("not-acceptable")
         bare = jid.userhost()
         self._check_may_set_affiliation(actor, bare, affiliation)
+        self._change_affiliation(jid, affiliation, actor, reason)
+
+    def _change_affiliation(self, jid, affiliation, actor, reason):
+        """
+        Set it, and tell everyone it concerns.  C{actor} is C{None} when
+        the room itself changes it (a nick registration).
+        """
+        bare = jid.userhost()
         previous = self.affiliations.get(bare, "none")
         if affiliation == "none":
             self.affiliations.pop(bare, None)
+            # Prosody keeps a registration only with an affiliation.
+            self.reserved_nicks.pop(bare, None)
         else:
             self.affiliations[bare] = affiliation
         downgrade = affiliation_rank(previous) > affiliation_rank(affiliation)
@@ -958,7 +1007,8 @@ class Room:
 
     def _apply_affiliation(self, affected, affiliation, downgrade, actor, reason):
         new_role = self.default_role(affiliation)
-        actor_nick = self._actor_nick(actor)
+        actor_nick = self._actor_nick(actor) if actor is not None else None
+        actor_jid = actor.real_jid.full() if actor is not None else None
         for occupant in affected:
             if occupant.role != new_role and (
                     downgrade or role_rank(occupant.role) < role_rank(new_role)):
@@ -968,7 +1018,7 @@ class Room:
                 codes = ("301",) if affiliation == "outcast" else ("321",)
                 self._remove(occupant)
             self._publicise(occupant, codes=codes, actor_nick=actor_nick,
-                            actor_jid=actor.real_jid.full(), reason=reason)
+                            actor_jid=actor_jid, reason=reason)
         gone = [o for o in affected if o.role is None]
         if gone:
             self._after_leave(*gone)

@@ -13,7 +13,7 @@ from twisted.logger import Logger
 
 from dmuc.master.handler import parse_join
 from dmuc.muc.occupant_iq import RoutedIq, RoutedIqs, goes_to_bare_jid
-from dmuc.muc import archive, restart
+from dmuc.muc import archive, registration, restart
 from dmuc.muc.presence import template
 from dmuc.mirror.archive import MirrorArchiveHost
 from dmuc.mirror.room import MirrorRoom, PendingJoin
@@ -47,6 +47,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self._masters = {}        # master service -> True / False / [waiting joins]
         self._forwarded_iqs = RoutedIqs()  # IQs routed to or for occupants
         self._uploads = {}        # our id -> number of split messages in it
+        self._own_iqs = {}        # our id -> (user JID, their id): users' own IQs to a room
 
     @defer.inlineCallbacks
     def load(self):
@@ -206,8 +207,36 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             self._user_presence(stanza, user, nick, room, master_jid, room_jid)
         elif name == "message":
             self._user_message(stanza, user, nick, room)
+        elif nick is None and registration.is_users_own_iq(stanza):
+            self._forward_users_own_iq(stanza, user, master_jid, room_jid)
         else:
             self._user_iq(stanza, user, nick, room)
+
+    def _forward_users_own_iq(self, stanza, user, master_jid, room_jid):
+        """Nick registration and the reserved-nick query are the master's
+        to answer, for our users in the room or not."""
+        if self.monitors.is_split(master_jid.split("@", 1)[1]):
+            raise StanzaError("recipient-unavailable", by=room_jid,
+                              text="The room's site is unreachable (network split)")
+        up = copy_element(stanza)
+        our_id = self.new_id()
+        self._own_iqs[our_id] = (user, stanza.getAttribute("id"))
+        up["id"], up["from"], up["to"] = our_id, room_jid, master_jid
+        up.addElement((ns.FMUC, "fmuc"))["from"] = user.full()
+        self.send(up)
+
+    def _answer_users_own_iq(self, stanza, room_jid, master_jid):
+        pending = self._own_iqs.pop(stanza.getAttribute("id"), None)
+        if pending is None:
+            return False
+        user, their_id = pending
+        answer = copy_element(stanza)
+        answer["id"], answer["from"], answer["to"] = their_id, room_jid, user.full()
+        for error in answer.elements(None, "error"):
+            if error.getAttribute("by") == master_jid:
+                error["by"] = room_jid
+        self.send(answer)
+        return True
 
     def _user_presence(self, stanza, user, nick, room, master_jid, room_jid):
         kind = stanza.getAttribute("type")
@@ -448,6 +477,10 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             log.warn("{room}: refused {name} from {jid}: not the master room {master}",
                      room=room_jid, name=name, jid=sender.full(), master=master_jid)
             raise StanzaError("not-allowed", text="Not this room's master")
+        if (name == "iq" and recipient.resource is None
+                and stanza.getAttribute("type") in ("error", "result")
+                and self._answer_users_own_iq(stanza, room_jid, master_jid)):
+            return
         room = self.rooms.get(room_jid)
         if room is None:
             if name == "iq" and stanza.getAttribute("type") in ("error", "result"):

@@ -181,7 +181,7 @@ def room_features(config):
     """
     return [
         ns.MUC, ns.MUC_STABLE_ID, ns.OCCUPANT_ID, ns.STANZA_ID, ns.MUC_SELF_PING,
-        ns.MUC + "#request",
+        ns.MUC + "#request", "jabber:iq:register",
         "muc_public" if config.public else "muc_hidden",
         "muc_persistent" if config.persistent else "muc_temporary",
         "muc_membersonly" if config.members_only else "muc_open",
