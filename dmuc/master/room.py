@@ -319,6 +319,8 @@ class Room:
                 raise StanzaError("item-not-found", text=NOT_IN_ROOM, by=self.jid)
             self._join(stanza, sender, nick, request, created)
         elif occupant.nick == nick:
+            if occupant.via is not None:
+                _follow_mirror_device(occupant, sender, self.jid)
             _set_session_presence(occupant, sender.address, template(stanza))
             if request is not None and occupant.via is None:
                 # A join from someone the room thinks is in already: the
@@ -1113,10 +1115,13 @@ class Room:
         for occupant in leaving:
             self._remove(occupant)
         for occupant in leaving:
-            self._send_to(occupant, destroy_presence(
+            presence = destroy_presence(
                 self.occupant_jid(occupant.nick), self.get_affiliation(occupant.real_jid),
                 occupant.real_jid.full(), alternate, reason,
-                occupant_id=self.occupant_id(occupant)))
+                occupant_id=self.occupant_id(occupant))
+            if occupant.others:
+                _add_session_items(presence, occupant)
+            self._send_to(occupant, presence)
         self.synced_mirrors.clear()
         self.host.destroyed(self, alternate, reason)
 
@@ -1167,6 +1172,18 @@ def _may_share(occupant, sender):
     """
     return (occupant.via is None and sender.via is None
             and sender.real_jid.userhost() == occupant.bare_jid)
+
+
+def _follow_mirror_device(occupant, sender, room_jid):
+    """
+    A mirror occupant's presence naming another device of the same user
+    in its envelope: the device the occupant was known by left and this
+    one took its place at the mirror (docs/decisions.md).  Another user
+    at the same occupant JID is refused: a mirror never sends one.
+    """
+    if sender.real_jid.userhost() != occupant.bare_jid:
+        raise StanzaError("conflict", by=room_jid)
+    occupant.real_jid = sender.real_jid
 
 
 def _set_session_presence(occupant, address, presence):

@@ -112,7 +112,10 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         if sender.host == master_host:
             self._from_master(stanza, name, sender, recipient, master_jid, room_jid)
         elif sender.host in self.local_domains:
-            self._from_user(stanza, name, sender, recipient, master_jid, room_jid)
+            try:
+                self._from_user(stanza, name, sender, recipient, master_jid, room_jid)
+            except StanzaError as error:
+                raise _named_by_room(error, recipient, room_jid)
         else:
             log.warn("{room}: refused {name} from {jid}: not a user of {domains}",
                      room=room_jid, name=name, jid=sender.full(),
@@ -250,12 +253,21 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                 if kind is None:
                     raise StanzaError("item-not-found", type="cancel",
                                       text="You are not currently connected to this chat")
+                if kind == "probe":
+                    # Only occupants may probe, in Prosody as at the master.
+                    raise StanzaError("not-acceptable", type="cancel",
+                                      text="You are not currently connected to this chat")
+                return
+            if room is not None and room.take_as_session(user, nick, parse_join(stanza),
+                                                         stanza):
                 return
             self._start_join(stanza, user, nick, master_jid, room_jid)
             return
         if current.nick != nick and kind != "unavailable":
             raise StanzaError("not-acceptable", text="Nick changes are not possible "
                               "through a mirror; leave and join again", by=room.jid)
+        if current.others and self._session_presence(stanza, user, room, current):
+            return
         joining_again = kind is None and child(stanza, "x", ns.MUC) is not None
         if room.split:
             if joining_again:
@@ -275,6 +287,35 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             # user joins again with this presence, not the one before.
             current.presence = template(stanza)
         self._send_up(stanza, user, room, current.nick)
+
+    def _session_presence(self, stanza, user, room, occupant):
+        """
+        A presence from one of several devices sharing our user's occupant
+        (docs/decisions.md): a device leaving, or any but the one the
+        master knows updating its status, is dealt with here.  When the
+        device the master knew leaves, the master hears of the one that
+        took its place: its presence, with it in the envelope.
+
+        @return: whether it was dealt with here.
+        """
+        kind = stanza.getAttribute("type")
+        if kind in ("unavailable", "error"):
+            known_left = room.leave_session(
+                occupant, user, stanza if kind == "unavailable" else None)
+            if known_left and not room.split:
+                up = (copy_element(occupant.presence) if occupant.presence is not None
+                      else make_stanza("presence"))
+                up["to"] = room.local_jid(occupant.nick)
+                self._send_up(up, occupant.user, room, occupant.nick)
+            return True
+        if user == occupant.user:
+            return False
+        if child(stanza, "x", ns.MUC) is not None:
+            # The device joins again (its client lost its state).
+            room.join_session(occupant, user, parse_join(stanza), template(stanza))
+        else:
+            room.session_presence(occupant, user, stanza)
+        return True
 
     def _start_join(self, stanza, user, nick, master_jid, room_jid):
         master_host = master_jid.split("@", 1)[1]
@@ -326,6 +367,10 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         kind = stanza.getAttribute("type")
         sender = room.occupant_of(user) if room else None
         if sender is None:
+            if kind == "groupchat" and not stanza.getAttribute("id"):
+                # Prosody ids id-less messages first (so does the master),
+                # so the error carries one too.
+                stanza["id"] = self.new_id()
             if kind != "error":
                 raise StanzaError("not-acceptable", type="cancel",
                                   text="You are not currently connected to this chat")
@@ -356,8 +401,9 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             strip_children(message, ns.MUC, ns.MUC_USER)
             message.addElement((ns.MUC_USER, "x"))
             message["from"] = room.local_jid(sender.nick)
-            message["to"] = target.user.full()
-            self.send(message)
+            for address in target.addresses():   # every device of the user
+                message["to"] = address
+                self.send(message)
             return
         _refuse_if_split(room)
         self._send_up(stanza, user, room, sender.nick)
@@ -744,6 +790,20 @@ def _refuse_if_split(room):
     if room.split:
         raise StanzaError("recipient-unavailable", by=room.jid,
                           text="Not reachable during a network split")
+
+
+def _named_by_room(error, recipient, room_jid):
+    """
+    An error the mirror room makes about a user's stanza names the room in
+    C{by}, as Prosody's rooms do, unless it comes from the room's own JID
+    anyway (a stanza to the bare room).
+
+    @type error: L{StanzaError}
+    @param recipient: the JID the user's stanza was addressed to.
+    """
+    if error.by is None and recipient.resource is not None:
+        error.by = room_jid
+    return error
 
 
 def _is_bounce(stanza):

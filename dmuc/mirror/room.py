@@ -11,14 +11,14 @@ C{chat\\40conference.fairfax.test@mirror.raleigh.test}; an occupant
 C{.../Nick} of one is C{.../Nick} of the other.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from dmuc.muc import forms, history, notices, voice
 from dmuc.muc.history import order_key
-from dmuc.muc.model import RoomConfig
+from dmuc.muc.model import RoomConfig, Session
 from dmuc.muc.presence import destroy_presence, is_destroy, occupant_presence, template
 from dmuc.storage import HistoryEntry, RoomRecord
 from dmuc.xmpp import namespaces as ns
@@ -48,6 +48,16 @@ class RemoteOccupant:
     presence: object = None
     user: object = None
     occupant_id: str | None = None
+    others: dict = field(default_factory=dict)
+
+    def addresses(self):
+        """Every device of our user sharing this occupant, the one the
+        master knows (C{user}) first (docs/decisions.md)."""
+        return [self.user.full(), *self.others]
+
+    def presence_of_session(self, address):
+        session = self.others.get(address)
+        return session.presence if session is not None else self.presence
 
 
 class Roster(dict):
@@ -56,7 +66,8 @@ class Roster(dict):
     users also indexed by the user's full JID: every stanza of a local
     user looks its occupant up, and a scan would grow with the room.
     Every change goes through the dict's own methods, kept in step with
-    the index here; an occupant's C{user} never changes once it is in.
+    the index here; an occupant's C{user} changes only through
+    L{drop_session}.  Every device sharing an occupant is indexed.
     """
 
     def __init__(self, occupants=()):
@@ -74,17 +85,39 @@ class Roster(dict):
 
     def _index(self, occupant):
         if occupant.user is not None:
-            self._by_user.setdefault(occupant.user.full(), []).append(occupant)
+            for key in occupant.addresses():
+                self._by_user.setdefault(key, []).append(occupant)
 
     def _unindex(self, occupant):
         if occupant.user is None:
             return
-        key = occupant.user.full()
-        found = self._by_user.get(key, [])
-        if occupant in found:
-            found.remove(occupant)
-        if not found:
-            self._by_user.pop(key, None)
+        for key in occupant.addresses():
+            found = self._by_user.get(key, [])
+            if occupant in found:
+                found.remove(occupant)
+            if not found:
+                self._by_user.pop(key, None)
+
+    def add_session(self, occupant, user, presence):
+        """Another device of the occupant's user (a full JID) shares it."""
+        self._unindex(occupant)
+        occupant.others[user.full()] = Session(user, presence)
+        self._index(occupant)
+
+    def drop_session(self, occupant, address):
+        """
+        One of several devices leaves; when it was the one the master
+        knows (C{user}), the oldest other takes its place: the only time
+        an occupant's C{user} changes.
+        """
+        self._unindex(occupant)
+        if address != occupant.user.full():
+            occupant.others.pop(address, None)
+        else:
+            address, session = next(iter(occupant.others.items()))
+            del occupant.others[address]
+            occupant.user, occupant.presence = session.real_jid, session.presence
+        self._index(occupant)
 
     def __setitem__(self, nick, occupant):
         old = self.get(nick)
@@ -203,7 +236,8 @@ class MirrorRoom:
     def to_record(self):
         roster = [{"nick": o.nick, "affiliation": o.affiliation, "role": o.role,
                    "jid": o.jid, "user": o.user.full() if o.user else None,
-                   "presence": self._presence_xml(o), "occupant_id": o.occupant_id}
+                   "presence": self._presence_xml(o), "occupant_id": o.occupant_id,
+                   **_sessions_record(o)}
                   for o in self.roster.values()]
         if len(self._presence_text) > 2 * len(self.roster) + 16:
             # Forget those who left.
@@ -246,7 +280,7 @@ class MirrorRoom:
                 item["nick"], item["affiliation"], item["role"], item.get("jid"),
                 parse_xml(item["presence"]) if item.get("presence") else None,
                 parse_jid(item["user"]) if item.get("user") else None,
-                item.get("occupant_id"))
+                item.get("occupant_id"), _sessions_from_record(item))
         room.subject, room.subject_from = record.subject, record.subject_nick
         room.subject_delay = record.subject_time
         room.history = sorted(entries, key=order_key)
@@ -279,7 +313,20 @@ class MirrorRoom:
         return self.config.whois == "anyone" or viewer.role == "moderator"
 
     def _deliver(self, user, stanza):
-        stanza["to"] = user.full()
+        """To our user C{user}: to every device sharing its occupant (as
+        Prosody's route_to_occupant), when it has several.  An answer to
+        one device's request goes by L{_deliver_session}."""
+        occupant = self.roster.of_user(user)
+        if occupant is None or not occupant.others or occupant.user != user:
+            self._deliver_session(user.full(), stanza)
+            return
+        prepared = self.host.prepare(stanza)
+        for address in occupant.addresses():
+            self.host.send(prepared.to(address))
+
+    def _deliver_session(self, address, stanza):
+        """To one device only (a full JID as a string)."""
+        stanza["to"] = address
         self.host.send(stanza)
 
     def translate(self, stanza):
@@ -293,6 +340,9 @@ class MirrorRoom:
                 element["by"] = self.jid
             if element.uri == ns.DELAY and element.getAttribute("from") == self.master_jid:
                 element["from"] = self.jid
+            if element.name == "error" and element.getAttribute("by") == self.master_jid:
+                # Our users know the room by its mirror JID only.
+                element["by"] = self.jid
         return copy
 
     def _view(self, presence, viewer):
@@ -339,7 +389,7 @@ class MirrorRoom:
             if prepared is None:
                 out = self._view(stanza, occupant) if view else self.translate(stanza)
                 prepared = versions[key] = self.host.prepare(out)
-            self.host.send(prepared.to(occupant.user.full()))
+            self._send_each(prepared, occupant)
 
     def fan_out_room_message(self, message):
         """
@@ -354,6 +404,11 @@ class MirrorRoom:
             self.fan_out(message, only=self.may_see_jids)
         else:
             self.fan_out(message)
+
+    def _send_each(self, prepared, occupant):
+        """A prepared stanza to every device of one of our users."""
+        for address in occupant.addresses():
+            self.host.send(prepared.to(address))
 
     # -- sync from the master
 
@@ -513,17 +568,89 @@ class MirrorRoom:
         log.info("{user} joined {room} through this mirror", user=pending.user.full(),
                  room=self.master_jid)
 
-    def _send_join_sequence(self, occupant, request, own_presence):
+    def _send_join_sequence(self, occupant, request, own_presence, to=None):
         """XEP-0045 7.2: the others, the occupant itself (110), history,
-        subject, all from this copy."""
+        subject, all from this copy, to the joining device C{to} (a full
+        JID; by default the occupant's C{user})."""
+        address = (to or occupant.user).full()
         for other in list(self.roster.values()):
             if other is not occupant:
-                self._deliver(occupant.user, self._roster_presence(other, occupant))
-        self._deliver(occupant.user, own_presence)
+                self._deliver_session(address, self._roster_presence(other, occupant))
+        self._deliver_session(address, own_presence)
         for entry in history.select(self.history, request.history,
                                     self.host.now(), self.config.default_history):
-            self._deliver(occupant.user, self._history_message(entry))
-        self._deliver(occupant.user, self._subject_message())
+            self._deliver_session(address, self._history_message(entry))
+        self._deliver_session(address, self._subject_message())
+
+    # -- several devices of one of our users (docs/decisions.md)
+
+    def take_as_session(self, user, nick, request, stanza):
+        """
+        A join to C{nick} from a user with no occupant here.  Another
+        device of our user at C{nick} shares its occupant, served from
+        this copy: the master need not know.  Another user of this site is
+        refused here: the master knows our users by occupant JID and would
+        take the join for the occupant's.
+
+        @return: whether the join was dealt with here; if not, it goes up.
+        """
+        occupant = self.roster.get(nick)
+        pending = self.pending.get(nick)
+        holder = occupant.user if occupant is not None else (
+            pending.user if pending is not None else None)
+        if holder is None:
+            return False
+        if occupant is None or holder.userhost() != user.userhost():
+            raise StanzaError("conflict", by=self.jid)
+        self.join_session(occupant, user, request, template(stanza))
+        return True
+
+    def join_session(self, occupant, user, request, presence):
+        """The join sequence to the new device; the others sharing the
+        occupant hear of it again (110), as at Prosody."""
+        self.roster.add_session(occupant, user, presence)
+        self._save()
+        codes = ("100", "110") if self.config.whois == "anyone" else ("110",)
+        self._send_join_sequence(occupant, request, self._session_presence(
+            occupant, user.full(), codes), to=user)
+        for address in occupant.addresses():
+            if address != user.full():
+                self._deliver_session(address, self._session_presence(
+                    occupant, address, codes))
+
+    def session_presence(self, occupant, user, stanza):
+        """A status update from a device other than the one the master
+        knows: others see that one's presence (Prosody shows the primary
+        session's); the device gets its own back."""
+        occupant.others[user.full()].presence = template(stanza)
+        self._deliver_session(user.full(), self._session_presence(
+            occupant, user.full(), ("110",)))
+
+    def leave_session(self, occupant, user, stanza):
+        """
+        One of several devices leaves (C{stanza} C{None}: it bounced): it
+        sees itself go; the occupant stays.
+
+        @return: whether the device the master knew left (the master must
+            hear of the one that took its place).
+        """
+        address = user.full()
+        was_known = occupant.user.full() == address
+        self.roster.drop_session(occupant, address)
+        self._save()
+        self._deliver_session(address, occupant_presence(
+            template(stanza) if stanza is not None else None,
+            self.local_jid(occupant.nick), occupant.affiliation, occupant.role,
+            real_jid=address, codes=("110",), unavailable=True,
+            occupant_id=occupant.occupant_id))
+        return was_known
+
+    def _session_presence(self, occupant, address, codes):
+        """The occupant's presence as one of its devices sees it."""
+        return occupant_presence(
+            occupant.presence_of_session(address), self.local_jid(occupant.nick),
+            occupant.affiliation, occupant.role, real_jid=address, codes=codes,
+            occupant_id=occupant.occupant_id)
 
     def _confirm_refresh(self, presence, occupant, pending):
         """The master took the presence of a user joining again from the
@@ -712,7 +839,7 @@ class MirrorRoom:
         if users:
             prepared = self.host.prepare(copy)
             for occupant in users:
-                self.host.send(prepared.to(occupant.user.full()))
+                self._send_each(prepared, occupant)
 
     # -- netsplit (PROTOCOL.md 6)
 
@@ -793,7 +920,7 @@ class MirrorRoom:
             message["id"] = self.host.new_id()
             prepared = self.host.prepare(message)
             for occupant in users:
-                self.host.send(prepared.to(occupant.user.full()))
+                self._send_each(prepared, occupant)
 
     def local_presence(self, occupant, stanza):
         """A status change or leave while split: our users only."""
@@ -870,7 +997,7 @@ class MirrorRoom:
                 "not-acceptable", type="cancel",
                 text="You are not currently connected to this chat"))
         answer["from"] = iq["to"]
-        self._deliver(parse_jid(iq["from"]), answer)
+        self._deliver_session(iq["from"], answer)   # the pinging device only
 
     def master_forgot_us(self):
         """
@@ -938,6 +1065,20 @@ class MirrorRoom:
         form = forms.roominfo_form(self.config, occupants, self.subject,
                                    extra=(("dmuc-source", self.master_jid),))
         return name, forms.room_features(self.config), form
+
+
+def _sessions_record(occupant):
+    """The other devices sharing an occupant, for the record (none: no key,
+    so that a record stays as an older mirror wrote it)."""
+    if not occupant.others:
+        return {}
+    return {"sessions": {address: s.presence.toXml() if s.presence is not None else None
+                         for address, s in occupant.others.items()}}
+
+
+def _sessions_from_record(item):
+    return {address: Session(parse_jid(address), parse_xml(xml) if xml else None)
+            for address, xml in item.get("sessions", {}).items()}
 
 
 def _descendants(element):
