@@ -99,6 +99,21 @@ class MasterDestroyTests(DestroyPresenceMixin, unittest.TestCase):
         self.assertEqual((kevin[1]["type"], kevin[1]["id"], kevin[1]["from"]),
                          ("result", "d1", ROOM))
 
+    def test_every_device_of_an_occupant_gets_the_notice(self):
+        # Prosody's multi-session occupant: one notice per session, each
+        # listing every session's JID (build_item_list).
+        phone = "wayne@fairfax.test/phone"
+        self.f.receive("<presence from='%s' to='%s/Wayne'><x xmlns='%s'/></presence>"
+                       % (phone, ROOM, ns.MUC))
+        out = self.f.receive(destroy_xml(KEVIN, ROOM))
+        for device in (WAYNE, phone):
+            own, = to(out, device)
+            self.assertEqual((own["type"], status_codes(own)), ("unavailable", ["110"]))
+            self.assertIsNotNone(destroy_element(own))
+            jids = [i["jid"] for x in own.elements(ns.MUC_USER, "x")
+                    for i in x.elements(ns.MUC_USER, "item")]
+            self.assertEqual(jids, [WAYNE, phone])
+
     def test_destroy_without_alternate_or_reason(self):
         out = self.f.receive(destroy_xml(KEVIN, ROOM, alternate=None, reason=None))
         self.assertOwnDestroyPresence(to(out, WAYNE), ROOM, "Wayne", WAYNE,
