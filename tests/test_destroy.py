@@ -278,6 +278,18 @@ class MirrorDestroyTests(DestroyPresenceMixin, unittest.TestCase):
         self.assertOwnDestroyPresence(kevin, SITES_ROOM, "Kevin", KEVIN, affiliation="owner")
         self.assertEqual(kevin[-1]["type"], "result")
 
+    def test_every_device_of_a_mirror_user_gets_the_notice(self):
+        tablet = "keith@raleigh.test/tablet"
+        self.join(tablet, MROOM, "Keith")
+        self.sites.take(RKEITH)
+        self.destroy(RWAYNE, MROOM)
+        for device in (RKEITH, tablet):
+            own, = [s for s in self.sites.take(device) if s.name == "presence"]
+            self.assertEqual((own["from"], own["type"], status_codes(own)),
+                             (MROOM + "/Keith", "unavailable", ["110"]))
+            self.assertIsNotNone(destroy_element(own))
+        self.assertNotIn(MROOM, self.sites.mirror.rooms)
+
     def test_the_mirror_drops_its_copy(self):
         self.destroy(RWAYNE, MROOM)
         self.assertNotIn(MROOM, self.sites.mirror.rooms)
