@@ -181,8 +181,8 @@ class ConformanceTests(unittest.TestCase):
         self.clients = {user: connect(self, self.server, user, resource="res")
                         for user in ("kevin", "wayne", "keith")}
 
-    def compare(self, name):
-        steps = SCENARIOS[name]
+    def compare(self, name, steps=None):
+        steps = steps or SCENARIOS[name]
         expected = normalise_all(play(self.clients, PROSODY_MUC, name, steps), PROSODY_MUC)
         actual = normalise_all(play(self.clients, DMUC_MUC, name, steps), DMUC_MUC)
         for user in self.clients:
@@ -192,6 +192,29 @@ class ConformanceTests(unittest.TestCase):
                 actual[user], expected[user],
                 "%s sees a difference in %s:\nprosody:\n  %s\ndmuc:\n  %s" % (
                     user, name, "\n  ".join(expected[user]), "\n  ".join(actual[user])))
+
+    def test_second_device(self):
+        """
+        Two devices, one nick: wayne's phone joins wayne's nick, talks,
+        gets a private message, and leaves; then the first device leaves.
+        """
+        self.clients["phone"] = connect(self, self.server, "wayne", resource="phone")
+        self.compare("second_device", [
+            join("kevin", "Kevin"), join("wayne", "Wayne"), say("kevin", "hello"),
+            join("phone", "Wayne"), say("phone", "from the phone"),
+            Step("kevin", "<message to='{room}/Wayne' type='chat'><body>pm</body></message>"),
+            Step("phone", "<presence to='{room}/Wayne'><show>away</show></presence>"),
+            leave("phone", "Wayne"), say("wayne", "still here"), leave("wayne", "Wayne")])
+
+    def test_first_device_leaves_first(self):
+        """The device that joined first leaves; the phone stays, then goes."""
+        self.clients["phone"] = connect(self, self.server, "wayne", resource="phone")
+        self.compare("first_device_leaves_first", [
+            join("kevin", "Kevin"), join("wayne", "Wayne"),
+            Step("phone", "<presence to='{room}/Wayne'><x xmlns='%s'/><show>dnd</show>"
+                          "</presence>" % MUC_NS),
+            leave("wayne", "Wayne", "laptop off"), say("phone", "phone only"),
+            admin("kevin", "<item nick='Wayne' role='none'><reason>out</reason></item>")])
 
 
 def _make_test(name):

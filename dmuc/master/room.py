@@ -24,7 +24,7 @@ from twisted.words.xish import domish
 from dmuc.muc import forms, history, notices, registration
 from dmuc.muc.history import order_key
 from dmuc.muc.model import (
-    AFFILIATION_RANK, ROLE_RANK, Occupant, RoomConfig, affiliation_rank,
+    AFFILIATION_RANK, ROLE_RANK, Occupant, RoomConfig, Session, affiliation_rank,
     role_rank)
 from dmuc.muc.occupant_iq import goes_to_bare_jid
 from dmuc.muc.presence import destroy_presence, occupant_presence, template
@@ -211,10 +211,13 @@ class Room:
             _add_session_items(presence, occupant)
         return presence
 
-    def _publicise(self, occupant, codes=(), self_codes=(), **kwargs):
+    def _publicise(self, occupant, codes=(), self_codes=(), leaving=None, **kwargs):
         """
         Tell everyone about C{occupant}: the other occupants first, then the
         occupant itself with status 110 last, as Prosody orders them.
+
+        @param leaving: the address of a session leaving an occupant that
+            stays (its self-presence is its leave).
         """
         unavailable = occupant.role is None
         self._tell_local_occupants(occupant, codes, unavailable=unavailable, **kwargs)
@@ -222,22 +225,29 @@ class Room:
             self._send_to_mirror(via, self._presence_of(
                 occupant, via, codes, unavailable=unavailable, **kwargs))
         own = tuple(codes) + tuple(self_codes) + ("110",)
-        self._tell_sessions(occupant, own, unavailable=unavailable, **kwargs)
+        self._tell_sessions(occupant, own, leaving, unavailable=unavailable, **kwargs)
 
-    def _tell_sessions(self, occupant, codes, **kwargs):
+    def _tell_sessions(self, occupant, codes, leaving=None, unavailable=False, **kwargs):
         """
         The occupant's self-presence (110): each session with its own
-        presence as the template while it is in, the primary's for all
-        once it is gone (Prosody's publicise_occupant_status).
+        presence as the template while it is in (a C{leaving} one its
+        leave), the primary's for all once it is gone (Prosody's
+        publicise_occupant_status).
         """
-        presence = self._presence_of(occupant, occupant, codes, **kwargs)
+        presence = self._presence_of(occupant, occupant, codes, unavailable=unavailable,
+                                     **kwargs)
         if not occupant.others or occupant.role is None:
             self._send_to(occupant, presence)
             return
         self._send_to_session(occupant.address, presence)
         for address, session in occupant.others.items():
-            self._send_to_session(address, self._presence_of(
-                occupant, occupant, codes, base=session.presence, **kwargs))
+            own = self._presence_of(occupant, occupant, codes, base=session.presence,
+                                    unavailable=unavailable or address == leaving, **kwargs)
+            if address == leaving:
+                # Prosody sends the session's own leave back as it came,
+                # without an occupant-id.
+                _drop_occupant_id(own)
+            self._send_to_session(address, own)
 
     def _tell_local_occupants(self, occupant, codes, **kwargs):
         """
@@ -635,11 +645,15 @@ class Room:
         real_jid = leaving.real_jid if leaving is not None else occupant.real_jid
         occupant.drop_session(address)
         self._nick_by_address.pop(address, None)
-        self._publicise(occupant)
-        self._send_to_session(address, occupant_presence(
-            presence, self.occupant_jid(occupant.nick),
-            self.get_affiliation(real_jid), occupant.role, real_jid=real_jid.full(),
-            codes=("110",), unavailable=True, occupant_id=self.occupant_id(occupant)))
+        if presence is None:
+            presence = make_stanza("presence")
+        # This one announcement still lists the leaving session's JID, as
+        # Prosody's does; the session itself gets its own leave.
+        occupant.others[address] = Session(real_jid, presence)
+        try:
+            self._publicise(occupant, leaving=address)
+        finally:
+            del occupant.others[address]
 
     def _remove_after_error(self, occupant):
         """
@@ -920,6 +934,9 @@ class Room:
         actor_nick = self._actor_nick(actor)
         if role == "none":
             self._remove(target)
+            # Prosody builds a fresh unavailable for one who did not leave
+            # by itself: the occupant's show and status are not repeated.
+            target.presence = None
             self._publicise(target, codes=("307",), actor_nick=actor_nick,
                             actor_jid=actor.real_jid.full(), reason=reason)
             self._after_leave(target)
@@ -1019,6 +1036,7 @@ class Room:
             if occupant.role is None:
                 codes = ("301",) if affiliation == "outcast" else ("321",)
                 self._remove(occupant)
+                occupant.presence = None   # a fresh unavailable, as a kick's
             self._publicise(occupant, codes=codes, actor_nick=actor_nick,
                             actor_jid=actor_jid, reason=reason)
         gone = [o for o in affected if o.role is None]
