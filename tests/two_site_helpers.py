@@ -38,18 +38,22 @@ class TwoSites:
     def __init__(self, trusted=None, fire_and_forget=False):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
+        self.trusted = trusted if trusted is not None else {MIRROR: ("raleigh.test",)}
         self.master = MasterMUC(MASTER, MemoryRoomStore(), self.clock,
-                                trusted_mirrors=trusted if trusted is not None
-                                else {MIRROR: ("raleigh.test",)})
+                                trusted_mirrors=self.trusted)
         self.fire_and_forget = fire_and_forget
         self.mirror = MirrorMUC(MIRROR, ("raleigh.test",), MemoryRoomStore(), self.clock,
                                 fire_and_forget=fire_and_forget)
         self._managers = {}
-        for domain, handler in ((MASTER, self.master), (MIRROR, self.mirror)):
-            self._attach(domain, handler)
         self.inbox = defaultdict(list)
         self.link = []
         self._queue = deque()
+        for domain, handler in ((MASTER, self.master), (MIRROR, self.mirror)):
+            self._attach(domain, handler)
+        # What the services say as they connect (the master's start notice)
+        # is not part of any test's traffic.
+        self._run()
+        self.link = []
 
     def _attach(self, domain, handler):
         manager = TestableStreamManager(reactor=self.clock)
@@ -65,6 +69,44 @@ class TwoSites:
                                 fire_and_forget=self.fire_and_forget)
         self.mirror.load()
         self._attach(MIRROR, self.mirror)
+
+    master_down = False
+
+    def stop_master(self, crash=False):
+        """
+        The master's process ends: cleanly (as its service stops it:
+        occupants told, saves flushed) or killed (C{crash}: nothing sent,
+        only what the store already holds survives).  Until L{start_master}
+        the master site's server bounces what is sent to the master's
+        domain, as Prosody does for a component that is not connected.
+        """
+        if not crash:
+            self.master.shutdown()
+            self._run()
+            self.master.flush()
+        self.master.monitors.stop()
+        self.master_down = True
+        del self._managers[MASTER]
+
+    def start_master(self, announce=True):
+        """
+        A new master process on the same store.  C{announce=False}: what
+        it says as it connects is lost (an older master says nothing).
+        """
+        self.master = MasterMUC(MASTER, self.master.store, self.clock,
+                                trusted_mirrors=self.trusted)
+        self.master.load()
+        self.master_down = False
+        self._attach(MASTER, self.master)
+        if not announce:
+            self._queue = deque((frm, s) for frm, s in self._queue
+                                if frm.split("/")[0].split("@")[-1] != MASTER)
+        self._run()
+
+    def restart_master(self, crash=False, announce=True):
+        """L{stop_master}, then L{start_master}, without time passing."""
+        self.stop_master(crash)
+        self.start_master(announce)
 
     def _route(self, sender_domain, element):
         copy = parse_xml(element.toXml())
@@ -111,18 +153,23 @@ class TwoSites:
                     continue
                 self.link.append(("%s>%s" % (site(frm), site(to)), stanza))
             host = to.split("/")[0].split("@")[-1]
+            if host == MASTER and self.master_down and not bounce:
+                self._bounce(frm, stanza, "wait", "remote-server-timeout")
+                continue
             if host in self._managers:
                 self._managers[host].stub.send(component_stanza(stanza.toXml()))
             else:
                 self.inbox[to].append(stanza)
 
-    def _bounce(self, frm, stanza):
-        """What Prosody does with a stanza for an unreachable server."""
+    def _bounce(self, frm, stanza, kind="cancel", condition="remote-server-not-found"):
+        """What Prosody does with a stanza for an unreachable server (or,
+        with C{wait} and C{remote-server-timeout}, for a component that is
+        not connected: mod_component)."""
         if stanza.getAttribute("type") in ("error", "result"):
             return
-        error = parse_xml("<%s type='error'><error type='cancel'><remote-server-not-found "
+        error = parse_xml("<%s type='error'><error type='%s'><%s "
                           "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></%s>"
-                          % (stanza.name, stanza.name))
+                          % (stanza.name, kind, condition, stanza.name))
         error["from"], error["to"] = stanza["to"], frm
         if stanza.getAttribute("id"):
             error["id"] = stanza["id"]

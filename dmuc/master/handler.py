@@ -141,6 +141,8 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
                     self.send(presence)
         for mirror in sorted(mirrors):
             self.send(restart.stop_notice(self.domain, mirror))
+        log.info("{domain}: stopping; occupants told (332), and mirror services {mirrors}",
+                 domain=self.domain, mirrors=", ".join(sorted(mirrors)) or "(none)")
 
     def split(self, peer, reason):
         for room in list(self.rooms.values()):

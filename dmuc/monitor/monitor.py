@@ -102,6 +102,12 @@ class LinkMonitor:
         if condition in BOUNCES and self.state == UP:
             self._split("a stanza to %s bounced: %s" % (self.peer, condition))
 
+    def peer_stopped(self, reason):
+        """The peer says it stops: split at once; the first answer to our
+        pings once it runs again is the netjoin."""
+        if self.state == UP:
+            self._split(reason)
+
     # -- timers
 
     def _schedule(self, delay):

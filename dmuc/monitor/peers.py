@@ -39,6 +39,13 @@ class PeerMonitors:
         for monitor in self.monitors.values():
             monitor.stop()
 
+    def peer_stopped(self, peer, reason):
+        """The peer said it is stopping: split now, without waiting for a
+        ping to go unanswered."""
+        monitor = self.monitors.get(peer)
+        if monitor is not None:
+            monitor.peer_stopped(reason)
+
     def is_split(self, peer):
         monitor = self.monitors.get(peer)
         return monitor is not None and monitor.state == SPLIT

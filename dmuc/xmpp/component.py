@@ -67,6 +67,9 @@ class ComponentHandler(XMPPHandler):
     def netjoin(self, peer):
         pass
 
+    def shutdown(self):
+        """The service stops; services tell their users (status 332)."""
+
     def connectionInitialized(self):
         for name in ("presence", "message", "iq"):
             self.xmlstream.addObserver("/%s" % name, self._receive, name=name)

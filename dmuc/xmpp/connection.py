@@ -15,11 +15,16 @@ C{max_delay}: Prosody restarts are routine.
 """
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import component, xmlstream
 from wokkel.subprotocols import StreamManager
 
 log = Logger(namespace="dmuc.xmpp")
+
+# At stop, how long to wait for what was sent last (the users' status 332)
+# to leave before the process ends anyway.
+CLOSE_TIMEOUT = 3.0
 
 
 class _ReconnectingFactory(xmlstream.XmlStreamFactory):
@@ -78,6 +83,7 @@ class ComponentConnection(StreamManager, service.Service):
         self.port = port
         self.connected = False
         self._connector = None
+        self._closing = []
         factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, self._on_tcp)
         factory.addBootstrap(xmlstream.STREAM_ERROR_EVENT, self._on_stream_error)
 
@@ -89,11 +95,28 @@ class ComponentConnection(StreamManager, service.Service):
         self._connector = self._reactor.connectTCP(self.host, self.port, self.factory)
 
     def stopService(self):
+        """
+        Close the stream.  The Deferred fires once it is closed: the
+        reactor would otherwise stop with the last stanzas still in the
+        socket's buffer.
+        """
         service.Service.stopService(self)
         self.factory.stopTrying()
+        closed = None
+        if self.connected:
+            closed = defer.Deferred()
+            self._closing.append(closed)
+            timeout = self._reactor.callLater(CLOSE_TIMEOUT, self._closed)
+            closed.addBoth(lambda result: (timeout.active() and timeout.cancel(), result)[1])
         if self._connector is not None:
             self._connector.disconnect()
             self._connector = None
+        return closed
+
+    def _closed(self):
+        closing, self._closing = self._closing, []
+        for d in closing:
+            d.callback(None)
 
     def send(self, obj):
         """
@@ -143,3 +166,4 @@ class ComponentConnection(StreamManager, service.Service):
     def _disconnected(self, reason):
         self.connected = False
         StreamManager._disconnected(self, reason)
+        self._closed()

@@ -48,6 +48,8 @@ class ComponentService(service.MultiService):
 
     def stopService(self):
         self.handler.monitors.stop()
+        # Users (and mirrors) are told while the connection is still up.
+        self.handler.shutdown()
         d = service.MultiService.stopService(self)
         if d is None:
             return self._close()
