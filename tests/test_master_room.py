@@ -592,3 +592,11 @@ class MultiSessionTests(unittest.TestCase):
     def test_another_user_taking_the_nick_is_still_a_conflict(self):
         out = self.f.join(KEITH, "Wayne")
         self.assertEqual(error_condition(out[0]), ("cancel", "conflict"))
+
+    def test_every_device_told_when_the_service_stops(self):
+        self.f.join(WAYNE_PHONE, "Wayne")
+        before = len(self.f.sent)
+        self.f.muc.shutdown()
+        told = self.f.sent[before:]
+        for device in (WAYNE, WAYNE_PHONE):
+            self.assertIn("332", status_codes(to(told, device)[0]))

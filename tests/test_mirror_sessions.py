@@ -178,3 +178,11 @@ class MirrorMultiSessionTests(unittest.TestCase):
         say(self.sites, KEVIN, "after", ROOM)
         for device in (WAYNE, WAYNE_PHONE):
             self.assertIn("after", bodies(self.sites.take(device)))
+
+    def test_both_devices_told_when_the_mirror_stops(self):
+        self.join_phone()
+        self.sites.mirror.shutdown()
+        self.sites._run()
+        for device in (WAYNE, WAYNE_PHONE):
+            told, = self.sites.take(device)
+            self.assertIn("332", status_codes(told))

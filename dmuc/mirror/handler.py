@@ -736,10 +736,12 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         own (status 332); their occupancy is kept for the restart."""
         for room in list(self.rooms.values()):
             for occupant in room.local_users():
-                presence = restart.shutdown_presence(
-                    room.local_jid(occupant.nick), occupant.affiliation, occupant.user.full())
-                presence["to"] = occupant.user.full()
-                self.send(presence)
+                for address in occupant.addresses():   # every device
+                    presence = restart.shutdown_presence(
+                        room.local_jid(occupant.nick), occupant.affiliation,
+                        occupant.user.full())
+                    presence["to"] = address
+                    self.send(presence)
 
     def _to_mirror_occupant(self, stanza, name, sender, nick, room):
         kind = stanza.getAttribute("type")
