@@ -127,7 +127,7 @@ SCENARIOS = {
         Step("kevin", "<message to='{room}'><x xmlns='jabber:x:data' type='submit'>"
                       "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value>"
                       "</field><field var='muc#role'><value>participant</value></field>"
-                      "<field var='muc#jid'><value>wayne@fairfax.test/res</value></field>"
+                      "<field var='muc#jid'><value>{full[wayne]}</value></field>"
                       "<field var='muc#roomnick'><value>Wayne</value></field>"
                       "<field var='muc#request_allow'><value>true</value></field></x></message>")],
     "destroy": [
@@ -144,7 +144,7 @@ SCENARIOS = {
                       "xmlns='http://jabber.org/protocol/disco#info'/></iq>")],
     "nick_registration": [
         join("kevin", "Kevin"),
-        admin("kevin", "<item jid='wayne@fairfax.test' affiliation='member'/>"),
+        admin("kevin", "<item jid='{jid[wayne]}' affiliation='member'/>"),
         Step("keith", "<iq type='get' id='r0' to='{room}'><query xmlns='jabber:iq:register'/></iq>"),
         Step("wayne", "<iq type='get' id='r1' to='{room}'><query xmlns='jabber:iq:register'/></iq>"),
         Step("wayne", "<iq type='set' id='r2' to='{room}'><query xmlns='jabber:iq:register'>"

@@ -1,0 +1,101 @@
+"""
+Errors a mirror user receives look as they do from Prosody's mod_muc
+(found by tests/test_conformance_mirror.py): they name the room the user
+knows, the mirror room, in C{by} whenever Prosody names the room, whether
+the master or the mirror made them; and a stanza from someone who is not
+in the room is answered as Prosody answers it.  The master and the mirror
+are wired in memory (tests/two_site_helpers.py).
+"""
+
+from twisted.trial import unittest
+
+from tests.stanza_helpers import error_condition
+from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, join
+from tests.two_site_helpers import MROOM, ROOM, TwoSites
+
+NOT_IN_ROOM = "You are not currently connected to this chat"
+
+
+def error_of(stanza):
+    """The error element of C{stanza}."""
+    return next(stanza.elements(None, "error"))
+
+
+def error_text(stanza):
+    texts = [str(e) for e in error_of(stanza).elements() if e.name == "text"]
+    return texts[0] if texts else None
+
+
+class ErrorsFromTheMasterTests(unittest.TestCase):
+    """Errors the master makes reach mirror users with C{by} the mirror
+    room: the master room JID is no address of theirs."""
+
+    def setUp(self):
+        self.sites = TwoSites()
+        join(self.sites, KEVIN, "Kevin", ROOM)
+
+    def test_join_refused_names_the_mirror_room(self):
+        error, = join(self.sites, WAYNE, "Kevin")
+        self.assertEqual(error_condition(error), ("cancel", "conflict"))
+        self.assertEqual(error["from"], MROOM + "/Kevin")
+        self.assertEqual(error_of(error).getAttribute("by"), MROOM)
+
+    def test_private_message_to_an_absent_nick_names_the_mirror_room(self):
+        join(self.sites, WAYNE, "Wayne")
+        self.sites.send(WAYNE, "<message to='%s/Nobody' type='chat'><body>hello?</body>"
+                               "</message>" % MROOM)
+        error, = self.sites.take(WAYNE)
+        self.assertEqual(error_condition(error), ("cancel", "item-not-found"))
+        self.assertEqual(error["from"], MROOM + "/Nobody")
+        self.assertEqual(error_of(error).getAttribute("by"), MROOM)
+
+
+class StanzasFromOutsidersTests(unittest.TestCase):
+    """A raleigh user who is not in the room (Keith is, so the mirror
+    holds the room) gets Prosody's answers, from the mirror."""
+
+    def setUp(self):
+        self.sites = TwoSites()
+        join(self.sites, KEVIN, "Kevin", ROOM)
+        join(self.sites, KEITH, "Keith")
+        self.sites.take(KEVIN)
+
+    def answer(self, text):
+        self.sites.send(WAYNE, text)
+        answer, = self.sites.take(WAYNE)
+        return answer
+
+    def test_private_message(self):
+        error = self.answer("<message to='%s/Kevin' type='chat'><body>psst</body></message>"
+                            % MROOM)
+        self.assertEqual(error_condition(error), ("cancel", "not-acceptable"))
+        self.assertEqual(error_of(error).getAttribute("by"), MROOM)
+        self.assertEqual(self.sites.take(KEVIN), [])
+
+    def test_presence_without_muc_element(self):
+        error = self.answer("<presence to='%s/Wayne'/>" % MROOM)
+        self.assertEqual(error_condition(error), ("cancel", "item-not-found"))
+        self.assertEqual(error_of(error).getAttribute("by"), MROOM)
+
+    def test_probe_is_refused(self):
+        error = self.answer("<presence type='probe' to='%s/Kevin'/>" % MROOM)
+        self.assertEqual(error["from"], MROOM + "/Kevin")
+        self.assertEqual(error_condition(error), ("cancel", "not-acceptable"))
+        self.assertEqual(error_text(error), NOT_IN_ROOM)
+        self.assertEqual(error_of(error).getAttribute("by"), MROOM)
+
+    def test_self_ping(self):
+        error = self.answer("<iq type='get' id='sp' to='%s/Wayne'><ping xmlns='urn:xmpp:ping'/>"
+                            "</iq>" % MROOM)
+        self.assertEqual(error_condition(error), ("cancel", "not-acceptable"))
+        self.assertEqual(error_of(error).getAttribute("by"), MROOM)
+
+    def test_groupchat_refused_with_an_id_and_from_the_room(self):
+        # Prosody gives an id-less message an id first, so its error has
+        # one; the error comes from the room's own JID, so no 'by'.
+        error = self.answer("<message to='%s' type='groupchat'><body>let me in</body></message>"
+                            % MROOM)
+        self.assertEqual(error_condition(error), ("cancel", "not-acceptable"))
+        self.assertTrue(error.getAttribute("id"))
+        self.assertEqual(error["from"], MROOM)
+        self.assertIsNone(error_of(error).getAttribute("by"))
