@@ -27,8 +27,10 @@ FAULTS = ("cut", "stall fairfax>raleigh", "stall raleigh>fairfax", "stall both")
 
 
 def bodies(stanzas):
+    """What occupants wrote (the room's own split notices aside)."""
     return [find(s, "body").text for s in stanzas
-            if s.get("type") == "groupchat" and find(s, "body") is not None]
+            if s.get("type") == "groupchat" and find(s, "body") is not None
+            and "/" in s.get("from", "")]
 
 
 class RandomCutAndHealTests(unittest.TestCase):
