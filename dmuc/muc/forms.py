@@ -11,6 +11,9 @@ from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import StanzaError
 
 MAX_USERS_OPTIONS = ("10", "20", "30", "50", "100", "none")
+# Prosody 0.12's own field for invitations to a members-only room; XEP-0045's
+# muc#roomconfig_allowinvites is accepted in submissions and shown in disco.
+ALLOW_MEMBER_INVITES = "{http://prosody.im/protocol/muc}roomconfig_allowmemberinvites"
 
 # RoomConfig attribute -> (form var, field type, label)
 CONFIG_FIELDS = (
@@ -31,8 +34,10 @@ CONFIG_FIELDS = (
      "Maximum number of occupants"),
     ("change_subject", "muc#roomconfig_changesubject", "boolean",
      "Allow anyone to set the room's subject"),
-    ("allow_invites", "muc#roomconfig_allowinvites", "boolean",
+    ("allow_invites", ALLOW_MEMBER_INVITES, "boolean",
      "Allow members to invite new members"),
+    ("language", "muc#roomconfig_lang", "text-single",
+     "Language tag for room (e.g. 'en', 'de', 'fr' etc.)"),
     ("history_length", "muc#roomconfig_historylength", "text-single",
      "Maximum number of history messages returned by room"),
     ("default_history", "muc#roomconfig_defaulthistorymessages", "text-single",
@@ -43,6 +48,7 @@ CONFIG_FIELDS = (
 )
 
 _BY_VAR = {var: (attr, ftype) for attr, var, ftype, _ in CONFIG_FIELDS}
+_BY_VAR["muc#roomconfig_allowinvites"] = ("allow_invites", "boolean")
 
 
 def config_form(config, jid, form_type="form", compact=False):
@@ -167,6 +173,14 @@ def roominfo_form(config, occupant_count, subject, extra=()):
                                   "1" if config.change_subject else "0"))
     form.addField(data_form.Field("boolean", "muc#roomconfig_distributed",
                                   "1" if config.distributed else "0"))
+    form.addField(data_form.Field("text-single", "muc#roominfo_lang", config.language))
+    form.addField(data_form.Field("boolean", ALLOW_MEMBER_INVITES,
+                                  "1" if config.allow_invites else "0",
+                                  label="Allow members to invite new members"))
+    form.addField(data_form.Field(
+        "boolean", "muc#roomconfig_allowinvites",
+        "1" if not config.members_only or config.allow_invites else "0",
+        label="Allow users to invite other users"))
     for var, value in extra:
         form.addField(data_form.Field("text-single", var, value))
     return form.toElement()

@@ -137,6 +137,7 @@ class RoomConfig:
     default_history: int = 20
     distributed: bool = True
     archiving: bool = True
+    language: str = ""
 
     def to_dict(self):
         return {f.name: getattr(self, f.name) for f in fields(self)}

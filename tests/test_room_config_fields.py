@@ -1,0 +1,78 @@
+"""
+The configuration fields Prosody 0.12 offers that clients set: the room's
+language (shown as muc#roominfo_lang) and Prosody's own field for member
+invitations, at the master and, through the config push, at a mirror.
+"""
+
+from twisted.trial import unittest
+from twisted.words.protocols.jabber.jid import JID
+
+from dmuc.muc.forms import ALLOW_MEMBER_INVITES
+from dmuc.xmpp import namespaces as ns
+from tests.test_dmuc_flows import KEVIN, WAYNE, join
+from tests.two_site_helpers import MROOM, ROOM, TwoSites
+
+
+def form_values(stanza):
+    """var -> [values] of the first data form anywhere in C{stanza}."""
+    for element in _walk(stanza):
+        if element.uri == ns.DATA_FORMS and element.name == "x":
+            return {f["var"]: [str(v) for v in f.elements(ns.DATA_FORMS, "value")]
+                    for f in element.elements(ns.DATA_FORMS, "field")}
+    return {}
+
+
+def _walk(element):
+    yield element
+    for child in element.elements():
+        yield from _walk(child)
+
+
+class ConfigFieldTests(unittest.TestCase):
+
+    def setUp(self):
+        self.sites = TwoSites()
+        join(self.sites, KEVIN, "Kevin", ROOM)
+        join(self.sites, WAYNE, "Wayne")
+
+    def ask(self, user, text):
+        self.sites.send(user, text)
+        return [s for s in self.sites.take(user) if s.name == "iq"][-1]
+
+    def test_language_and_member_invites(self):
+        form = form_values(self.ask(KEVIN, "<iq type='get' id='c' to='%s'><query xmlns='%s'/>"
+                                           "</iq>" % (ROOM, ns.MUC_OWNER)))
+        self.assertEqual((form["muc#roomconfig_lang"], form[ALLOW_MEMBER_INVITES]), ([""], ["false"]))
+        reply = self.ask(KEVIN, "<iq type='set' id='s' to='%s'><query xmlns='%s'><x xmlns="
+                         "'jabber:x:data' type='submit'><field var='muc#roomconfig_lang'><value>"
+                         "de</value></field><field var='%s'><value>1</value></field>"
+                         "</x></query></iq>" % (ROOM, ns.MUC_OWNER, ALLOW_MEMBER_INVITES))
+        self.assertEqual(reply["type"], "result")
+        for user, room in ((KEVIN, ROOM), (WAYNE, MROOM)):
+            info = form_values(self.ask(user, "<iq type='get' id='d' to='%s'><query xmlns='%s'/>"
+                                              "</iq>" % (room, ns.DISCO_INFO)))
+            self.assertEqual(info["muc#roominfo_lang"], ["de"], room)
+            self.assertIn(info[ALLOW_MEMBER_INVITES], (["1"], ["true"]), room)
+            self.assertIn(info["muc#roomconfig_allowinvites"], (["1"], ["true"]), room)
+
+    def test_member_invites_decide_who_may_invite(self):
+        self.sites.send(KEVIN, "<iq type='set' id='m' to='%s'><query xmlns='%s'><item "
+                        "jid='wayne@raleigh.test' affiliation='member'/></query></iq>"
+                        % (ROOM, ns.MUC_ADMIN))
+        self.ask(KEVIN, "<iq type='set' id='s' to='%s'><query xmlns='%s'><x xmlns='jabber:x:data' "
+                 "type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field>"
+                 "</x></query></iq>" % (ROOM, ns.MUC_OWNER))
+        invite = ("<message to='%s'><x xmlns='%s'><invite to='dave@raleigh.test'/></x></message>"
+                  % (MROOM, ns.MUC_USER))
+        self.sites.take(WAYNE)
+        self.sites.send(WAYNE, invite)
+        refused, = self.sites.take(WAYNE)
+        self.assertEqual(refused["type"], "error")
+        self.ask(KEVIN, "<iq type='set' id='s' to='%s'><query xmlns='%s'><x xmlns='jabber:x:data' "
+                 "type='submit'><field var='%s'><value>1</value></field></x></query></iq>"
+                 % (ROOM, ns.MUC_OWNER, ALLOW_MEMBER_INVITES))
+        self.sites.take(WAYNE)
+        self.sites.send(WAYNE, invite)
+        self.assertEqual(self.sites.take(WAYNE), [])
+        room = self.sites.master.rooms[ROOM]
+        self.assertEqual(room.get_affiliation(JID("dave@raleigh.test")), "member")
