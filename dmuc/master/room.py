@@ -38,6 +38,11 @@ log = Logger(namespace="dmuc.master")
 
 NOT_IN_ROOM = "You are not currently connected to this chat"
 
+# A mirror user's message this many seconds after it was sent was held in
+# the link: it keeps its time.  Well above any link's normal latency, and
+# above the clock skew that NTP leaves between two sites.
+LATE_AFTER = 10.0
+
 
 class Room:
     """
@@ -593,7 +598,8 @@ class Room:
             self._send_to_session(address or occupant.address, self._history_message(entry))
 
     def _history_message(self, entry):
-        message = history.to_message(entry)
+        # Older versions stored a split message with its <delay/>: one only.
+        message = strip_children(history.to_message(entry), ns.DELAY)
         delay = message.addElement((ns.DELAY, "delay"))
         delay["from"] = self.jid
         delay["stamp"] = format_timestamp(entry.timestamp)
@@ -721,9 +727,29 @@ class Room:
             self._change_subject(occupant, str(subject))
             return
         self._broadcast_message(occupant, stanza,
-                                skip_mirror=occupant.via if nomirror else None)
+                                skip_mirror=occupant.via if nomirror else None,
+                                sent=self._late_send_time(occupant, stanza))
 
-    def _broadcast_message(self, occupant, stanza, skip_mirror=None):
+    def _late_send_time(self, occupant, stanza):
+        """
+        When a mirror user's message was sent, if it arrives so late that it
+        must have been held in the link (a split, or a stalled link); else
+        C{None}.  The mirror says when in the envelope.
+        """
+        envelope = child(stanza, "fmuc", ns.FMUC)
+        if occupant.via is None or envelope is None or not envelope.getAttribute("sent"):
+            return None
+        try:
+            sent = parse_timestamp(envelope.getAttribute("sent"))
+        except ValueError:
+            return None
+        return sent if self.host.now() - sent > LATE_AFTER else None
+
+    def _broadcast_message(self, occupant, stanza, skip_mirror=None, sent=None):
+        """
+        @param sent: the original time of a message that arrives late: it
+            keeps it, in history and for users (XEP-0203 <delay/>).
+        """
         message = copy_element(stanza)
         message.children = [c for c in message.children if not self._is_own_marker(c)]
         timestamp = self.host.now()
@@ -733,6 +759,14 @@ class Room:
             if any(history.origin_id(e) == origin_id for e in self.history):
                 return   # already had it (a resync repeated)
             skip_mirror = occupant.via
+        elif sent is not None:
+            origin = child(message, "origin-id", ns.STANZA_ID)
+            if origin is not None and any(history.origin_id(e) == origin.getAttribute("id")
+                                          for e in self.history):
+                return   # its split copy came first
+            timestamp = sent
+            delay = message.addElement((ns.DELAY, "delay"))
+            delay["from"], delay["stamp"] = self.jid, format_timestamp(sent)
         message["from"] = self.occupant_jid(occupant.nick)
         message["type"] = "groupchat"
         message.attributes.pop("to", None)
@@ -742,9 +776,12 @@ class Room:
         marker["id"] = stanza_id
         marker["by"] = self.jid
         if history.is_historic(message):
+            # History keeps the time apart: the <delay/> of a late message
+            # is for its live delivery (a backlog gets one of its own).
+            stored = strip_children(copy_element(message), ns.DELAY)
             self._remember(HistoryEntry(
                 stanza_id=stanza_id, timestamp=timestamp, nick=occupant.nick,
-                real_jid=occupant.real_jid.full(), xml=message.toXml()))
+                real_jid=occupant.real_jid.full(), xml=stored.toXml()))
         # Mirrors get the time the room gave the message, so that every
         # node's history has one order (PROTOCOL.md 6, docs/monitor.md).
         for_mirrors = copy_element(message)
@@ -773,8 +810,8 @@ class Room:
     def _is_own_marker(self, node):
         """Delay and stanza-id elements claiming to be from this room are
         forgeries from a client (XEP-0359 4, Prosody strips delay too)."""
-        if isinstance(node, domish.Element) and node.uri in (ns.FMUC, ns.DMUC3):
-            return True  # the DMUC envelope is for this room only
+        if isinstance(node, domish.Element) and node.uri in (ns.FMUC, ns.DMUC3, ns.DMUC_SYNC):
+            return True  # the DMUC envelope and times are for this room only
         return (isinstance(node, domish.Element)
                 and ((node.uri, node.name) in ((ns.DELAY, "delay"), (ns.STANZA_ID, "stanza-id")))
                 and (node.getAttribute("from") == self.jid or node.getAttribute("by") == self.jid))

@@ -20,6 +20,7 @@ from dmuc.mirror.room import MirrorRoom, PendingJoin
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.addressing import MalformedAddress, master_room_jid
 from dmuc.xmpp.component import ComponentHandler
+from dmuc.xmpp.timestamps import format_timestamp
 from dmuc.xmpp.stanzas import (
     StanzaError, child, copy_element, error_reply, make_stanza, parse_jid, payload,
     result_reply, strip_children)
@@ -347,10 +348,12 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                               text="The room's site is unreachable (network split)")
         self._with_master_features(master_host, proceed, refuse)
 
-    def _send_up(self, stanza, user, room, nick, nomirror=False):
+    def _send_up(self, stanza, user, room, nick, nomirror=False, sent=None):
         """Forward a user's stanza to the master: from the mirror occupant
         JID, to the master room (or occupant), with the envelope (and
-        C{<nomirror/>} for a fire-and-forget message)."""
+        C{<nomirror/>} for a fire-and-forget message; C{sent}: when our
+        user sent a room message, so that one held in the link keeps its
+        time: docs/decisions.md, "Protocol additions")."""
         up = copy_element(stanza)
         up["from"] = room.local_jid(nick)
         to = parse_jid(stanza.getAttribute("to"))
@@ -359,6 +362,8 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             up["to"] = room.master_occupant(nick)
         envelope = up.addElement((ns.FMUC, "fmuc"))
         envelope["from"] = user.full()
+        if sent is not None:
+            envelope["sent"] = format_timestamp(sent)
         if nomirror:
             up.addElement((ns.FMUC, "nomirror"))
         self.send(up)
@@ -387,7 +392,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             fire = self.fire_and_forget and child(stanza, "subject", stanza.uri) is None
             if child(stanza, "subject", stanza.uri) is None:
                 room.track_in_flight(stanza, sender)
-            self._send_up(stanza, user, room, sender.nick, nomirror=fire)
+            self._send_up(stanza, user, room, sender.nick, nomirror=fire, sent=self.now())
             if fire:
                 room.fan_out_local_message(stanza, sender)
             return
@@ -816,6 +821,7 @@ def _is_bounce(stanza):
 
 
 def _strip_envelopes(stanza):
-    """A client's own <fmuc/> or <dmuc/> is never forwarded (PROTOCOL.md 7)."""
-    strip_children(stanza, ns.FMUC, ns.DMUC3)
+    """A client's own <fmuc/> or <dmuc/> is never forwarded (PROTOCOL.md 7),
+    nor a DMUC <time/>, which decides where a message goes in history."""
+    strip_children(stanza, ns.FMUC, ns.DMUC3, ns.DMUC_SYNC)
 
