@@ -9,6 +9,8 @@ stanza that makes a handler fail gets C{internal-server-error}, is logged
 with its sender, and the service goes on serving everyone else.
 """
 
+import secrets
+
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -352,6 +354,11 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             self._reply_service_items(stanza, query)
         elif key == ("get", ns.PING, "ping"):
             self.send(result_reply(stanza))
+        elif key == ("get", ns.MUC_UNIQUE, "unique"):
+            # XEP-0307: a name for a new room, as Prosody's mod_muc_unique.
+            reply = result_reply(stanza)
+            reply.addElement((ns.MUC_UNIQUE, "unique"), content=secrets.token_hex(9))
+            self.send(reply)
         else:
             raise StanzaError("service-unavailable")
 
@@ -365,7 +372,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         identity["type"] = "text"
         identity["name"] = self.name
         for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, ns.MUC, ns.DMUC3,
-                        ns.DMUC_SYNC, ns.PING):
+                        ns.DMUC_SYNC, ns.PING, ns.MUC_UNIQUE):
             info.addElement("feature")["var"] = feature
         self.send(reply)
 

@@ -13,11 +13,13 @@ from dmuc.xmpp.stanzas import copy_element, make_stanza, strip_children
 def template(stanza):
     """
     What the room keeps of a presence an occupant sent: a copy without the
-    MUC elements, the DMUC envelope, a client-supplied occupant-id and
-    addressing.
+    MUC elements, the DMUC envelope, a client-supplied occupant-id or hats,
+    and addressing.
     """
     presence = copy_element(stanza)
-    dropped = (ns.MUC, ns.MUC_USER, ns.OCCUPANT_ID, ns.FMUC, ns.DMUC3)
+    # Hats (XEP-0317) are the room's to give, as at Prosody: a client's
+    # own would be shown as if the room had given them.
+    dropped = (ns.MUC, ns.MUC_USER, ns.OCCUPANT_ID, ns.FMUC, ns.DMUC3, ns.HATS)
     strip_children(presence, *dropped)
     for attr in ("to", "from"):
         if presence.hasAttribute(attr):

@@ -12,6 +12,8 @@ MUC_ROOMCONFIG = MUC + "#roomconfig"
 MUC_ROOMINFO = MUC + "#roominfo"
 MUC_STABLE_ID = MUC + "#stable_id"
 MUC_SELF_PING = MUC + "#self-ping-optimization"
+MUC_UNIQUE = MUC + "#unique"
+HATS = "xmpp:prosody.im/protocol/hats:1"
 
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
