@@ -173,6 +173,7 @@ class ConformanceTests(unittest.TestCase):
         directory = temp_directory(self)
         self.server = start_prosody(
             self, "fairfax.test", base_dir=directory, muc_domains=(PROSODY_MUC,),
+            muc_modules=("muc_mam",),
             components={DMUC_MUC: SECRET}, s2s_port=0)
         start_dmuc(self, directory + "/dmuc", {
             "xmpp": {"host": self.server.ip, "port": self.server.component_port},

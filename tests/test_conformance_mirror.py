@@ -87,7 +87,8 @@ class SharedSites:
 
     def __init__(self, base_dir):
         self.sites = TwoSites(base_dir, addresses=free_addresses(),
-                              muc_domains=((STOCK,), ()), log_level="info")
+                              muc_domains=((STOCK,), ()), log_level="info",
+                              muc_modules=("muc_mam",))
         self.sites.fairfax.create_accounts(FAIRFAX_USERS, PASSWORD)
         self.sites.raleigh.create_accounts(RALEIGH_USERS, PASSWORD)
         atexit.register(self.sites.stop)

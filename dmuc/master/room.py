@@ -772,10 +772,12 @@ class Room:
         message.attributes.pop("to", None)
         stanza_id = self.host.new_id()
         self._stamp_occupant_id(message, occupant)
-        marker = message.addElement((ns.STANZA_ID, "stanza-id"))
-        marker["id"] = stanza_id
-        marker["by"] = self.jid
         if history.is_historic(message):
+            # A stanza-id names a message the room keeps (as Prosody's
+            # mod_muc_mam): clients would look for the others in vain.
+            marker = message.addElement((ns.STANZA_ID, "stanza-id"))
+            marker["id"] = stanza_id
+            marker["by"] = self.jid
             # History keeps the time apart: the <delay/> of a late message
             # is for its live delivery (a backlog gets one of its own).
             stored = strip_children(copy_element(message), ns.DELAY)

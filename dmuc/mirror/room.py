@@ -830,10 +830,10 @@ class MirrorRoom:
         copy["from"] = self.local_jid(sender.nick)
         copy["type"] = "groupchat"
         strip_children(copy, ns.FMUC, ns.DMUC3)
-        marker = copy.addElement((ns.STANZA_ID, "stanza-id"))
-        marker["id"] = self.host.new_id()
-        marker["by"] = self.jid
         if history.is_historic(copy):
+            marker = copy.addElement((ns.STANZA_ID, "stanza-id"))
+            marker["id"] = self.host.new_id()
+            marker["by"] = self.jid
             self._remember(copy, timestamp)
         users = self.local_users()
         if users:
