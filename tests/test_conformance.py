@@ -159,6 +159,34 @@ SCENARIOS = {
         join("wayne", "Wayne2"),
         Step("wayne", "<iq type='set' id='r5' to='{room}'><query xmlns='jabber:iq:register'>"
                       "<remove/></query></iq>")],
+    "presence_broadcast": [
+        join("kevin", "Kevin"),
+        Step("kevin", "<iq type='set' id='pb1' to='{room}'><query "
+                      "xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' "
+                      "type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/"
+                      "muc#roomconfig</value></field>"
+                      "<field var='muc#roomconfig_moderatedroom'><value>1</value>"
+                      "</field><field var='muc#roomconfig_presencebroadcast'><value>moderator"
+                      "</value><value>participant</value></field></x></query></iq>"),
+        join("wayne", "Wayne"),
+        join("keith", "Keith"),
+        admin("kevin", "<item nick='Wayne' role='participant'/>"),
+        admin("kevin", "<item nick='Wayne' role='visitor'/>"),
+        # Only Keith is hidden now: Prosody's order among several would be
+        # Lua table order.
+        admin("kevin", "<item nick='Wayne' role='participant'/>"),
+        Step("kevin", "<iq type='set' id='pb2' to='{room}'><query "
+                      "xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' "
+                      "type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/"
+                      "muc#roomconfig</value></field>"
+                      "<field var='muc#roomconfig_presencebroadcast'><value>moderator"
+                      "</value><value>participant</value><value>visitor</value><value>none</value>"
+                      "</field></x></query></iq>"),
+        leave("keith", "Keith"),
+        # An admin joining sees the absent members ("none" is shown).
+        admin("kevin", "<item jid='{jid[keith]}' affiliation='admin'/>"),
+        admin("kevin", "<item jid='absent@fairfax.test' affiliation='member'/>"),
+        join("keith", "Keith")],
     "leave": [
         join("kevin", "Kevin"), join("wayne", "Wayne"),
         Step("wayne", "<presence to='{room}/Wayne'><show>away</show><status>brb</status></presence>"),

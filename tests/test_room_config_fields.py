@@ -76,3 +76,37 @@ class ConfigFieldTests(unittest.TestCase):
         self.assertEqual(self.sites.take(WAYNE), [])
         room = self.sites.master.rooms[ROOM]
         self.assertEqual(room.get_affiliation(JID("dave@raleigh.test")), "member")
+
+
+class PresenceBroadcastTests(unittest.TestCase):
+    """muc#roomconfig_presencebroadcast: occupants of a hidden role are
+    not shown to the others, at either site, until their role is shown."""
+
+    def setUp(self):
+        self.sites = TwoSites()
+        join(self.sites, KEVIN, "Kevin", ROOM)
+        self.sites.send(KEVIN, "<iq type='set' id='c' to='%s'><query xmlns='%s'><x xmlns="
+                        "'jabber:x:data' type='submit'><field var='muc#roomconfig_moderatedroom'>"
+                        "<value>1</value></field><field var='muc#roomconfig_presencebroadcast'>"
+                        "<value>moderator</value><value>participant</value></field></x></query>"
+                        "</iq>" % (ROOM, ns.MUC_OWNER))
+        self.sites.take(KEVIN)
+
+    def seen(self, user, nick_jid):
+        return [(s.getAttribute("type"), s["from"]) for s in self.sites.take(user)
+                if s.name == "presence" and s["from"] == nick_jid]
+
+    def test_hidden_visitors_at_both_sites(self):
+        own = join(self.sites, WAYNE, "Wayne")          # a visitor, through the mirror
+        self.assertIn(MROOM + "/Wayne", [s["from"] for s in own if s.name == "presence"])
+        self.assertEqual(self.seen(KEVIN, ROOM + "/Wayne"), [])
+        keith = join(self.sites, "keith@raleigh.test/x", "Keith")
+        self.assertNotIn(MROOM + "/Wayne", [s["from"] for s in keith if s.name == "presence"])
+        self.sites.send(KEVIN, "<iq type='set' id='v' to='%s'><query xmlns='%s'><item "
+                        "nick='Wayne' role='participant'/></query></iq>" % (ROOM, ns.MUC_ADMIN))
+        self.assertEqual(self.seen(KEVIN, ROOM + "/Wayne"), [(None, ROOM + "/Wayne")])
+        self.assertEqual(self.seen("keith@raleigh.test/x", MROOM + "/Wayne"),
+                         [(None, MROOM + "/Wayne")])
+        self.sites.send(KEVIN, "<iq type='set' id='v' to='%s'><query xmlns='%s'><item "
+                        "nick='Wayne' role='visitor'/></query></iq>" % (ROOM, ns.MUC_ADMIN))
+        self.assertEqual(self.seen(KEVIN, ROOM + "/Wayne"), [("unavailable", ROOM + "/Wayne")])

@@ -225,10 +225,12 @@ class Room:
             stays (its self-presence is its leave).
         """
         unavailable = occupant.role is None
-        self._tell_local_occupants(occupant, codes, unavailable=unavailable, **kwargs)
-        for via in self._mirrors_told_about(occupant):
-            self._send_to_mirror(via, self._presence_of(
-                occupant, via, codes, unavailable=unavailable, **kwargs))
+        if self.config.broadcasts(occupant.role):
+            self._tell_others(occupant, codes, unavailable=unavailable, **kwargs)
+        elif self.config.broadcasts(occupant.shown_role):
+            # Now of a role the room hides: the others see it leave.
+            self._tell_others(occupant, codes, unavailable=True, **kwargs)
+        occupant.shown_role = occupant.role
         own = tuple(codes) + tuple(self_codes) + ("110",)
         self._tell_sessions(occupant, own, leaving, unavailable=unavailable, **kwargs)
 
@@ -253,6 +255,13 @@ class Room:
                 # without an occupant-id.
                 _drop_occupant_id(own)
             self._send_to_session(address, own)
+
+    def _tell_others(self, occupant, codes, **kwargs):
+        """C{occupant}'s presence to this site's other occupants and one
+        copy to each mirror that needs it."""
+        self._tell_local_occupants(occupant, codes, **kwargs)
+        for via in self._mirrors_told_about(occupant):
+            self._send_to_mirror(via, self._presence_of(occupant, via, codes, **kwargs))
 
     def _tell_local_occupants(self, occupant, codes, **kwargs):
         """
@@ -584,12 +593,34 @@ class Room:
         occupant.role = None
 
     def _send_occupant_list(self, joiner, address=None):
-        """The others, to the joining session (C{address}, by default the
-        occupant's only one)."""
+        """The others the room shows, to the joining session (C{address},
+        by default the occupant's only one), and the absent members when
+        the room shows them (presence broadcast C{none}), as Prosody."""
         for other in list(self.occupants.values()):
-            if other is not joiner:
+            if other is not joiner and self.config.broadcasts(other.role):
                 self._send_to_session(address or joiner.address,
                                       self._presence_of(other, joiner))
+        if self.config.broadcasts(None):
+            for presence in self._absent_members(joiner):
+                self._send_to_session(address or joiner.address, presence)
+
+    def _absent_members(self, viewer):
+        present = {o.bare_jid for o in self.occupants.values()}
+        anonymous = not (self.may_see_real_jids(viewer) or self.get_affiliation(
+            viewer.real_jid) in ("owner", "admin"))
+        for bare, affiliation in sorted(self.affiliations.items()):
+            nick = self.reserved_nicks.get(bare)
+            if bare in present or "@" not in bare or not (nick or not anonymous):
+                continue
+            presence = make_stanza("presence", type="unavailable",
+                                   frm=self.occupant_jid(nick) if nick else self.jid)
+            item = presence.addElement((ns.MUC_USER, "x")).addElement("item")
+            item["affiliation"], item["role"] = affiliation, "none"
+            if nick:
+                item["nick"] = nick
+            if not anonymous:
+                item["jid"] = bare
+            yield presence
 
     def _send_history(self, occupant, request, address=None):
         entries = history.select(self.history, request, self.host.now(),
@@ -1135,10 +1166,24 @@ class Room:
                 {k: v for k, v in old.to_dict().items() if k != "whois"}:
             codes.add("104")
         del self.history[:max(0, len(self.history) - new.history_length)]
+        if new.presence_broadcast != old.presence_broadcast:
+            self._show_or_hide(old)
         if new.members_only and not old.members_only:
             self._remove_non_members()
         self.host.configured(self, old)
         return sorted(codes)
+
+    def _show_or_hide(self, old):
+        """Occupants of a role the room now shows appear to the others;
+        those of a role it now hides leave their view."""
+        for occupant in list(self.occupants.values()):
+            was, now = old.broadcasts(occupant.role), self.config.broadcasts(occupant.role)
+            if was != now:
+                # As Prosody: the others see it come or go, the occupant
+                # itself gets its presence again.
+                self._tell_others(occupant, (), unavailable=not now)
+                self._tell_sessions(occupant, ("110",))
+            occupant.shown_role = occupant.role
 
     def announce_config(self, codes):
         """Tell the occupants the configuration changed (104, 172, 173)."""

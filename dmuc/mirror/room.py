@@ -440,6 +440,8 @@ class MirrorRoom:
                     None, self.local_jid(nick), "none", "none", unavailable=True))
         for nick in sorted(set(self.roster) - before):
             occupant = self.roster[nick]
+            if not self.config.broadcasts(occupant.role):
+                continue
             for local in self.local_users():
                 self._deliver(local.user, self._roster_presence(occupant, local))
 
@@ -574,7 +576,7 @@ class MirrorRoom:
         JID; by default the occupant's C{user})."""
         address = (to or occupant.user).full()
         for other in list(self.roster.values()):
-            if other is not occupant:
+            if other is not occupant and self.config.broadcasts(other.role):
                 self._deliver_session(address, self._roster_presence(other, occupant))
         self._deliver_session(address, own_presence)
         for entry in history.select(self.history, request.history,

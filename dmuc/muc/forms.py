@@ -38,6 +38,8 @@ CONFIG_FIELDS = (
      "Allow members to invite new members"),
     ("language", "muc#roomconfig_lang", "text-single",
      "Language tag for room (e.g. 'en', 'de', 'fr' etc.)"),
+    ("presence_broadcast", "muc#roomconfig_presencebroadcast", "list-multi",
+     "Only show participants with roles:"),
     ("history_length", "muc#roomconfig_historylength", "text-single",
      "Maximum number of history messages returned by room"),
     ("default_history", "muc#roomconfig_defaulthistorymessages", "text-single",
@@ -46,6 +48,8 @@ CONFIG_FIELDS = (
      "Allow mirrors of this room at other sites (DMUC)"),
     ("archiving", archive.CONFIG_VAR, "boolean", "Enable archiving?"),
 )
+
+ROLES = ("none", "visitor", "participant", "moderator")
 
 _BY_VAR = {var: (attr, ftype) for attr, var, ftype, _ in CONFIG_FIELDS}
 _BY_VAR["muc#roomconfig_allowinvites"] = ("allow_invites", "boolean")
@@ -76,6 +80,9 @@ def config_form(config, jid, form_type="form", compact=False):
 
 
 def _field(attr, var, ftype, label, value, options=True):
+    if attr == "presence_broadcast":
+        choices = [data_form.Option(r) for r in ROLES] if options else []
+        return data_form.Field(ftype, var, values=list(value), label=label, options=choices)
     if not options and attr in ("whois", "max_users"):
         return data_form.Field(ftype, var, str(value) if value else "none")
     if attr == "whois":
@@ -120,6 +127,10 @@ def parse_config_submission(element, current):
 
 
 def _convert(attr, ftype, var, raw):
+    if attr == "presence_broadcast":
+        if any(role not in ROLES for role in raw):
+            raise StanzaError("not-acceptable", text="Invalid value for %s" % var)
+        return tuple(raw)
     value = raw[0] if raw else ""
     if ftype == "boolean":
         return _boolean(var, raw)

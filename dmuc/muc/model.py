@@ -57,6 +57,9 @@ class Occupant:
     address: str = None
     via: str | None = None
     others: dict = field(default_factory=dict)
+    # The role the others last saw: whether a hidden role's change is a
+    # leave for them (presence broadcast).
+    shown_role: str | None = None
 
     def __post_init__(self):
         if self.address is None:
@@ -138,6 +141,18 @@ class RoomConfig:
     distributed: bool = True
     archiving: bool = True
     language: str = ""
+    presence_broadcast: tuple = ("moderator", "participant", "visitor")
+
+    def __post_init__(self):
+        # Stored as a JSON list, submitted in any order: one form only.
+        self.presence_broadcast = tuple(
+            r for r in ("none", "visitor", "participant", "moderator")
+            if r in self.presence_broadcast)
+
+    def broadcasts(self, role):
+        """Whether occupants of C{role} are shown to the others (Prosody's
+        C{muc#roomconfig_presencebroadcast}; C{none}: absent members)."""
+        return (role or "none") in self.presence_broadcast
 
     def to_dict(self):
         return {f.name: getattr(self, f.name) for f in fields(self)}
