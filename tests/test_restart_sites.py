@@ -1,9 +1,11 @@
 """
-The master service killed (SIGKILL) during a conversation from both
-sites and started again, on two real sites: the mirror's users stay in
-the room without doing anything, nobody sees a false error, and every
-message is in both histories exactly once.
+The master service, or the mirror service, killed (SIGKILL) during a
+conversation and started again, on two real sites: the mirror's users
+stay in the room without doing anything, nobody sees a false error, and
+every message is in both histories and reaches every user exactly once.
 """
+
+import sqlite3
 
 from twisted.trial import unittest
 
@@ -13,6 +15,18 @@ from tests.test_netsplit_sites import (
     MROOM, ROOM, TwoSitesInAConversation, body, eventually, stored_bodies)
 
 SELF_PING = "<iq type='get' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>"
+
+
+def stored_room(database, room):
+    """The room copy as stored (its JSON text), or ''."""
+    connection = sqlite3.connect(database)
+    try:
+        row = connection.execute("select config from rooms where jid = ?", (room,)).fetchone()
+    except sqlite3.OperationalError:
+        return ""
+    finally:
+        connection.close()
+    return row[0] if row else ""
 
 
 def errors(stanzas):
@@ -126,3 +140,42 @@ class MasterRestartSitesTests(TwoSitesInAConversation, unittest.TestCase):
         kevin_errors = [e for e in errors(self.seen["kevin"])
                         if e.tag.endswith("message") or e.tag.endswith("presence")]
         self.assertEqual(kevin_errors, [])
+
+
+class MirrorRestartSitesTests(TwoSitesInAConversation, unittest.TestCase):
+    """The mirror service killed (SIGKILL) while fairfax talks, and started
+    again: its users are in the room again without doing anything, get what
+    was said meanwhile once, and both histories are the same."""
+
+    def setUp(self):
+        TwoSitesInAConversation.setUp(self)
+        self.seen = {}
+        for name in ("wayne", "keith"):
+            received = self.seen[name] = []
+            getattr(self, name).listen(received.append)
+
+    def test_mirror_killed_during_a_conversation(self):
+        # The mirror writes its room copy at most 0.5 s late (a crash in
+        # that window loses it: not solved yet); here it is written.
+        mirror_db = self.sites.mirror.directory + "/mirror.sqlite"
+        self.assertEqual(eventually(lambda: "Keith" in stored_room(mirror_db, MROOM)), True)
+        self.sites.mirror.kill()
+        self.say(self.kevin, ROOM, "k1")
+        self.say(self.kevin, ROOM, "k2")
+        self.sites.mirror.start()
+        for client in (self.wayne, self.keith):
+            client.wait_for(lambda s: body(s) == "k2", timeout=20)
+        self.say(self.wayne, MROOM, "w1")
+        self.kevin.wait_for(lambda s: body(s) == "w1", timeout=10)
+        self.keith.wait_for(lambda s: body(s) == "w1", timeout=10)
+        for client, occupant in ((self.wayne, MROOM + "/Wayne"), (self.keith, MROOM + "/Keith")):
+            self.assertEqual(client.iq(SELF_PING % occupant).get("type"), "result")
+        expected = ["before", "k1", "k2", "w1"]
+        master_db = self.sites.master.directory + "/master.sqlite"
+        self.assertEqual(eventually(lambda: stored_bodies(master_db, ROOM) == expected),
+                         True, stored_bodies(master_db, ROOM))
+        self.assertEqual(eventually(lambda: stored_bodies(mirror_db, MROOM) == expected),
+                         True, stored_bodies(mirror_db, MROOM))
+        for name in ("wayne", "keith"):
+            said = [body(s) for s in self.seen[name] if body(s) in ("k1", "k2")]
+            self.assertEqual(said, ["k1", "k2"], name)
