@@ -270,3 +270,40 @@ class SaveTests(unittest.TestCase):
         self.sites.clock.advance(SAVE_DELAY)
         self.assertEqual(errors, [MROOM + ": could not save the room copy in storage"])
         self.assertEqual(len(self.flushLoggedErrors(StorageError)), 1)
+
+
+class CrashTests(unittest.TestCase):
+    """What a crash of the mirror may not lose: who of its users is in
+    which room (else they are left out of the room without knowing), and
+    what they wrote during a split.  Status changes may wait."""
+
+    def setUp(self):
+        self.sites = TwoSites()
+        self.join = join
+        join(self.sites, KEVIN, "Kevin", ROOM)
+
+    def copy(self):
+        room = self.sites.mirror.rooms.get(MROOM)
+        return sorted(room.roster) if room is not None else None
+
+    def test_a_join_survives_a_crash_at_once(self):
+        self.join(self.sites, WAYNE, "Wayne")
+        self.sites.restart_mirror(crash=True)
+        self.assertEqual(self.copy(), ["Kevin", "Wayne"])
+
+    def test_a_leave_survives_a_crash_at_once(self):
+        self.join(self.sites, WAYNE, "Wayne")
+        self.join(self.sites, KEITH, "Keith")
+        self.sites.send(KEITH, "<presence type='unavailable' to='%s/Keith'/>" % MROOM)
+        self.sites.restart_mirror(crash=True)
+        self.assertEqual(self.copy(), ["Kevin", "Wayne"])
+
+    def test_split_messages_survive_a_crash_at_once(self):
+        self.join(self.sites, WAYNE, "Wayne")
+        self.sites.cut = True
+        say(self.sites, WAYNE, "during", MROOM)     # bounces: the mirror splits
+        say(self.sites, WAYNE, "still during", MROOM)
+        self.sites.restart_mirror(crash=True)
+        room = self.sites.mirror.rooms[MROOM]
+        self.assertTrue(room.split)
+        self.assertEqual(len(room.split_messages), 2)

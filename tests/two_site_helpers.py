@@ -61,10 +61,15 @@ class TwoSites:
         handler.setHandlerParent(manager)
         self._managers[domain] = manager
 
-    def restart_mirror(self):
+    def restart_mirror(self, crash=False):
         """A new mirror process on the same database, as after a restart
-        (the old one stopped as its service stops it: saves flushed)."""
-        self.mirror.flush()
+        (the old one stopped as its service stops it: saves flushed; or,
+        with C{crash}, killed: what it had not written is lost)."""
+        if crash:
+            for room_jid in list(self.mirror._unsaved):
+                self.mirror.cancel_save(room_jid)
+        else:
+            self.mirror.flush()
         self.mirror = MirrorMUC(MIRROR, ("raleigh.test",), self.mirror.store, self.clock,
                                 fire_and_forget=self.fire_and_forget)
         self.mirror.load()

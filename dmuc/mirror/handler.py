@@ -48,6 +48,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self._masters = {}        # master service -> True / False / [waiting joins]
         self._forwarded_iqs = RoutedIqs()  # IQs routed to or for occupants
         self._uploads = {}        # our id -> number of split messages in it
+        self._saved_shapes = {}   # room JID -> what of it a crash may not lose, as saved
         self._own_iqs = {}        # our id -> (user JID, their id): users' own IQs to a room
 
     @defer.inlineCallbacks
@@ -71,8 +72,15 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
 
     def save(self, room):
         # The copy holds the whole roster and changes at every presence:
-        # one write per room and SAVE_DELAY, all flushed at stop.
+        # one write per room and SAVE_DELAY, all flushed at stop.  What a
+        # crash may not lose is written at once: which of our users are in
+        # (else they would be out of the room without knowing it), the
+        # split and what they wrote during it.
         self.save_soon(room, "save the room copy")
+        shape = room.crash_relevant_state()
+        if self._saved_shapes.get(room.jid) != shape:
+            self._saved_shapes[room.jid] = shape
+            self.flush()
 
     def store_message(self, room, entry):
         self.stored(self.store.append_history(room.jid, entry, room.config.history_length),

@@ -83,6 +83,11 @@ class Roster(dict):
     def has_users(self):
         return bool(self._by_user)
 
+    def users(self):
+        """Our users in the room, as (full JID, nick), from the index."""
+        return frozenset((user, o.nick) for user, found in self._by_user.items()
+                         for o in found)
+
     def _index(self, occupant):
         if occupant.user is not None:
             for key in occupant.addresses():
@@ -251,6 +256,12 @@ class MirrorRoom:
                     "archive_complete": self.archive_complete},
             subject=self.subject, subject_nick=self.subject_from,
             subject_time=self.subject_delay)
+
+    def crash_relevant_state(self):
+        """What of this copy must be on disk at once, not within the save
+        delay: who of our users is in (and at which nick), the split, and
+        what they wrote during it."""
+        return self.roster.users(), self.split, self.synced, len(self.split_messages)
 
     def _presence_xml(self, occupant):
         """
@@ -970,6 +981,7 @@ class MirrorRoom:
         now = written if written is not None else self.host.now()
         self.split_messages.append(SplitMessage(sender.nick, sender.user.full(), now,
                                                 copy.toXml()))
+        self._save()   # on disk before anyone sees it: a crash must not lose it
         self.fan_out_local_message(copy, sender, now)
 
     # -- XEP-0410 self-ping
