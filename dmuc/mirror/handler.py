@@ -16,6 +16,7 @@ from dmuc.muc.occupant_iq import RoutedIq, RoutedIqs, goes_to_bare_jid
 from dmuc.muc import archive, registration, restart
 from dmuc.muc.presence import template
 from dmuc.mirror.archive import MirrorArchiveHost
+from dmuc.mirror.leaving import LeavesInFlight
 from dmuc.mirror.room import MirrorRoom, PendingJoin
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.addressing import MalformedAddress, master_room_jid
@@ -50,6 +51,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self._uploads = {}        # our id -> number of split messages in it
         self._saved_shapes = {}   # room JID -> what of it a crash may not lose, as saved
         self._own_iqs = {}        # our id -> (user JID, their id): users' own IQs to a room
+        self._leaving = LeavesInFlight()
 
     @defer.inlineCallbacks
     def load(self):
@@ -92,6 +94,17 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
 
     def user_left(self, room, occupant):
         self.maybe_idle(room)
+        for stanza in self._leaving.answered(room.jid, occupant.nick):
+            self._replay_presence(stanza)
+
+    def _replay_presence(self, stanza):
+        """A user's presence held while its leave was in flight, taken
+        now as if it had just come."""
+        try:
+            self._dispatch(stanza, "presence", parse_jid(stanza["from"]),
+                           parse_jid(stanza["to"]))
+        except StanzaError as e:
+            self._reply_error(stanza, e)
 
     def maybe_idle(self, room):
         """A mirror room nobody here uses any more is dropped: the master
@@ -272,6 +285,8 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                 return
             self._start_join(stanza, user, nick, master_jid, room_jid)
             return
+        if self._leaving.hold(room.jid, current.nick, copy_element(stanza)):
+            return
         if current.nick != nick and kind != "unavailable":
             raise StanzaError("not-acceptable", text="Nick changes are not possible "
                               "through a mirror; leave and join again", by=room.jid)
@@ -295,6 +310,8 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             # Should the master have forgotten the user (a restart), the
             # user joins again with this presence, not the one before.
             current.presence = template(stanza)
+        elif kind == "unavailable":
+            self._leaving.sent(room.jid, current.nick)
         self._send_up(stanza, user, room, current.nick)
 
     def _session_presence(self, stanza, user, room, occupant):
@@ -670,6 +687,8 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         for room in list(self.rooms.values()):
             if room.master_jid.split("@")[-1] == peer:
                 room.enter_split(keep_messages=self.split_mode == "local")
+                for stanza in self._leaving.unanswerable(room.jid):
+                    self._replay_presence(stanza)
 
     def netjoin(self, peer):
         for room in list(self.rooms.values()):
