@@ -215,3 +215,28 @@ class SplitNoticeTests(unittest.TestCase):
 
 def bodies_of_status(presence):
     return "".join(str(s) for s in presence.elements(None, "status"))
+
+
+class StopNoticeTests(unittest.TestCase):
+    """A master that says it stops is not a broken link: mirror users are
+    told the room's service stopped, and that it is back."""
+
+    def test_told_the_service_stopped_and_is_back(self):
+        sites = TwoSites()
+        join(sites, KEVIN, "Kevin", ROOM)
+        join(sites, WAYNE, "Wayne")
+        sites.take(WAYNE)
+        sites.stop_master()
+        seen = sites.take(WAYNE)
+        notices = [bodies([s])[0] for s in seen if s.name == "message" and "/" not in s["from"]]
+        self.assertEqual(len(notices), 1)
+        self.assertTrue(notices[0].startswith(
+            "The room's service %s has stopped (a restart, most likely)." % MASTER), notices)
+        kevin_gone, = [s for s in seen if s.name == "presence"]
+        self.assertEqual(bodies_of_status(kevin_gone), "%s has stopped" % MASTER)
+        sites.start_master()
+        sites.advance(30)
+        notices = [bodies([s])[0] for s in sites.take(WAYNE)
+                   if s.name == "message" and "/" not in s["from"] and bodies([s])]
+        self.assertEqual(notices, ["The room's service %s is back; the room is whole again."
+                                   % MASTER])

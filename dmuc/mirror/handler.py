@@ -49,6 +49,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self._masters = {}        # master service -> True / False / [waiting joins]
         self._forwarded_iqs = RoutedIqs()  # IQs routed to or for occupants
         self._uploads = {}        # our id -> number of split messages in it
+        self._stopping = set()     # master services that said they stop
         self._saved_shapes = {}   # room JID -> what of it a crash may not lose, as saved
         self._own_iqs = {}        # our id -> (user JID, their id): users' own IQs to a room
         self._leaving = LeavesInFlight()
@@ -686,11 +687,13 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
     def split(self, peer, reason):
         for room in list(self.rooms.values()):
             if room.master_jid.split("@")[-1] == peer:
-                room.enter_split(keep_messages=self.split_mode == "local")
+                room.enter_split(keep_messages=self.split_mode == "local",
+                                 stopped=peer in self._stopping)
                 for stanza in self._leaving.unanswerable(room.jid):
                     self._replay_presence(stanza)
 
     def netjoin(self, peer):
+        self._stopping.discard(peer)
         for room in list(self.rooms.values()):
             if room.master_jid.split("@")[-1] != peer or not room.split:
                 continue
@@ -723,9 +726,11 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             return
         if restart.is_stop_notice(presence):
             log.info("{master} is stopping", master=sender.host)
+            self._stopping.add(sender.host)
             self.monitors.peer_stopped(sender.host, "%s is stopping" % sender.host)
         elif restart.is_start_notice(presence):
             log.info("{master} started again", master=sender.host)
+            self._stopping.discard(sender.host)
             for room in self._rooms_of(sender.host):
                 self._master_forgot(room)
 

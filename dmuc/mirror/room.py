@@ -217,6 +217,7 @@ class MirrorRoom:
         self.history_requested = False
         self.split = False
         self.split_keeps_messages = True
+        self.split_stopped = False
         self.resyncing = False
         self.split_messages = []
         self.in_flight = {}   # origin-id -> (nick, message) sent up, not echoed yet
@@ -465,7 +466,9 @@ class MirrorRoom:
                     for local in self.local_users():
                         self._deliver(local.user, self._history_message(entry))
             self.resyncing = False
-            self._notify_locals(notices.netjoin_notice(self.jid, self.master_site()))
+            self._notify_locals(notices.netjoin_notice(self.jid, self.master_site(),
+                                                       self.split_stopped))
+            self.split_stopped = False
         else:
             self.history = []
             for message in messages:
@@ -856,18 +859,20 @@ class MirrorRoom:
 
     # -- netsplit (PROTOCOL.md 6)
 
-    def enter_split(self, keep_messages=True):
+    def enter_split(self, keep_messages=True, stopped=False):
         """
         The master is out of reach: every occupant of the other sites
         leaves our users' view (333); joins in flight are served here;
         messages in flight are kept for the netjoin (split_mode local) or
         refused to their senders (C{keep_messages} false: readonly).
+        C{stopped}: the master said it stops, which users are told.
         """
         self.split = True
         self.split_keeps_messages = keep_messages
+        self.split_stopped = stopped
         self.synced = self.history_requested = False
         gone = [o for o in self.roster.values() if o.user is None]
-        reason = notices.split_presence_template(self.master_site())
+        reason = notices.split_presence_template(self.master_site(), stopped)
         for occupant in gone:
             del self.roster[occupant.nick]
             for local in self.local_users():
@@ -925,7 +930,7 @@ class MirrorRoom:
 
     def _split_notice(self, nicks=()):
         return notices.split_notice(self.jid, self.master_site(), nicks,
-                                    self.split_keeps_messages)
+                                    self.split_keeps_messages, self.split_stopped)
 
     def _notify_locals(self, message):
         users = self.local_users()

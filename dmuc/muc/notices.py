@@ -12,25 +12,33 @@ from dmuc.xmpp.stanzas import make_stanza
 MAX_NICKS_NAMED = 10
 
 
-def split_presence_template(site):
+def split_presence_template(site, stopped=False):
     """
     The presence template of an occupant who left with a split: the reason
     a client shows for the leave (status 333), instead of whatever status
     text the occupant last set.
+
+    @param stopped: the other side's service said it stops (a restart,
+        most likely), rather than falling silent.
     """
     presence = make_stanza("presence")
-    presence.addElement("status", content="Network split: %s is unreachable" % site)
+    text = ("%s has stopped" if stopped else "Network split: %s is unreachable") % site
+    presence.addElement("status", content=text)
     return presence
 
 
-def split_notice(room_jid, site, nicks=(), keeps_messages=True):
+def split_notice(room_jid, site, nicks=(), keeps_messages=True, stopped=False):
     """
     @param site: the other side, as users know it (a domain).
     @param nicks: the occupants who left with the split.
     @param keeps_messages: whether what is written now reaches the other
         side later (C{False}: the room is read-only during the split).
+    @param stopped: see L{split_presence_template}.
     """
-    text = "Network split: the link to %s is down." % site
+    if stopped:
+        text = "The room's service %s has stopped (a restart, most likely)." % site
+    else:
+        text = "Network split: the link to %s is down." % site
     if nicks:
         text += " %s %s on the other side." % (_names(nicks), "is" if len(nicks) == 1 else "are")
     if keeps_messages:
@@ -41,7 +49,9 @@ def split_notice(room_jid, site, nicks=(), keeps_messages=True):
     return _notice(room_jid, text)
 
 
-def netjoin_notice(room_jid, site):
+def netjoin_notice(room_jid, site, stopped=False):
+    if stopped:
+        return _notice(room_jid, "The room's service %s is back; the room is whole again." % site)
     return _notice(room_jid, "Netjoin: the link to %s is back; the room is whole again." % site)
 
 
