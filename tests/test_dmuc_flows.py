@@ -27,6 +27,18 @@ def say(sites, user, body, room):
                % (room, body))
 
 
+def conversation(**options):
+    """Two sites with Kevin in the room at fairfax and Wayne and Keith
+    through the mirror, everyone's inbox empty."""
+    sites = TwoSites(**options)
+    join(sites, KEVIN, "Kevin", ROOM)
+    join(sites, WAYNE, "Wayne")
+    join(sites, KEITH, "Keith")
+    for user in (KEVIN, WAYNE, KEITH):
+        sites.take(user)
+    return sites
+
+
 def bodies(stanzas):
     return [str(b) for s in stanzas for b in s.elements(None, "body")]
 
@@ -106,12 +118,7 @@ class MirrorJoinTests(unittest.TestCase):
 class MirrorConversationTests(unittest.TestCase):
 
     def setUp(self):
-        self.sites = TwoSites()
-        join(self.sites, KEVIN, "Kevin", ROOM)
-        join(self.sites, WAYNE, "Wayne")
-        join(self.sites, KEITH, "Keith")
-        for user in (KEVIN, WAYNE, KEITH):
-            self.sites.take(user)
+        self.sites = conversation()
         self.sites.link_count()
 
     def test_remote_message_reaches_everyone_once(self):

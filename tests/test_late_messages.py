@@ -10,8 +10,8 @@ from twisted.trial import unittest
 from dmuc.muc.history import order_key
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.timestamps import parse_timestamp
-from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, bodies, join, say
-from tests.two_site_helpers import MROOM, ROOM, TwoSites
+from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, bodies, conversation, join, say
+from tests.two_site_helpers import MROOM, ROOM
 
 
 def delays(stanzas, text):
@@ -28,12 +28,7 @@ def errors(stanzas):
 class LateMessageTests(unittest.TestCase):
 
     def setUp(self):
-        self.sites = TwoSites()
-        join(self.sites, KEVIN, "Kevin", ROOM)
-        join(self.sites, WAYNE, "Wayne")
-        join(self.sites, KEITH, "Keith")
-        for user in (KEVIN, WAYNE, KEITH):
-            self.sites.take(user)
+        self.sites = conversation()
 
     def history_times(self, room, text):
         return [e.timestamp for e in room.history if ">%s<" % text in e.xml]

@@ -8,7 +8,7 @@ Master and mirror share these, so both sites look the same to a client.
 
 from dmuc.muc.presence import occupant_presence
 from dmuc.xmpp import namespaces as ns
-from dmuc.xmpp.stanzas import child, make_stanza
+from dmuc.xmpp.stanzas import child, error_condition, make_stanza
 
 SHUTDOWN = "332"
 
@@ -63,16 +63,6 @@ def is_self_ping_request(iq):
     """A XEP-0199 ping (the request of a XEP-0410 self-ping)."""
     return (iq.getAttribute("type") == "get"
             and child(iq, "ping", ns.PING) is not None)
-
-
-def error_condition(stanza):
-    error = child(stanza, "error", stanza.uri)
-    if error is None:
-        return None
-    for element in error.elements():
-        if element.uri == ns.STANZAS and element.name != "text":
-            return element.name
-    return None
 
 
 def says_not_in_room(stanza):

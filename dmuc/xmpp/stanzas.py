@@ -153,6 +153,18 @@ def payload(element):
     return None
 
 
+def error_condition(stanza):
+    """The defined condition of an error stanza (e.g. C{item-not-found}),
+    or C{None}."""
+    error = child(stanza, "error", stanza.uri)
+    if error is None:
+        return None
+    for element in error.elements():
+        if element.uri == ns.STANZAS and element.name != "text":
+            return element.name
+    return None
+
+
 def strip_children(element, *uris):
     """Remove every child element in one of the given namespaces."""
     element.children = [
