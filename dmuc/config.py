@@ -185,6 +185,7 @@ SCHEMA = {
         "secret": (_secret, REQUIRED),
         "database": (_database, "dmuc-master.sqlite"),
         "trusted_mirrors": (_trusted_mirrors, ""),
+        "redirect_to_mirrors": (_boolean, "false"),
         "tombstone_expiry": (_expiry, str(31 * 86400)),
         "archive_expires": (_archive_expires, "1w"),
     },
@@ -222,6 +223,7 @@ class MasterConfig:
     secret: str
     database: str
     trusted_mirrors: dict = field(default_factory=dict)
+    redirect_to_mirrors: bool = False
     tombstone_expiry: float = 31 * 86400
     archive_expires: float | None = 7 * 86400
 

@@ -70,6 +70,14 @@ class LoadTests(unittest.TestCase):
         self.assertConfigError(GOOD + "tombstone_expiry = -5\n",
                                "[master] tombstone_expiry:", "-5")
 
+    def test_redirect_to_mirrors(self):
+        loaded = config.load(self.write("[master]\njid = c.example.org\nsecret = x\n"))
+        self.assertIs(loaded.master.redirect_to_mirrors, False)
+        loaded = config.load(self.write(GOOD + "redirect_to_mirrors = yes\n"))
+        self.assertIs(loaded.master.redirect_to_mirrors, True)
+        self.assertConfigError(GOOD + "redirect_to_mirrors = sometimes\n",
+                               "[master] redirect_to_mirrors:", "sometimes")
+
     def test_archive_expires(self):
         loaded = config.load(self.write(GOOD))
         self.assertEqual(loaded.master.archive_expires, 7 * 86400)

@@ -336,8 +336,12 @@ class TrustTests(unittest.TestCase):
 
     def test_foreign_user_at_the_mirror(self):
         self.sites.send("eve@evil.test/x", "<presence to='%s/Eve'>%s</presence>" % (MROOM, MUC_X % ""))
-        self.assertRefused(self.sites.take("eve@evil.test/x"))
+        # A join is sent to the master room (tests/test_invites.py), any
+        # other stanza refused.
+        self.assertRefused(self.sites.take("eve@evil.test/x"), "redirect")
         self.assertLogged("refused", "eve@evil.test/x")
+        self.sites.send("eve@evil.test/x", "<presence to='%s/Eve'/>" % MROOM)
+        self.assertRefused(self.sites.take("eve@evil.test/x"))
 
     def test_malformed_escape(self):
         self.sites.send(WAYNE, "<presence to='chat\\4zconference.fairfax.test@%s/Wayne'>%s</presence>"

@@ -15,6 +15,7 @@ def MasterService(xmpp, master, monitor, reactor):
         "master", xmpp, master.jid, master.secret, master.database,
         lambda store: MasterMUC(master.jid, store, reactor,
                                 trusted_mirrors=master.trusted_mirrors, monitor=monitor,
-                                tombstone_expiry=master.tombstone_expiry).keeping_archives_for(
+                                tombstone_expiry=master.tombstone_expiry,
+                                redirect_to_mirrors=master.redirect_to_mirrors).keeping_archives_for(
             master.archive_expires),
         reactor)

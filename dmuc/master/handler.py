@@ -17,14 +17,16 @@ from twisted.logger import Logger
 from dmuc.muc import registration, voice
 from dmuc.master.room import Room
 from dmuc.master.tombstones import DEFAULT_EXPIRY, Tombstones
-from dmuc.muc import forms, restart
+from dmuc.muc import forms, invitations, restart
 from dmuc.muc import archive
 from dmuc.muc.history import order_key
 from dmuc.muc.model import HistoryRequest, JoinRequest, Sender
 from dmuc.xmpp import namespaces as ns
-from dmuc.xmpp.addressing import MalformedAddress, master_room_jid
+from dmuc.xmpp.addressing import MalformedAddress, master_room_jid, mirror_room_jid
 from dmuc.xmpp.component import ComponentHandler
-from dmuc.xmpp.stanzas import StanzaError, child, child_text, parse_jid, payload, result_reply
+from dmuc.xmpp.stanzas import (
+    StanzaError, child, child_text, error_condition, error_reply, parse_jid, payload,
+    result_reply)
 from dmuc.xmpp.timestamps import parse_timestamp
 
 log = Logger(namespace="dmuc.master")
@@ -33,6 +35,9 @@ KICKABLE_ERRORS = {
     "gone", "internal-server-error", "item-not-found", "jid-malformed",
     "recipient-unavailable", "redirect", "remote-server-not-found",
     "remote-server-timeout", "service-unavailable"}
+
+# Seconds the master remembers an invitation it asked a mirror to deliver.
+RELAY_TIMEOUT = 60
 
 
 class MasterMUC(archive.ArchiveHost, ComponentHandler):
@@ -44,10 +49,13 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
     """
 
     def __init__(self, domain, store, clock, name="dmuc chat rooms",
-                 trusted_mirrors=None, monitor=None, tombstone_expiry=DEFAULT_EXPIRY):
+                 trusted_mirrors=None, monitor=None, tombstone_expiry=DEFAULT_EXPIRY,
+                 redirect_to_mirrors=False):
         """
         @param trusted_mirrors: mirror service domain -> the user domains it
             may speak for (PROTOCOL.md 8).
+        @param redirect_to_mirrors: send a user of a mirror-served domain
+            who joins a room directly to its mirror room (DMUC1).
         @param tombstone_expiry: seconds a destroyed persistent room answers
             C{gone} (L{Tombstones}); 0 for never.
         """
@@ -56,6 +64,8 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         self.name = name
         self.rooms = {}
         self.tombstones = Tombstones(self, tombstone_expiry)
+        self.redirect_to_mirrors = redirect_to_mirrors
+        self._relayed_invitations = {}   # IQ id -> the invitation a mirror delivers
 
     @property
     def tombstone_expiry(self):
@@ -195,6 +205,8 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
                 return
             raise StanzaError("item-not-found", by=self.domain)
         if recipient.resource is not None:
+            if name == "presence" and self._redirected(room, stanza, sender):
+                return
             self._to_occupant(room, stanza, name, sender, recipient.resource)
         else:
             self._to_room(room, stanza, name, sender)
@@ -335,6 +347,68 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             raise
         log.info("{room}: created by {jid}", room=room.jid, jid=sender.real_jid.full())
 
+    # -- invitations and joins across sites (docs/decisions.md)
+
+    def _mirror_room_for(self, room, user):
+        """The mirror room that serves C{user}, when C{room} allows mirrors
+        and a trusted mirror speaks for the user's domain; else C{None}."""
+        if not room.config.distributed:
+            return None
+        mirror = invitations.serving_mirror(self.trusted_mirrors, user)
+        return mirror_room_jid(room.jid, mirror) if mirror else None
+
+    def send_invitation(self, room, message, invitee):
+        """
+        A room's mediated invitation (the host interface of L{Room}): to a
+        user of a mirror's site through the mirror, which sends it from
+        the mirror room; clients join the room that sent an invitation.
+        An older mirror refuses the request, and the invitation then goes
+        as it is.
+        """
+        if self._mirror_room_for(room, invitee) is None:
+            self.send(message)
+            return
+        mirror = invitations.serving_mirror(self.trusted_mirrors, invitee)
+        iq_id = self.new_id()
+        self._relayed_invitations[iq_id] = (mirror, message)
+        # An answer lost in a split frees nothing else: forget it.
+        self.clock.callLater(RELAY_TIMEOUT, self._relayed_invitations.pop, iq_id, None)
+        self.send(invitations.relay_request(message, self.domain, mirror, iq_id))
+
+    def _invitation_relayed(self, iq, sender):
+        pending = self._relayed_invitations.get(iq.getAttribute("id"))
+        if pending is None or pending[0] != sender.full():
+            return
+        del self._relayed_invitations[iq["id"]]
+        if iq.getAttribute("type") == "error":
+            log.info("{mirror} did not deliver an invitation ({cond}); sent direct",
+                     mirror=sender.full(), cond=error_condition(iq))
+            self.send(pending[1])
+
+    def _redirected(self, room, stanza, sender):
+        """
+        With C{redirect_to_mirrors}, a user of a mirror-served domain
+        joining the room directly gets a C{<redirect/>} to its mirror room
+        and a XEP-0249 invitation there (DMUC1); one already in the room
+        (another device, a rejoin) is left alone.
+
+        @return: whether the join was answered so.
+        """
+        if (not self.redirect_to_mirrors or sender.via is not None
+                or not self._is_join(stanza) or room.occupant_by_sender(sender) is not None
+                or any(o.bare_jid == sender.real_jid.userhost()
+                       for o in room.occupants.values())):
+            return False
+        target = self._mirror_room_for(room, sender.real_jid)
+        if target is None:
+            return False
+        self.send(error_reply(stanza, invitations.redirect_error(target, room.jid)))
+        self.send(invitations.direct_invitation(room.jid, sender.real_jid.full(), target,
+                                                room.config.password))
+        log.info("{room}: sent {jid} to the mirror room {target}", room=room.jid,
+                 jid=sender.real_jid.full(), target=target)
+        return True
+
     # -- stanzas to the service itself
 
     def _to_service(self, stanza, name, sender):
@@ -344,6 +418,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             return
         kind = stanza.getAttribute("type")
         if kind in ("result", "error"):
+            self._invitation_relayed(stanza, sender)
             return
         query = payload(stanza)
         key = (kind, query.uri if query is not None else None,

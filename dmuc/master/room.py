@@ -978,7 +978,9 @@ class Room:
         conference["jid"] = self.jid
         body = "%s invited you to the room %s" % (shown_from, self.jid)
         message.addElement("body", content=body + (" (%s)" % reason if reason else ""))
-        self.host.send(message)
+        # A user of a mirror's site gets it from the mirror room (the host
+        # decides where it goes: docs/decisions.md).
+        self.host.send_invitation(self, message, invitee)
 
     def handle_decline(self, stanza, sender, decline):
         declinee = parse_jid(decline.getAttribute("to"))

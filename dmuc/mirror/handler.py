@@ -13,7 +13,7 @@ from twisted.logger import Logger
 
 from dmuc.master.handler import parse_join
 from dmuc.muc.occupant_iq import RoutedIq, RoutedIqs, goes_to_bare_jid
-from dmuc.muc import archive, registration, restart
+from dmuc.muc import archive, invitations, registration, restart
 from dmuc.muc.presence import template
 from dmuc.mirror.archive import MirrorArchiveHost
 from dmuc.mirror.leaving import LeavesInFlight
@@ -143,6 +143,9 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             log.warn("{room}: refused {name} from {jid}: not a user of {domains}",
                      room=room_jid, name=name, jid=sender.full(),
                      domains=", ".join(self.local_domains))
+            if name == "presence" and _is_join(stanza):
+                # Whoever may join the room does so at the master.
+                raise invitations.redirect_error(master_jid, room_jid)
             raise StanzaError("not-allowed", text="This mirror serves only its local users")
 
     # -- the service itself
@@ -158,6 +161,10 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         if name != "iq":
             return
         query = payload(stanza)
+        if kind == "set" and query is not None and (query.uri, query.name) == (
+                ns.DMUC_SYNC, "invite"):
+            self._deliver_invitation(stanza, sender)
+            return
         key = (kind, query.uri if query is not None else None)
         if key == ("get", ns.DISCO_INFO):
             reply = result_reply(stanza)
@@ -182,6 +189,13 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             self.send(result_reply(stanza))
         else:
             raise StanzaError("service-unavailable")
+
+    def _deliver_invitation(self, iq, sender):
+        """A master room's mediated invitation for one of our users: sent
+        from the mirror room, which the user's client will join."""
+        message, master_room = invitations.relayed_invitation(iq, sender, self.local_domains)
+        self.send(invitations.as_from_mirror_room(message, master_room, self.domain))
+        self.send(result_reply(iq))
 
     # -- master feature check (PROTOCOL.md 1), once per master service
 
@@ -817,6 +831,10 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             raise StanzaError("recipient-unavailable")
         request = room.translate(iq)
         self._route_to_user(request, request["from"], iq["from"], room, nick, user)
+
+
+def _is_join(presence):
+    return presence.getAttribute("type") is None and child(presence, "x", ns.MUC) is not None
 
 
 def _is_archive_query(iq):
