@@ -288,7 +288,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         if name != "iq" or kind in ("result", "error"):
             if kind == "error":
                 log.warn("{mirror} answered with an error: {cond}", mirror=mirror.full(),
-                         cond=_error_condition(stanza))
+                         cond=error_condition(stanza))
             return
         query = payload(stanza)
         if room is None:
@@ -485,7 +485,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             return
         if kind == "error":
             occupant = room.occupant_by_sender(sender)
-            if occupant is not None and _error_condition(stanza) in KICKABLE_ERRORS:
+            if occupant is not None and error_condition(stanza) in KICKABLE_ERRORS:
                 room.handle_presence(stanza, sender, occupant.nick)
             return
         x = child(stanza, "x", ns.MUC_USER)
@@ -669,7 +669,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             room.handle_presence(stanza, sender, nick, request)
         elif name == "message":
             if (stanza.getAttribute("type") == "error"
-                    and _error_condition(stanza) in KICKABLE_ERRORS):
+                    and error_condition(stanza) in KICKABLE_ERRORS):
                 occupant = room.occupant_by_sender(sender)
                 if occupant is not None:
                     room.handle_presence(stanza, sender, occupant.nick)
@@ -719,13 +719,3 @@ def _number(text):
     except (TypeError, ValueError):
         return None
     return value if value >= 0 else None
-
-
-def _error_condition(stanza):
-    error = child(stanza, "error", stanza.uri)
-    if error is None:
-        return None
-    for element in error.elements():
-        if element.uri == ns.STANZAS and element.name != "text":
-            return element.name
-    return None
