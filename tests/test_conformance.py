@@ -180,12 +180,18 @@ SCENARIOS = {
                       "type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/"
                       "muc#roomconfig</value></field>"
                       "<field var='muc#roomconfig_presencebroadcast'><value>moderator"
-                      "</value><value>participant</value><value>visitor</value><value>none</value>"
+                      "</value><value>participant</value><value>visitor</value>"
                       "</field></x></query></iq>"),
         leave("keith", "Keith"),
-        # An admin joining sees the absent members ("none" is shown).
         admin("kevin", "<item jid='{jid[keith]}' affiliation='admin'/>"),
+        join("keith", "Keith")],
+    "absent_members": [
+        join("kevin", "Kevin"),
+        configure("kevin", ("muc#roomconfig_presencebroadcast", "none")),
         admin("kevin", "<item jid='absent@fairfax.test' affiliation='member'/>"),
+        admin("kevin", "<item jid='{jid[keith]}' affiliation='admin'/>"),
+        join("wayne", "Wayne"),
+        # An admin joining sees the absent members ("none" is shown).
         join("keith", "Keith")],
     "leave": [
         join("kevin", "Kevin"), join("wayne", "Wayne"),

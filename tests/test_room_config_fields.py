@@ -110,3 +110,54 @@ class PresenceBroadcastTests(unittest.TestCase):
         self.sites.send(KEVIN, "<iq type='set' id='v' to='%s'><query xmlns='%s'><item "
                         "nick='Wayne' role='visitor'/></query></iq>" % (ROOM, ns.MUC_ADMIN))
         self.assertEqual(self.seen(KEVIN, ROOM + "/Wayne"), [("unavailable", ROOM + "/Wayne")])
+
+    def test_hidden_mirror_users_among_themselves(self):
+        join(self.sites, WAYNE, "Wayne")               # a hidden visitor
+        keith = "keith@raleigh.test/x"
+        join(self.sites, keith, "Keith")               # another, at the same mirror
+        self.assertEqual(self.seen(WAYNE, MROOM + "/Keith"), [])
+        self.sites.send(KEVIN, "<iq type='set' id='v' to='%s'><query xmlns='%s'><item "
+                        "nick='Keith' role='participant'/></query></iq>" % (ROOM, ns.MUC_ADMIN))
+        self.assertEqual(self.seen(WAYNE, MROOM + "/Keith"), [(None, MROOM + "/Keith")])
+        self.sites.send(KEVIN, "<iq type='set' id='v' to='%s'><query xmlns='%s'><item "
+                        "nick='Keith' role='visitor'/></query></iq>" % (ROOM, ns.MUC_ADMIN))
+        self.assertEqual(self.seen(WAYNE, MROOM + "/Keith"),
+                         [("unavailable", MROOM + "/Keith")])
+
+
+class MirrorModeratorTests(unittest.TestCase):
+    """DMUC2: a mirror gets real JIDs while one of its users moderates; its
+    first moderator joining later still sees them, as at the master."""
+
+    def test_first_moderator_through_the_mirror_sees_real_jids(self):
+        sites = TwoSites()
+        join(sites, KEVIN, "Kevin", ROOM)
+        sites.send(KEVIN, "<iq type='set' id='a' to='%s'><query xmlns='%s'><item "
+                   "jid='keith@raleigh.test' affiliation='admin'/></query></iq>"
+                   % (ROOM, ns.MUC_ADMIN))
+        join(sites, WAYNE, "Wayne")                    # no moderator here yet
+        seen = join(sites, "keith@raleigh.test/x", "Keith")
+        kevin, = [s for s in seen if s.name == "presence" and s["from"] == MROOM + "/Kevin"]
+        items = [i for x in kevin.elements(ns.MUC_USER, "x") for i in x.elements(ns.MUC_USER,
+                                                                                  "item")]
+        self.assertEqual(items[0].getAttribute("jid"), KEVIN)
+
+
+class MirrorDiscoTests(unittest.TestCase):
+    """A room the mirror holds no copy of yet (nobody of ours joined) is
+    described by the master, as clients ask before they join."""
+
+    def test_disco_before_the_first_join(self):
+        sites = TwoSites()
+        join(sites, KEVIN, "Kevin", ROOM)
+        sites.send(WAYNE, "<iq type='get' id='d' to='%s'><query xmlns='%s'/></iq>"
+                   % (MROOM, ns.DISCO_INFO))
+        reply, = sites.take(WAYNE)
+        self.assertEqual((reply["type"], reply["from"]), ("result", MROOM))
+        self.assertIn(ns.MUC, reply.toXml())
+        sites.send(WAYNE, "<iq type='get' id='n' to='%s'><query xmlns='%s'/></iq>"
+                   % (MROOM.replace("chat", "nothere"), ns.DISCO_INFO))
+        missing, = sites.take(WAYNE)
+        self.assertEqual(missing["type"], "error")
+        self.assertNotIn("conference.fairfax.test", next(missing.elements(None, "error"))
+                         .getAttribute("by") or "")

@@ -227,7 +227,7 @@ class Room:
         unavailable = occupant.role is None
         if self.config.broadcasts(occupant.role):
             self._tell_others(occupant, codes, unavailable=unavailable, **kwargs)
-        elif self.config.broadcasts(occupant.shown_role):
+        elif occupant.shown_role is not None and self.config.broadcasts(occupant.shown_role):
             # Now of a role the room hides: the others see it leave.
             self._tell_others(occupant, codes, unavailable=True, **kwargs)
         occupant.shown_role = occupant.role
@@ -412,6 +412,11 @@ class Room:
                             template(stanza), address=sender.address, via=sender.via)
         if occupant.via is not None and occupant.via not in self.synced_mirrors:
             self._sync_mirror(occupant.via, joining=occupant)
+        elif occupant.via is not None and occupant.role == "moderator" \
+                and not self.mirror_sees_real_jids(occupant.via):
+            # DMUC2: the mirror's first moderator may see real JIDs, which
+            # its copy lacks: send them before the joiner's presence.
+            self._update_mirror_roster(occupant.via, occupant)
         self._add(occupant)
         self_codes = []
         if created:
@@ -445,6 +450,12 @@ class Room:
         self.host.send(iq)
         log.info("{room}: mirror {via} synchronised ({count} occupants)",
                  room=self.jid, via=via, count=len(self.occupants))
+
+    def _update_mirror_roster(self, via, joining):
+        iq = make_stanza("iq", to=via, frm=self.jid, type="set", id=self.host.new_id())
+        roster = iq.addChild(self.roster_for_mirror(via, joining))
+        roster["update"] = "true"
+        self.host.send(iq)
 
     def roster_for_mirror(self, via, joining=None):
         """
@@ -1168,11 +1179,12 @@ class Room:
                 {k: v for k, v in old.to_dict().items() if k != "whois"}:
             codes.add("104")
         del self.history[:max(0, len(self.history) - new.history_length)]
-        if new.presence_broadcast != old.presence_broadcast:
-            self._show_or_hide(old)
         if new.members_only and not old.members_only:
             self._remove_non_members()
         self.host.configured(self, old)
+        if new.presence_broadcast != old.presence_broadcast:
+            # After the push: mirrors decide by the new setting too.
+            self._show_or_hide(old)
         return sorted(codes)
 
     def _show_or_hide(self, old):

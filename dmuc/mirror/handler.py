@@ -17,7 +17,7 @@ from dmuc.muc import archive, invitations, registration, restart
 from dmuc.muc.presence import template
 from dmuc.mirror.archive import MirrorArchiveHost
 from dmuc.mirror.leaving import LeavesInFlight
-from dmuc.mirror.room import MirrorRoom, PendingJoin
+from dmuc.mirror.room import MirrorRoom, PendingJoin, name_ourselves
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.addressing import MalformedAddress, master_room_jid
 from dmuc.xmpp.component import ComponentHandler
@@ -247,7 +247,9 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             self._user_presence(stanza, user, nick, room, master_jid, room_jid)
         elif name == "message":
             self._user_message(stanza, user, nick, room)
-        elif nick is None and registration.is_users_own_iq(stanza):
+        elif nick is None and (registration.is_registration_iq(stanza) or (
+                room is None and _is_disco_info(stanza))):
+            # A room we hold no copy of is described by the master.
             self._forward_users_own_iq(stanza, user, master_jid, room_jid)
         else:
             self._user_iq(stanza, user, nick, room)
@@ -273,8 +275,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         answer = copy_element(stanza)
         answer["id"], answer["from"], answer["to"] = their_id, room_jid, user.full()
         for error in answer.elements(None, "error"):
-            if error.getAttribute("by") == master_jid:
-                error["by"] = room_jid
+            name_ourselves(error, master_jid, room_jid)
         self.send(answer)
         return True
 
@@ -648,6 +649,11 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                 if form is not None:
                     room.apply_config(form)
             elif query.name == "roster":
+                if query.getAttribute("update") in ("true", "1"):
+                    # More of what we hold (real JIDs), not a new sync.
+                    room.apply_roster(query)
+                    self.send(result_reply(iq))
+                    return
                 if room.master_forgot_us():
                     log.warn("{room}: the master dropped our users (a split we did "
                              "not see); joining them again", room=room.jid)
@@ -840,6 +846,12 @@ def _is_join(presence):
 def _is_archive_query(iq):
     query = payload(iq)
     return query is not None and (query.uri, query.name) == (ns.MAM, "query")
+
+
+def _is_disco_info(stanza):
+    query = payload(stanza)
+    return (stanza.getAttribute("type") == "get" and query is not None
+            and query.uri == ns.DISCO_INFO)
 
 
 def _refuse_if_split(room):

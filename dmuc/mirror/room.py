@@ -352,9 +352,8 @@ class MirrorRoom:
                 element["by"] = self.jid
             if element.uri == ns.DELAY and element.getAttribute("from") == self.master_jid:
                 element["from"] = self.jid
-            if element.name == "error" and element.getAttribute("by") == self.master_jid:
-                # Our users know the room by its mirror JID only.
-                element["by"] = self.jid
+            if element.name == "error":
+                name_ourselves(element, self.master_jid, self.jid)
         return copy
 
     def _view(self, presence, viewer):
@@ -534,10 +533,10 @@ class MirrorRoom:
         if occupant is None or occupant.user is None:
             return
         unavailable = presence.getAttribute("type") == "unavailable"
+        shown_role = occupant.role
         self._update_local(occupant, presence)
         self._deliver(occupant.user, self.translate(presence))
-        others = _without_110(presence)
-        self.fan_out(others, exclude=nick, view=True)
+        self._show_to_others(presence, occupant, shown_role)
         if unavailable:
             del self.roster[nick]
         self._save()
@@ -580,9 +579,22 @@ class MirrorRoom:
         self.roster[nick] = occupant
         self._save()
         self._send_join_sequence(occupant, pending.request, self.translate(presence))
-        self.fan_out(_without_110(presence), exclude=nick, view=True)
+        self._show_to_others(presence, occupant, None)
         log.info("{user} joined {room} through this mirror", user=pending.user.full(),
                  room=self.master_jid)
+
+    def _show_to_others(self, presence, occupant, shown_role):
+        """
+        One of our users' presence (the master's self-presence) to our other
+        users, as the room shows it: not at all for a role it hides, and as
+        a leave when the role was shown before (presence broadcast).
+        """
+        if not self.config.broadcasts(occupant.role):
+            if shown_role is None or not self.config.broadcasts(shown_role):
+                return
+            presence = copy_element(presence)
+            presence["type"] = "unavailable"
+        self.fan_out(_without_110(presence), exclude=occupant.nick, view=True)
 
     def _send_join_sequence(self, occupant, request, own_presence, to=None):
         """XEP-0045 7.2: the others, the occupant itself (110), history,
@@ -671,10 +683,11 @@ class MirrorRoom:
     def _confirm_refresh(self, presence, occupant, pending):
         """The master took the presence of a user joining again from the
         same session: the whole sequence to it, an update to the others."""
+        shown_role = occupant.role
         self._update_local(occupant, presence)
         self._save()
         self._send_join_sequence(occupant, pending.request, self.translate(presence))
-        self.fan_out(_without_110(presence), exclude=occupant.nick, view=True)
+        self._show_to_others(presence, occupant, shown_role)
 
     def refresh_locally(self, occupant, request, stanza):
         """The same during a split, served from the copy alone."""
@@ -1098,6 +1111,16 @@ def _sessions_record(occupant):
 def _sessions_from_record(item):
     return {address: Session(parse_jid(address), parse_xml(xml) if xml else None)
             for address, xml in item.get("sessions", {}).items()}
+
+
+def name_ourselves(error, master_jid, room_jid):
+    """Our users know the room by its mirror JID, and its service by ours:
+    an error the master names itself in is named here."""
+    by = error.getAttribute("by")
+    if by == master_jid:
+        error["by"] = room_jid
+    elif by is not None and by == master_jid.split("@")[-1]:
+        error["by"] = room_jid.split("@")[-1]
 
 
 def _descendants(element):

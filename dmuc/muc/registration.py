@@ -114,17 +114,25 @@ def reserved_nick_info(room, iq, sender):
     return reply
 
 
-def is_users_own_iq(stanza):
-    """
-    A user's request to the room itself, made outside any occupancy (nick
-    registration, the reserved-nick query).  A mirror forwards it from the
-    mirror room's bare JID with the envelope (docs/decisions.md, "Protocol
-    additions"), and the master answers the mirror room.
-    """
+def is_registration_iq(stanza):
+    """Nick registration or the reserved-nick query: made outside any
+    occupancy, so a mirror always forwards them (L{is_users_own_iq})."""
     if stanza.name != "iq" or stanza.getAttribute("type") not in ("get", "set"):
         return False
     query = payload(stanza)
-    if query is None:
-        return False
-    return query.uri == REGISTER or (
-        query.uri == ns.DISCO_INFO and query.getAttribute("node") == RESERVED_NICK_NODE)
+    return query is not None and (query.uri == REGISTER or (
+        query.uri == ns.DISCO_INFO and query.getAttribute("node") == RESERVED_NICK_NODE))
+
+
+def is_users_own_iq(stanza):
+    """
+    A user's request to the room itself, made outside any occupancy: nick
+    registration, the reserved-nick query, and disco#info (of a room the
+    mirror holds no copy of).  A mirror forwards it from the mirror room's
+    bare JID with the envelope (docs/decisions.md, "Protocol additions"),
+    and the master answers the mirror room.
+    """
+    query = payload(stanza) if stanza.name == "iq" else None
+    return is_registration_iq(stanza) or (
+        query is not None and query.uri == ns.DISCO_INFO
+        and stanza.getAttribute("type") == "get")
