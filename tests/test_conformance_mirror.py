@@ -36,7 +36,6 @@ PASSWORD = "pw"
 
 #: The scenarios of tests/test_conformance.py played across sites.  Left
 #: out, as differences kept (docs/conformance.md):
-#:   - nick_change: a mirror refuses nick changes (PROTOCOL.md 4);
 #:   - kick: it ends with the kicked user, no longer an occupant, trying
 #:     a kick; a mirror refuses iqs of its users who are not in the room
 #:     (kick_by_occupant below refuses an occupant's instead).
@@ -53,7 +52,7 @@ ACROSS_SITES = [
     "subject", "private_message", "ban", "members_only_refusal",
     "password_refusal", "outsider", "rejoin_same_session",
     "history_hints", "self_ping", "voice_request", "nick_registration", "leave",
-    "presence_broadcast", "destroy",
+    "presence_broadcast", "destroy", "nick_change",
 ]
 
 #: Scenarios of this module only.

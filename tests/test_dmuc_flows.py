@@ -156,10 +156,12 @@ class MirrorConversationTests(unittest.TestCase):
         answer, = self.sites.take(WAYNE)
         self.assertEqual((answer["id"], answer["from"], answer["type"]), ("v", MROOM + "/Kevin", "result"))
 
-    def test_nick_change_refused_at_the_mirror(self):
-        self.sites.send(WAYNE, "<presence to='%s/Other'/>" % MROOM)
+    def test_nick_conflict_refused_at_the_mirror(self):
+        """A nick the mirror knows taken costs the link nothing (nick
+        changes themselves: tests/test_mirror_nick_change.py)."""
+        self.sites.send(WAYNE, "<presence to='%s/Keith'/>" % MROOM)
         error, = self.sites.take(WAYNE)
-        self.assertEqual(error_condition(error), ("modify", "not-acceptable"))
+        self.assertEqual(error_condition(error), ("cancel", "conflict"))
         self.assertEqual(self.sites.link_count(), 0)
 
     def test_leaves_and_the_last_one_out(self):

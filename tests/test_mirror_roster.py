@@ -123,11 +123,15 @@ class IndexThroughFlowsTests(unittest.TestCase):
         self.sites.send(KEITH, "<presence type='unavailable' to='%s/Keith'/>" % MROOM)
         self.assert_index({WAYNE: "Wayne", CAROL: "Carol"}, gone=[KEITH])
 
-    def test_refused_nick_change_and_status(self):
+    def test_nick_change_and_status(self):
         self.sites.send(WAYNE, "<presence to='%s/Bruce'/>" % MROOM)
-        self.assertEqual(error_condition(self.sites.take(WAYNE)[-1]),
-                         ("modify", "not-acceptable"))
+        self.assertEqual(self.sites.take(WAYNE)[-1]["from"], MROOM + "/Bruce")
         self.sites.send(KEITH, "<presence to='%s/Keith'><show>away</show></presence>" % MROOM)
+        self.assert_index({WAYNE: "Bruce", KEITH: "Keith", CAROL: "Carol"})
+
+    def test_refused_nick_change(self):
+        self.sites.send(WAYNE, "<presence to='%s/Keith'/>" % MROOM)
+        self.assertEqual(error_condition(self.sites.take(WAYNE)[-1]), ("cancel", "conflict"))
         self.assert_index({WAYNE: "Wayne", KEITH: "Keith", CAROL: "Carol"})
 
     def test_leave_and_join_again_with_another_nick(self):

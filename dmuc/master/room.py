@@ -68,6 +68,8 @@ class Room:
         self.subject_time = None
         self.salt = uuid.uuid4().hex
         self._nick_by_address = {}
+        # A renamed mirror occupant's old occupant JID -> its new one.
+        self._renamed_addresses = {}
         self._pending_iqs = {}
         # Mirror room JIDs that have had the config and roster (DMUC), and
         # those whose users were dropped at a netsplit.
@@ -108,7 +110,24 @@ class Room:
         return "%s/%s" % (self.jid, nick)
 
     def occupant_by_sender(self, sender):
-        return self.occupant_by_address(sender.address)
+        occupant = self.occupant_by_address(sender.address)
+        if occupant is None and self._renamed_addresses:
+            occupant = self._renamed_mirror_occupant(sender)
+        return occupant
+
+    def _renamed_mirror_occupant(self, sender):
+        """
+        A stanza from a renamed mirror occupant's old occupant JID: its
+        mirror sent it before it heard of the rename, and it is the
+        occupant's.  The same address for anyone else is a new occupant
+        of the mirror's (another user joining the old nick).
+        """
+        new = self._renamed_addresses.get(sender.address)
+        occupant = self.occupant_by_address(new) if new is not None else None
+        if occupant is None or occupant.bare_jid != sender.real_jid.userhost():
+            self._renamed_addresses.pop(sender.address, None)
+            return None
+        return occupant
 
     def occupant_by_address(self, address):
         nick = self._nick_by_address.get(address)
@@ -597,10 +616,21 @@ class Room:
         for address in occupant.addresses():
             self._nick_by_address[address] = occupant.nick
 
+    def _note_renamed_address(self, old, new):
+        """Stanzas from C{old} are C{new}'s until its mirror has moved (the
+        older names of the occupant too); C{new} itself is no alias."""
+        renamed = {o: (new if n == old else n) for o, n in self._renamed_addresses.items()}
+        renamed[old] = new
+        renamed.pop(new, None)
+        self._renamed_addresses = renamed
+
     def _remove(self, occupant):
         self.occupants.pop(occupant.nick, None)
         for address in occupant.addresses():
             self._nick_by_address.pop(address, None)
+        if self._renamed_addresses:
+            self._renamed_addresses = {old: new for old, new in self._renamed_addresses.items()
+                                       if new not in occupant.addresses()}
         occupant.role = None
 
     def _send_occupant_list(self, joiner, address=None):
@@ -724,12 +754,11 @@ class Room:
         if nick in self.occupants:
             raise StanzaError("conflict", by=self.jid)
         registration.check_nick(self, nick, occupant.bare_jid)
-        if occupant.via is not None:
-            # FMUC: nicks are never changed through a mirror.
-            raise StanzaError("not-acceptable", by=self.jid)
         old_jid = self.occupant_jid(occupant.nick)
-        viewers = [o for o in self.occupants.values() if o.via is None]
-        for viewer in viewers + self.mirrors():
+        # A mirror occupant hears of it at its occupant JID, and its mirror
+        # tells its other users from that (as for any self-presence).
+        viewers = [o for o in self.occupants.values() if o.via is None or o is occupant]
+        for viewer in viewers + self._mirrors_told_about(occupant):
             codes = ("303",) if viewer is not occupant else ("303", "110")
             presence = self._presence_of(occupant, viewer, codes, nick=nick,
                                          unavailable=True)
@@ -743,8 +772,9 @@ class Room:
         del self.occupants[occupant.nick]
         occupant.nick = nick
         occupant.presence = template(stanza)
-        if occupant.via is None:
-            occupant.address = occupant.real_jid.full()
+        old_address, occupant.address = occupant.address, _address_after_rename(occupant)
+        if occupant.address != old_address:
+            self._note_renamed_address(old_address, occupant.address)
         self._add(occupant)
         self._publicise(occupant)
 
@@ -1288,6 +1318,20 @@ def _may_share(occupant, sender):
     """
     return (occupant.via is None and sender.via is None
             and sender.real_jid.userhost() == occupant.bare_jid)
+
+
+def _address_after_rename(occupant):
+    """
+    Where a renamed occupant is addressed: a mirror occupant JID holds the
+    nick (C{mirror-room/Nick}), so it follows the new nick, as the mirror
+    moves its user there; a user of this site, or a DMUC3 literal join,
+    keeps its real JID.
+    """
+    if occupant.via is None:
+        return occupant.real_jid.full()
+    if occupant.address == occupant.real_jid.full():
+        return occupant.address
+    return "%s/%s" % (occupant.via, occupant.nick)
 
 
 def _follow_mirror_device(occupant, sender, room_jid):

@@ -303,9 +303,11 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             return
         if self._leaving.hold(room.jid, current.nick, copy_element(stanza)):
             return
+        if current.nick != nick and kind is None:
+            self._change_nick(stanza, user, nick, room, current)
+            return
         if current.nick != nick and kind != "unavailable":
-            raise StanzaError("not-acceptable", text="Nick changes are not possible "
-                              "through a mirror; leave and join again", by=room.jid)
+            raise StanzaError("not-acceptable", by=room.jid)
         if current.others and self._session_presence(stanza, user, room, current):
             return
         joining_again = kind is None and child(stanza, "x", ns.MUC) is not None
@@ -329,6 +331,28 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         elif kind == "unavailable":
             self._leaving.sent(room.jid, current.nick)
         self._send_up(stanza, user, room, current.nick)
+
+    def _change_nick(self, stanza, user, nick, room, occupant):
+        """
+        Our user asks for another nick: the master renames it (status 303)
+        as any occupant, and the mirror follows when the 303 comes
+        (L{MirrorRoom.handle_self_presence}).  What this copy already
+        knows is refused here, so that the refusal costs the link nothing.
+        """
+        if occupant.others:
+            # As at the master: the user's devices keep one nick.
+            raise StanzaError("not-acceptable", text="Another of your devices is in the "
+                              "room under this nick", by=room.jid)
+        if room.split or occupant.nick in room.pending:
+            # Refused rather than carried to the netjoin, where the nick may
+            # be taken by then: the user keeps its nick and loses nothing.
+            raise StanzaError("recipient-unavailable", type="wait", by=room.jid,
+                              text="Nick changes are not possible while the room's site "
+                              "is unreachable (network split); try again later")
+        if nick in room.roster or nick in room.pending:
+            raise StanzaError("conflict", by=room.jid)
+        room.renaming[occupant.nick] = nick
+        self._send_up(stanza, user, room, occupant.nick)
 
     def _session_presence(self, stanza, user, room, occupant):
         """

@@ -226,6 +226,7 @@ class MirrorRoom:
         self._waiting = []   # confirmations held until history arrives
         self._presence_text = {}   # nick -> (presence template, its XML)
         self._held_pings = {}   # nick -> self-pings waiting for its rejoin
+        self.renaming = {}   # our user's nick -> the nick it asked the master for
 
     @property
     def roster(self):
@@ -533,6 +534,9 @@ class MirrorRoom:
         if occupant is None or occupant.user is None:
             return
         unavailable = presence.getAttribute("type") == "unavailable"
+        if unavailable and _new_nick(presence) is not None:
+            self._renamed(occupant, presence)
+            return
         shown_role = occupant.role
         self._update_local(occupant, presence)
         self._deliver(occupant.user, self.translate(presence))
@@ -542,6 +546,33 @@ class MirrorRoom:
         self._save()
         if unavailable:
             self.host.user_left(self, occupant)
+
+    def _renamed(self, occupant, presence):
+        """
+        The master renamed our user (303): everyone here sees it as
+        Prosody shows it, and the occupant moves to its new nick, where
+        the master addresses it from now on (its presence from the new
+        nick follows).
+        """
+        old, new = occupant.nick, _new_nick(presence)
+        self.renaming.pop(old, None)
+        self._deliver(occupant.user, self.translate(presence))
+        others = _without_110(presence)
+        if occupant.occupant_id and _occupant_id(others) is None:
+            # The user's own 303 has none (Prosody's, built by hand); the
+            # others' has, as at the master.
+            others.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = occupant.occupant_id
+        self.fan_out(others, exclude=old, view=True)
+        del self.roster[old]
+        occupant.nick = new
+        self.roster[new] = occupant
+        # A message in flight is kept under the nick it is known by now.
+        for origin, (nick, message, sent) in list(self.in_flight.items()):
+            if nick == old:
+                self.in_flight[origin] = (new, message, sent)
+        self._save()
+        log.info("{user} is now {nick} in {room}", user=occupant.user.full(), nick=new,
+                 room=self.master_jid)
 
     def _destroyed(self, presence, nick):
         """
@@ -720,6 +751,9 @@ class MirrorRoom:
                                "split; join again with another nick" % nick)
         elif pending is not None:
             self._deliver(pending.user, self.translate(error))
+        elif self.renaming.pop(nick, None) is not None and self.user_of_nick(nick):
+            # The master refused our user's new nick: only the user hears.
+            self._deliver(self.user_of_nick(nick), self.translate(error))
         self.host.maybe_idle(self)
 
     # -- messages from the master
@@ -1183,6 +1217,15 @@ def _roster_item_presence(item):
     "Protocol additions"), as a template; C{None} from an older master."""
     presence = child(item, "presence", ns.CLIENT)
     return template(presence) if presence is not None else None
+
+
+def _new_nick(presence):
+    """The new nick of a nick change (status 303), or C{None}."""
+    item = _item(presence)
+    for x in presence.elements(ns.MUC_USER, "x"):
+        if any(s.getAttribute("code") == "303" for s in x.elements(ns.MUC_USER, "status")):
+            return item.getAttribute("nick") if item is not None else None
+    return None
 
 
 def _occupant_id(presence):
