@@ -193,6 +193,14 @@ SCENARIOS = {
         join("wayne", "Wayne"),
         # An admin joining sees the absent members ("none" is shown).
         join("keith", "Keith")],
+    "mediated_invitation": [
+        join("kevin", "Kevin"),
+        Step("kevin", "<message to='{room}'><x xmlns='http://jabber.org/protocol/muc#user'>"
+                      "<invite to='{jid[wayne]}'><reason>Come along</reason></invite></x>"
+                      "</message>"),
+        Step("wayne", "<message to='{room}'><x xmlns='http://jabber.org/protocol/muc#user'>"
+                      "<decline to='{jid[kevin]}'><reason>Busy</reason></decline></x>"
+                      "</message>")],
     "leave": [
         join("kevin", "Kevin"), join("wayne", "Wayne"),
         Step("wayne", "<presence to='{room}/Wayne'><show>away</show><status>brb</status></presence>"),

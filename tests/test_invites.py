@@ -218,3 +218,27 @@ class RedirectToMasterTests(unittest.TestCase):
         self.sites.send(FRANK, "<presence to='%s/Frank' type='unavailable'/>" % MROOM)
         error, = self.sites.take(FRANK)
         self.assertEqual(error_condition(error), ("cancel", "not-allowed"))
+
+
+class OutsidersInviteAndDeclineTests(unittest.TestCase):
+    """Anyone may invite or decline without being in the room (Prosody):
+    a mirror's user not in the room too."""
+
+    def setUp(self):
+        self.sites = TwoSites()
+        join(self.sites, KEVIN, "Kevin", ROOM)
+        self.sites.take(KEVIN)
+
+    def test_a_mirror_user_declines_an_invitation(self):
+        self.sites.send(WAYNE, "<message to='%s'><x xmlns='%s'><decline to='%s'><reason>Busy"
+                        "</reason></decline></x></message>" % (MROOM, ns.MUC_USER, KEVIN))
+        self.assertEqual(self.sites.take(WAYNE), [])
+        declined, = self.sites.take(KEVIN)
+        decline = next(next(declined.elements(ns.MUC_USER, "x")).elements(ns.MUC_USER, "decline"))
+        self.assertEqual((declined["from"], decline["from"]), (ROOM, WAYNE))
+
+    def test_a_mirror_user_invites_from_outside(self):
+        invite(self.sites, WAYNE, MROOM, "frank@fairfax.test", "join us")
+        self.assertEqual(self.sites.take(WAYNE), [])
+        invitation, = self.sites.take("frank@fairfax.test")
+        self.assertEqual(invitation["from"], ROOM)

@@ -242,7 +242,9 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             raise StanzaError("jid-malformed", text="Malformed mirror room address")
         if mirrored != room_jid:
             self._refuse("a mirror room wrote to another room", jid, room_jid)
-        if jid.resource is None and (envelope is None or not registration.is_users_own_iq(stanza)):
+        if jid.resource is None and (envelope is None or not (
+                registration.is_users_own_iq(stanza)
+                or invitations.is_invite_or_decline(stanza))):
             return None
         if envelope is None:
             if stanza.getAttribute("type") in ("error", "result"):

@@ -254,6 +254,17 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         else:
             self._user_iq(stanza, user, nick, room)
 
+    def _forward_users_own(self, stanza, user, master_jid, room_jid):
+        """A user's own stanza to the room outside any occupancy, up from
+        the mirror room with the envelope; only an IQ has an answer."""
+        if stanza.name == "iq":
+            self._forward_users_own_iq(stanza, user, master_jid, room_jid)
+            return
+        up = copy_element(stanza)
+        up["from"], up["to"] = room_jid, master_jid
+        up.addElement((ns.FMUC, "fmuc"))["from"] = user.full()
+        self.send(up)
+
     def _forward_users_own_iq(self, stanza, user, master_jid, room_jid):
         """Nick registration and the reserved-nick query are the master's
         to answer, for our users in the room or not."""
@@ -436,6 +447,11 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
     def _user_message(self, stanza, user, nick, room):
         kind = stanza.getAttribute("type")
         sender = room.occupant_of(user) if room else None
+        if sender is None and nick is None and invitations.is_invite_or_decline(stanza):
+            # Anyone may invite or decline, in the room or not (Prosody).
+            master_jid = master_room_jid(parse_jid(stanza["to"]).user)
+            self._forward_users_own(stanza, user, master_jid, parse_jid(stanza["to"]).userhost())
+            return
         if sender is None:
             if kind == "groupchat" and not stanza.getAttribute("id"):
                 # Prosody ids id-less messages first (so does the master),

@@ -19,6 +19,15 @@ from dmuc.xmpp.stanzas import StanzaError, child, copy_element, make_stanza, par
 CONFERENCE = "jabber:x:conference"
 
 
+def is_invite_or_decline(stanza):
+    """A mediated invitation or a decline (XEP-0045 7.8.2), which anyone
+    may send, in the room or not."""
+    if stanza.name != "message" or stanza.getAttribute("type") not in (None, "normal"):
+        return False
+    x = child(stanza, "x", ns.MUC_USER)
+    return x is not None and any(e.name in ("invite", "decline") for e in x.elements())
+
+
 def join_uri(room_jid):
     """The XMPP URI (RFC 5122, XEP-0147 C{join}) a C{<redirect/>} names."""
     return "xmpp:%s?join" % (room_jid,)
