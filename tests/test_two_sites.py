@@ -194,11 +194,12 @@ class TrustOverS2STests(TwoSiteTestCase):
         kevin = self.fairfax_user("kevin")
         wayne = self.raleigh_user("wayne")
         self.join(kevin, ROOM, "Kevin")
-        # a fairfax user may not use raleigh's mirror
+        # a fairfax user may not use raleigh's mirror: sent to the master room
         eve = self.fairfax_user("eve")
         eve.send(join_xml(MROOM, "Eve"))
         error = eve.wait_for(matcher("presence", type="error"), timeout=10)
-        self.assertEqual(error_condition(error), ("cancel", "not-allowed"))
+        self.assertEqual(error_condition(error), ("modify", "redirect"))
+        self.assertIn(ROOM, find(error, "{%s}error/{%s}redirect" % (NS.CLIENT, NS.STANZAS)).text)
         # a raleigh user may not forge the envelope to the master directly
         wayne.send("<presence to='%s/Wayne'><x xmlns='%s'/><fmuc "
                    "xmlns='http://isode.com/protocol/fmuc' from='kevin@fairfax.test/desk'/>"
