@@ -13,7 +13,7 @@ from dmuc.master.handler import MasterMUC
 from dmuc.xmpp import namespaces as ns
 from tests.stanza_helpers import (
     DOMAIN, ROOM, MasterFixture, error_condition, item, status_codes, to)
-from tests.two_site_helpers import MASTER, MROOM, TwoSites
+from tests.two_site_helpers import MROOM, TwoSites
 from tests.two_site_helpers import ROOM as SITES_ROOM
 
 KEVIN = "kevin@fairfax.test/desk"

@@ -10,7 +10,7 @@ from twisted.trial import unittest
 from dmuc.xmpp import namespaces as ns
 from tests.stanza_helpers import error_condition, item, status_codes
 from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, bodies, join, say
-from tests.two_site_helpers import MASTER, MIRROR, MROOM, ROOM, TwoSites
+from tests.two_site_helpers import MROOM, ROOM, TwoSites
 
 WAYNE_PHONE = "wayne@raleigh.test/phone"
 CAROL = "carol@fairfax.test/desk"

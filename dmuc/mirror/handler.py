@@ -51,7 +51,6 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self._uploads = {}        # our id -> number of split messages in it
         self._stopping = set()     # master services that said they stop
         self._saved_shapes = {}   # room JID -> what of it a crash may not lose, as saved
-        self._own_iqs = {}        # our id -> (user JID, their id): users' own IQs to a room
         self._leaving = LeavesInFlight()
 
     @defer.inlineCallbacks
@@ -266,25 +265,28 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self.send(up)
 
     def _forward_users_own_iq(self, stanza, user, master_jid, room_jid):
-        """Nick registration and the reserved-nick query are the master's
-        to answer, for our users in the room or not."""
+        """Nick registration, the reserved-nick query and disco#info of a
+        room we hold no copy of are the master's to answer, for our users
+        in the room or not."""
         if self.monitors.is_split(master_jid.split("@", 1)[1]):
             raise StanzaError("recipient-unavailable", by=room_jid,
                               text="The room's site is unreachable (network split)")
         up = copy_element(stanza)
         our_id = self.new_id()
-        self._own_iqs[our_id] = (user, stanza.getAttribute("id"))
+        self._forwarded_iqs.add(our_id, RoutedIq(
+            stanza.getAttribute("id"), user.full(), master_jid, room_jid, room_jid))
         up["id"], up["from"], up["to"] = our_id, room_jid, master_jid
         up.addElement((ns.FMUC, "fmuc"))["from"] = user.full()
         self.send(up)
 
     def _answer_users_own_iq(self, stanza, room_jid, master_jid):
-        pending = self._own_iqs.pop(stanza.getAttribute("id"), None)
-        if pending is None:
+        routed = self._forwarded_iqs.answer(stanza.getAttribute("id"),
+                                            stanza.getAttribute("from"), room_jid)
+        if routed is None:
             return False
-        user, their_id = pending
         answer = copy_element(stanza)
-        answer["id"], answer["from"], answer["to"] = their_id, room_jid, user.full()
+        answer["id"], answer["from"], answer["to"] = (
+            routed.their_id, routed.answer_from, routed.requester)
         for error in answer.elements(None, "error"):
             name_ourselves(error, master_jid, room_jid)
         self.send(answer)
