@@ -172,6 +172,82 @@ def _plain_domain(raw):
     return jid.host
 
 
+def _connection(raw):
+    value = raw.strip()
+    if value not in ("component", "s2s"):
+        raise ValueError("%r is not component (through the XMPP server, XEP-0114) "
+                         "or s2s (dmuc's own server-to-server)" % (raw,))
+    return value
+
+
+def _optional_domains(raw):
+    return tuple(_plain_domain(d) for d in raw.replace(",", " ").split())
+
+
+def _optional_file(raw):
+    value = raw.strip()
+    if not value:
+        return None
+    path = os.path.abspath(os.path.expanduser(value))
+    if not os.path.isfile(path):
+        raise ValueError("%s: no such file" % (path,))
+    if not os.access(path, os.R_OK):
+        raise ValueError("%s is not readable" % (path,))
+    return path
+
+
+def _ca_file(raw):
+    value = raw.strip()
+    if value == "system":
+        return SYSTEM_CA_FILE if os.path.isfile(SYSTEM_CA_FILE) else None
+    return _optional_file(value)
+
+
+def _routes(raw):
+    """
+    C{domain=host:port}, several addresses separated by commas, entries
+    by white space: C{conference.fairfax.test=192.0.2.1:5269}.
+    """
+    routes = {}
+    for entry in raw.split():
+        name, equals, addresses = entry.partition("=")
+        if not equals or not addresses:
+            raise ValueError("%r is not domain=host:port" % (entry,))
+        targets = []
+        for address in addresses.split(","):
+            host, colon, port = address.rpartition(":")
+            if not colon or not host:
+                raise ValueError("%r: %r is not host:port" % (entry, address))
+            targets.append((host.strip("[]"), _port(port)))
+        routes[_plain_domain(name)] = tuple(targets)
+    return routes
+
+
+def _compress(raw):
+    value = raw.strip()
+    if value == "direct_peers":
+        return None           # filled in from the services' direct_peers
+    if value == "none":
+        return ()
+    return _optional_domains(value)
+
+
+def _count(raw):
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("%r is not a whole number" % (raw,))
+    if value < 1:
+        raise ValueError("%d must be at least 1" % (value,))
+    return value
+
+
+def _optional_secret(raw):
+    return raw.strip()
+
+
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+
 REQUIRED = object()
 
 # section -> key -> (parser, default).  REQUIRED marks a key with no default.
@@ -182,7 +258,9 @@ SCHEMA = {
     },
     "master": {
         "jid": (_domain_jid, REQUIRED),
-        "secret": (_secret, REQUIRED),
+        "connection": (_connection, "component"),
+        "secret": (_optional_secret, ""),
+        "direct_peers": (_optional_domains, ""),
         "database": (_database, "dmuc-master.sqlite"),
         "trusted_mirrors": (_trusted_mirrors, ""),
         "redirect_to_mirrors": (_boolean, "false"),
@@ -191,12 +269,31 @@ SCHEMA = {
     },
     "mirror": {
         "jid": (_domain_jid, REQUIRED),
-        "secret": (_secret, REQUIRED),
+        "connection": (_connection, "component"),
+        "secret": (_optional_secret, ""),
+        "direct_peers": (_optional_domains, ""),
         "local_domains": (_domains, REQUIRED),
         "fire_and_forget": (_boolean, "false"),
         "database": (_database, "dmuc-mirror.sqlite"),
         "split_mode": (_split_mode, "local"),
         "archive_expires": (_archive_expires, "1w"),
+    },
+    "s2s": {
+        "interface": (_string, "0.0.0.0"),
+        "port": (_port, "5269"),
+        "certificate": (_optional_file, ""),
+        "private_key": (_optional_file, ""),
+        "ca_file": (_ca_file, "system"),
+        "require_encryption": (_boolean, "true"),
+        "secure_auth": (_boolean, "true"),
+        "dialback": (_boolean, "true"),
+        "dialback_secret": (_optional_secret, ""),
+        "routes": (_routes, ""),
+        "compress": (_compress, "direct_peers"),
+        "connect_timeout": (_seconds, "20"),
+        "queue_limit": (_count, "1000"),
+        "idle_timeout": (_seconds, "600"),
+        "keepalive_interval": (_seconds, "60"),
     },
     "monitor": {
         "ping_interval": (_seconds, "60"),
@@ -223,6 +320,8 @@ class MasterConfig:
     secret: str
     database: str
     trusted_mirrors: dict = field(default_factory=dict)
+    connection: str = "component"
+    direct_peers: tuple = ()
     redirect_to_mirrors: bool = False
     tombstone_expiry: float = 31 * 86400
     archive_expires: float | None = 7 * 86400
@@ -238,7 +337,30 @@ class MirrorConfig:
     fire_and_forget: bool
     database: str
     split_mode: str = "local"
+    connection: str = "component"
+    direct_peers: tuple = ()
     archive_expires: float | None = 7 * 86400
+
+
+@dataclass
+class S2SConfig:
+    """dmuc's own server-to-server endpoint (docs/deploy.md)."""
+
+    interface: str = "0.0.0.0"
+    port: int = 5269
+    certificate: str | None = None
+    private_key: str | None = None
+    ca_file: str | None = None
+    require_encryption: bool = True
+    secure_auth: bool = True
+    dialback: bool = True
+    dialback_secret: str = ""
+    routes: dict = field(default_factory=dict)
+    compress: tuple | None = None
+    connect_timeout: float = 20
+    queue_limit: int = 1000
+    idle_timeout: float = 600
+    keepalive_interval: float = 60
 
 
 @dataclass
@@ -260,10 +382,11 @@ class Config:
     master: MasterConfig | None = None
     mirror: MirrorConfig | None = None
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    s2s: S2SConfig | None = None
 
 
 _SECTION_TYPES = {"xmpp": XMPPConfig, "master": MasterConfig, "mirror": MirrorConfig,
-                  "monitor": MonitorConfig}
+                  "monitor": MonitorConfig, "s2s": S2SConfig}
 
 
 def load(path):
@@ -299,7 +422,46 @@ def _validate(path, parser):
         if parser.has_section(name) or name in ("xmpp", "monitor"):
             values = _section(path, parser, name, keys)
             sections[name] = _SECTION_TYPES[name](**values)
-    return Config(path=path, **sections)
+    loaded = Config(path=path, **sections)
+    _check_connections(path, loaded)
+    return loaded
+
+
+def _check_connections(path, loaded):
+    """What one section asks of another: a component needs its secret,
+    S2S needs the [s2s] section, and required encryption a certificate."""
+    services = [(name, getattr(loaded, name)) for name in SERVICE_SECTIONS
+                if getattr(loaded, name) is not None]
+    for name, section in services:
+        if section.connection == "component" and not section.secret:
+            raise ConfigError("%s: [%s] secret: missing (required with connection = "
+                              "component: the component secret shared with the XMPP "
+                              "server)" % (path, name))
+        if (section.connection == "s2s" or section.direct_peers) and loaded.s2s is None:
+            key = "connection" if section.connection == "s2s" else "direct_peers"
+            raise ConfigError("%s: [%s] %s: needs an [s2s] section (dmuc's own "
+                              "server-to-server listener, certificate and routes)"
+                              % (path, name, key))
+        if section.connection == "s2s" and section.direct_peers:
+            raise ConfigError("%s: [%s] direct_peers: every domain is reached over S2S "
+                              "already with connection = s2s" % (path, name))
+    s2s = loaded.s2s
+    if s2s is None:
+        return
+    if s2s.require_encryption and not s2s.certificate:
+        raise ConfigError("%s: [s2s] certificate: missing (required with "
+                          "require_encryption = true: peers connecting to us need TLS)"
+                          % (path,))
+    if s2s.private_key and not s2s.certificate:
+        raise ConfigError("%s: [s2s] private_key: given without a certificate" % (path,))
+    from dmuc.s2s.tls import TLSConfigError, TLSSettings
+    try:
+        TLSSettings(s2s.certificate, s2s.private_key, s2s.ca_file)
+    except TLSConfigError as e:
+        raise ConfigError("%s: [s2s] certificate: %s" % (path, e))
+    if s2s.compress is None:
+        s2s.compress = tuple(sorted({peer for _, section in services
+                                     for peer in section.direct_peers}))
 
 
 def _section(path, parser, name, keys):

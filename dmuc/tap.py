@@ -37,10 +37,19 @@ def makeService(options, reactor=None):
         from twisted.internet import reactor
     parsed = options["parsed"]
     top = service.MultiService()
+    s2s = None
+    if parsed.s2s is not None:
+        from dmuc.s2s.config import make_server
+        s2s = make_server(parsed.s2s, reactor)
     if parsed.master is not None:
         from dmuc.master import MasterService
-        MasterService(parsed.xmpp, parsed.master, parsed.monitor, reactor).setServiceParent(top)
+        MasterService(parsed.xmpp, parsed.master, parsed.monitor, reactor,
+                      s2s=s2s).setServiceParent(top)
     if parsed.mirror is not None:
         from dmuc.mirror import MirrorService
-        MirrorService(parsed.xmpp, parsed.mirror, parsed.monitor, reactor).setServiceParent(top)
+        MirrorService(parsed.xmpp, parsed.mirror, parsed.monitor, reactor,
+                      s2s=s2s).setServiceParent(top)
+    if s2s is not None:
+        # Last: it listens once every service has said which domain it is.
+        s2s.setServiceParent(top)
     return top

@@ -102,7 +102,7 @@ class LoadTests(unittest.TestCase):
 
     def test_empty_secret(self):
         self.assertConfigError("[master]\njid = c.example.org\nsecret =\n",
-                               "[master] secret: empty")
+                               "[master] secret: missing (required with connection = component")
 
     def test_bad_port(self):
         self.assertConfigError(GOOD.replace("5347", "99999"), "[xmpp] port:", "99999")
@@ -150,4 +150,6 @@ class TwistdTests(unittest.TestCase):
                                 capture_output=True, text=True, timeout=60)
         self.assertEqual(result.returncode, 1)
         self.assertEqual(result.stderr.strip().splitlines(), [
-            "dmuc: configuration error: %s: [master] secret: missing (required)" % path])
+            "dmuc: configuration error: %s: [master] secret: missing (required with "
+            "connection = component: the component secret shared with the XMPP server)"
+            % path])

@@ -8,9 +8,9 @@ from dmuc.master.handler import MasterMUC
 from dmuc.xmpp.service import ComponentService
 
 
-def MasterService(xmpp, master, monitor, reactor):
+def MasterService(xmpp, master, monitor, reactor, s2s=None):
     """The master MUC service as configured by L{MasterConfig} and
-    L{MonitorConfig}."""
+    L{MonitorConfig}; C{s2s} is the process's L{S2SServer} if any."""
     return ComponentService(
         "master", xmpp, master.jid, master.secret, master.database,
         lambda store: MasterMUC(master.jid, store, reactor,
@@ -18,4 +18,4 @@ def MasterService(xmpp, master, monitor, reactor):
                                 tombstone_expiry=master.tombstone_expiry,
                                 redirect_to_mirrors=master.redirect_to_mirrors).keeping_archives_for(
             master.archive_expires),
-        reactor)
+        reactor, connection=master.connection, direct_peers=master.direct_peers, s2s=s2s)

@@ -108,6 +108,13 @@ class LinkMonitor:
         if self.state == UP:
             self._split(reason)
 
+    def stream_up(self):
+        """A stream to the peer was (re)established: while split, ping
+        now; the answer is the netjoin."""
+        if self.state == SPLIT:
+            self._ping()
+            self._schedule(self.settings.split_ping_interval)
+
     # -- timers
 
     def _schedule(self, delay):

@@ -34,6 +34,10 @@ class PeerMonitors:
             self.monitors[peer] = monitor
             monitor.start()
             self.write_status()
+            # Over dmuc's own S2S, a watched peer's stream is kept open.
+            keep = getattr(getattr(self.service, "parent", None), "keep_stream", None)
+            if keep is not None:
+                keep(peer)
 
     def stop(self):
         for monitor in self.monitors.values():
@@ -45,6 +49,20 @@ class PeerMonitors:
         monitor = self.monitors.get(peer)
         if monitor is not None:
             monitor.peer_stopped(reason)
+
+    def stream_lost(self, peer, reason):
+        """dmuc's own S2S stream to or from the peer broke (it crashed,
+        or the network did): split now."""
+        monitor = self.monitors.get(peer)
+        if monitor is not None:
+            monitor.peer_stopped(reason)
+
+    def stream_up(self, peer):
+        """A stream to or from the peer is up again: ask at once whether
+        the peer answers, so the netjoin need not wait for a ping timer."""
+        monitor = self.monitors.get(peer)
+        if monitor is not None:
+            monitor.stream_up()
 
     def is_split(self, peer):
         monitor = self.monitors.get(peer)

@@ -319,7 +319,6 @@ def answer_compress(xs, element):
     xs.send(domish.Element((NS_COMPRESS, "compressed")))
     start_compression(xs)
     xs.reset()
-    log.info("Compressed stream with {peer}", peer=_peer(xs))
     return True
 
 
@@ -372,7 +371,6 @@ class CompressionInitializer(xmlstream.BaseFeatureInitiatingInitializer):
         start_compression(xs)
         xs.reset()
         xs.sendHeader()
-        log.info("Compressed stream to {peer}", peer=_peer(xs))
         self._deferred.callback(xmlstream.Reset)
 
     def _on_failure(self, element):

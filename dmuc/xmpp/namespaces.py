@@ -2,6 +2,7 @@
 
 CLIENT = "jabber:client"
 COMPONENT = "jabber:component:accept"
+SERVER = "jabber:server"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 MUC = "http://jabber.org/protocol/muc"

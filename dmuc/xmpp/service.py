@@ -1,7 +1,8 @@
 """
 The service tree of one dmuc service: its storage, its rooms (a
-L{ComponentHandler} with a C{load()}), and its component connection,
-started in that order so rooms are loaded before the first stanza arrives.
+L{ComponentHandler} with a C{load()}), and its routes to the network (a
+L{Router}: the component connection, dmuc's own S2S, or both), started in
+that order so rooms are loaded before the first stanza arrives.
 A storage that cannot be opened stops dmuc with a log line naming it.
 """
 
@@ -10,6 +11,7 @@ from twisted.logger import Logger
 
 from dmuc.storage.sqlite import SQLiteRoomStore
 from dmuc.xmpp.connection import ComponentConnection
+from dmuc.xmpp.router import Router
 
 log = Logger(namespace="dmuc")
 
@@ -20,15 +22,26 @@ class ComponentService(service.MultiService):
     @param make_handler: called with the store, returns the handler.
     """
 
-    def __init__(self, kind, xmpp, jid, secret, database, make_handler, reactor):
+    def __init__(self, kind, xmpp, jid, secret, database, make_handler, reactor,
+                 connection="component", direct_peers=(), s2s=None):
+        """
+        @param connection: C{component} (XEP-0114 to the XMPP server at
+            C{xmpp}) or C{s2s} (dmuc's own S2S endpoint C{s2s} only).
+        @param direct_peers: domains reached over C{s2s} even with a
+            component connection.
+        """
         service.MultiService.__init__(self)
         self.kind = kind
         self.database = database
         self.reactor = reactor
         self.store = SQLiteRoomStore(database)
         self.handler = make_handler(self.store)
-        self.connection = ComponentConnection(jid, secret, xmpp.host, xmpp.port,
-                                              reactor=reactor)
+        component = None
+        if connection == "component":
+            component = ComponentConnection(jid, secret, xmpp.host, xmpp.port,
+                                            reactor=reactor)
+        self.connection = Router(jid, component=component, s2s=s2s,
+                                 direct_peers=direct_peers)
         self.handler.setHandlerParent(self.connection)
 
     def startService(self):

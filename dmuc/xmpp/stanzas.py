@@ -174,7 +174,7 @@ def strip_children(element, *uris):
     return element
 
 
-_STREAM_NAMESPACES = (ns.CLIENT, ns.COMPONENT)
+_STREAM_NAMESPACES = (ns.CLIENT, ns.COMPONENT, ns.SERVER)
 
 
 def copy_element(element, _in_stream=True):

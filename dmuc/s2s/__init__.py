@@ -1,0 +1,1 @@
+"""dmuc speaks server-to-server itself (issue 10)."""
