@@ -41,6 +41,9 @@ def makeService(options, reactor=None):
     if parsed.s2s is not None:
         from dmuc.s2s.config import make_server
         s2s = make_server(parsed.s2s, reactor)
+        # First, so that it stops last: the services' goodbyes (status
+        # 332, stop notices to peers) still leave over it.
+        s2s.setServiceParent(top)
     if parsed.master is not None:
         from dmuc.master import MasterService
         MasterService(parsed.xmpp, parsed.master, parsed.monitor, reactor,
@@ -49,7 +52,4 @@ def makeService(options, reactor=None):
         from dmuc.mirror import MirrorService
         MirrorService(parsed.xmpp, parsed.mirror, parsed.monitor, reactor,
                       s2s=s2s).setServiceParent(top)
-    if s2s is not None:
-        # Last: it listens once every service has said which domain it is.
-        s2s.setServiceParent(top)
     return top

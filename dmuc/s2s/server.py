@@ -38,6 +38,9 @@ log = Logger(namespace="dmuc.s2s")
 
 DEFAULT_PORT = 5269
 
+# At stop, how long streams get to close before the process ends anyway.
+CLOSE_TIMEOUT = 3.0
+
 
 @dataclass
 class S2SPolicy:
@@ -126,7 +129,12 @@ class S2SServer(service.Service):
     # -- the listener
 
     def startService(self):
+        # The services hosting domains start after us (they stop before
+        # us): say which domains once they are all known.
         service.Service.startService(self)
+        self.reactor.callWhenRunning(self._listen)
+
+    def _listen(self):
         factory = _ServerFactory(lambda: IncomingAuthenticator(self))
         factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, self._inbound_connected)
         self._listening = self.reactor.listenTCP(self.port, factory, interface=self.interface)
@@ -139,13 +147,24 @@ class S2SServer(service.Service):
                  dialback="on" if self.policy.dialback_secret else "off")
 
     def stopService(self):
+        """Close every stream with its closing tag; the Deferred fires
+        once they are closed (at most L{CLOSE_TIMEOUT} seconds), so what
+        the services sent last leaves before the process ends."""
         service.Service.stopService(self)
+        closing = []
         for link in list(self.links.values()):
+            if link.stream is not None:
+                closing.append(link.stream.closed)
             link.close()
         for stream in list(self.inbound):
+            closing.append(stream.closed)
             stream.close()
         if self._listening is not None:
-            return self._listening.stopListening()
+            closing.append(defer.maybeDeferred(self._listening.stopListening))
+        done = defer.DeferredList(closing, consumeErrors=True)
+        timeout = self.reactor.callLater(CLOSE_TIMEOUT, done.cancel)
+        done.addBoth(lambda _: timeout.active() and timeout.cancel())
+        return done
 
     def _inbound_connected(self, xs):
         stream = _Stream(self, xs)
@@ -442,6 +461,7 @@ class _Stream:
         self.xs = xs
         self.clean = False
         self.on_lost = None
+        self.closed = defer.Deferred()      # fires when the connection is gone
         self.stanza_bytes = [0, 0]
         self.last_write = self.last_stanza = server.reactor.seconds()
         self._keepalive = None
@@ -490,6 +510,8 @@ class _Stream:
             self._keepalive.cancel()
         if self.on_lost is not None:
             self.on_lost(reason)
+        if not self.closed.called:
+            self.closed.callback(None)
 
 
 def _for_server_stream(stanza):
