@@ -473,6 +473,12 @@ class _Stream:
             self.clean = True
             ended()
         xs.onDocumentEnd = document_end
+        # The parser took the bound method when the stream last
+        # (re)started; a stream that does not restart again (every
+        # outgoing one, an inbound one without TLS) would otherwise report
+        # the peer's closing tag as a broken stream.
+        if xs.stream is not None:
+            xs.stream.DocumentEndEvent = document_end
         xs.addObserver(xmlstream.STREAM_END_EVENT, self._ended)
         self._schedule_keepalive()
 
