@@ -202,6 +202,17 @@ class RefusalTests(unittest.TestCase):
                         self.lines)
 
     @defer.inlineCallbacks
+    def test_endless_stanza_closes_the_stream(self):
+        """A peer that sends more than 512 KiB without completing a stanza
+        is cut off (policy-violation); the parser does not hold it all."""
+        b = yield self.b_endpoint()
+        peer = yield self.authenticated_peer(b)
+        peer.send("<message from='y@a.test' to='x@b.test'><body>" + "x" * (600 * 1024))
+        self.assertEqual((yield peer.stream_error()), "policy-violation")
+        self.assertEqual(b.router.received, [])
+        self.assertTrue(logged_with(self.lines, "without a complete stanza"), self.lines)
+
+    @defer.inlineCallbacks
     def test_no_relaying(self):
         """A stanza to a domain b.test does not host is refused, and b.test
         sends nothing onward, even to a domain it has a route to."""

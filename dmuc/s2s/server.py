@@ -28,6 +28,7 @@ from twisted.internet import defer, error as net_error, protocol
 from twisted.logger import Logger
 from twisted.names import client as dns, error as dns_error
 from twisted.words.protocols.jabber import xmlstream
+from twisted.words.protocols.jabber.error import StreamError
 from twisted.words.xish.xmlstream import BootstrapMixin
 
 from dmuc.s2s.streams import IncomingAuthenticator, NegotiationFailed, OutgoingAuthenticator
@@ -40,6 +41,12 @@ DEFAULT_PORT = 5269
 
 # At stop, how long streams get to close before the process ends anyway.
 CLOSE_TIMEOUT = 3.0
+
+# The most a peer may send without completing an element: Prosody's
+# s2s_stanza_size_limit (512 KiB).  The stream parser holds an element in
+# memory until it ends; past this the stream is closed with
+# policy-violation.  (What the services accept is lower: MAX_STANZA_SIZE.)
+MAX_ELEMENT_BYTES = 512 * 1024
 
 
 @dataclass
@@ -465,6 +472,7 @@ class _Stream:
         self.stanza_bytes = [0, 0]
         self.last_write = self.last_stanza = server.reactor.seconds()
         self._keepalive = None
+        self._unfinished = 0     # bytes read since the last complete element
         xs.rawDataOutFn = self._wrote
         xs.rawDataInFn = self._read
         ended = xs.onDocumentEnd
@@ -480,6 +488,7 @@ class _Stream:
         if xs.stream is not None:
             xs.stream.DocumentEndEvent = document_end
         xs.addObserver(xmlstream.STREAM_END_EVENT, self._ended)
+        xs.addObserver("/*", self._element_done, priority=100)
         self._schedule_keepalive()
 
     def send(self, stanza):
@@ -492,6 +501,18 @@ class _Stream:
 
     def _read(self, data):
         self.stanza_bytes[1] += len(data)
+        self._unfinished += len(data)
+        if self._unfinished > MAX_ELEMENT_BYTES and not self.clean:
+            peer = self.xs.otherEntity.host if self.xs.otherEntity else "a peer"
+            log.warn("S2S with {peer}: more than {limit} bytes without a complete "
+                     "stanza; closing the stream (policy-violation)", peer=peer,
+                     limit=MAX_ELEMENT_BYTES)
+            self.clean = True
+            self.xs.sendStreamError(StreamError("policy-violation",
+                                                text="stanza too large"))
+
+    def _element_done(self, element):
+        self._unfinished = 0
 
     def _schedule_keepalive(self):
         self._keepalive = self.server.reactor.callLater(
