@@ -104,6 +104,8 @@ class Router(service.MultiService):
         if self._initialized:
             return
         self._initialized = True
+        if self.component is None:
+            log.info("{domain}: the service is online over dmuc's own S2S", domain=self.domain)
         for handler in self.handlers:
             handler.connectionInitialized()
 

@@ -43,9 +43,10 @@ class DmucProcess:
                     f.write("%s = %s\n" % (key, value))
                 f.write("\n")
 
-    def start(self, ready_lines=1, timeout=20):
+    def start(self, ready_lines=1, timeout=20, ready_text="is online"):
         """
-        Start and wait until C{ready_lines} components say they are online.
+        Start and wait until C{ready_lines} services say they are online
+        (through their component connection or over dmuc's own S2S).
         """
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         self._log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
@@ -55,7 +56,7 @@ class DmucProcess:
             cwd=self.directory, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         _running.add(self.process)
-        self.wait_for_log("the component is online", count=ready_lines, timeout=timeout)
+        self.wait_for_log(ready_text, count=ready_lines, timeout=timeout)
 
     def log_text(self, since_start=True):
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
