@@ -3,8 +3,27 @@ Real Prosody servers for tests, on loopback addresses only.
 
 Each L{ProsodyServer} is a private Prosody 0.12 instance: its own config
 file, data directory, pid file, log file and ports, in a directory of its
-own.  Everything is plain text (no TLS, no certificates) so that tests can
-read the log and, later, the bytes on an S2S link.
+own.  By default everything is plain text (no TLS, no certificates) so
+that tests can read the log and the bytes on an S2S link.
+
+Given a L{tests.harness.pki.TestCA} (C{pki=}), an instance is configured
+for S2S as a real site is: a certificate from that CA for its VirtualHost
+and for every component and mod_muc domain, C{mod_tls} loaded,
+C{s2s_require_encryption = true}, C{s2s_secure_auth} as asked (true by
+default), and the CA as C{ssl = { cafile = ... }} to trust peers.  What
+worked with Prosody 0.12, and the pitfalls:
+  - C{certificates = DIR} with C{DOMAIN.crt} and C{DOMAIN.key} per domain
+    is enough; no per-host C{ssl} block.  Every S2S domain needs its own
+    certificate: a component without one silently uses its parent
+    domain's, which secure peers refuse.
+  - C{modules_enabled} lists modules explicitly here, and C{tls} is not
+    loaded automatically: without it Prosody offers no STARTTLS, and with
+    encryption required S2S then fails on both sides.
+  - Peers are verified against C{cafile} only when Prosody checks them
+    (secure auth, or SASL EXTERNAL); with secure auth off, an untrusted
+    peer still gets in by dialback over TLS.
+C2S stays optional-TLS with plain authentication allowed, so the slixmpp
+clients of L{tests.harness.client} connect unchanged.
 
 Every process started here is also killed when the test process exits,
 and (where C{setpriv} exists) when it dies without running exit handlers,
@@ -139,7 +158,8 @@ class ProsodyServer:
 
     def __init__(self, base_dir, domain, ip="127.0.0.1", muc_domains=(),
                  components=None, hosts_file=None, extra_config="", muc_modules=(),
-                 s2s_port=DEFAULT_S2S_PORT, c2s_port=0, log_level="debug"):
+                 s2s_port=DEFAULT_S2S_PORT, c2s_port=0, log_level="debug",
+                 pki=None, secure_auth=True, cafile=None):
         """
         Write the configuration; nothing runs until L{start}.
 
@@ -164,6 +184,13 @@ class ProsodyServer:
             people can type it); 0, the default, for any free port.
         @param log_level: the lowest level logged; tests read debug lines,
             benchmarks log C{info} so that logging does not cost them.
+        @param pki: a L{tests.harness.pki.TestCA} that issues this
+            instance's certificates, for S2S with encryption required; by
+            default (C{None}) S2S is plain text with dialback.
+        @param secure_auth: Prosody's C{s2s_secure_auth} when C{pki} is
+            given: peers must show a certificate from a trusted CA.
+        @param cafile: the CA certificate trusted for peers; C{pki}'s own
+            by default (refusal tests trust another one).
         """
         if not ip.startswith("127."):
             raise ValueError("test servers listen on loopback only: %r"
@@ -185,13 +212,28 @@ class ProsodyServer:
         self.certs_path = os.path.join(self.directory, "certs")
         self.fixed_s2s_port = s2s_port
         self.fixed_c2s_port = c2s_port
+        self.pki = pki
+        self.secure_auth = secure_auth
+        self.cafile = cafile or (pki.ca_path if pki is not None else None)
         self.process = None
         self.accounts = {}
         # Ports may change until the first successful start, never after.
         self._ports_pinned = False
         os.makedirs(self.data_path, exist_ok=True)
         os.makedirs(self.certs_path, exist_ok=True)
+        if pki is not None:
+            self._issue_certificates()
         self._allocate_ports()
+
+    @property
+    def s2s_domains(self):
+        """Every domain this instance serves over S2S."""
+        return ((self.domain,) + self.muc_domains
+                + tuple(sorted(self.components)))
+
+    def _issue_certificates(self):
+        for domain in self.s2s_domains:
+            self.pki.issue(domain, directory=self.certs_path)
 
     def _allocate_ports(self):
         ports = free_ports(self.ip, 2 if self.fixed_s2s_port else 3)
@@ -208,7 +250,8 @@ class ProsodyServer:
             "data_path = %s" % _lua_string(self.data_path),
             "pidfile = %s" % _lua_string(self.pid_path),
             "log = { %s = %s }" % (self.log_level, _lua_string(self.log_path)),
-            # An empty directory: no TLS, and no error about a missing one.
+            # Without pki an empty directory: no TLS, and no error about a
+            # missing one.
             "certificates = %s" % _lua_string(self.certs_path),
             "interfaces = { %s }" % _lua_string(self.ip),
             "component_interface = %s" % _lua_string(self.ip),
@@ -220,8 +263,7 @@ class ProsodyServer:
             "c2s_direct_tls_ports = { }",
             "s2s_direct_tls_ports = { }",
             "c2s_require_encryption = false",
-            "s2s_require_encryption = false",
-            "s2s_secure_auth = false",
+        ] + self._s2s_security_lines() + [
             "allow_unencrypted_plain_auth = true",
             "authentication = \"internal_plain\"",
             "network_settings = { nagle = false }",
@@ -229,7 +271,8 @@ class ProsodyServer:
             # as rooms ask for an occupant's; unlike vcard_legacy it adds
             # nothing to presences, so what crosses the link stays put.
             "modules_enabled = { \"roster\", \"saslauth\", \"disco\","
-            " \"ping\", \"dialback\", \"vcard\" }",
+            " \"ping\", \"dialback\", \"vcard\"%s }"
+            % (", \"tls\"" if self.pki is not None else ""),
         ]
         if os.geteuid() == 0:
             # Without it Prosody refuses to run as root and hangs.
@@ -258,6 +301,17 @@ class ProsodyServer:
                 "    component_secret = %s" % _lua_string(secret),
             ]
         return "\n".join(lines) + "\n"
+
+    def _s2s_security_lines(self):
+        """The S2S settings: plain text, or those of a real site."""
+        if self.pki is None:
+            return ["s2s_require_encryption = false",
+                    "s2s_secure_auth = false"]
+        return [
+            "s2s_require_encryption = true",
+            "s2s_secure_auth = %s" % ("true" if self.secure_auth else "false"),
+            "ssl = { cafile = %s }" % _lua_string(self.cafile),
+        ]
 
     @property
     def running(self):

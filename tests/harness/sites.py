@@ -61,7 +61,8 @@ class TwoSites:
 
     def __init__(self, base_dir, fire_and_forget=False, c2s_ports=(0, 0),
                  addresses=FIXED_ADDRESSES, monitor=None, split_mode="local",
-                 muc_domains=((), ()), log_level="debug", muc_modules=()):
+                 muc_domains=((), ()), log_level="debug", muc_modules=(),
+                 pki=None, secure_auth=True):
         """
         @param addresses: fairfax's, raleigh's, and the relay's towards
             raleigh and towards fairfax (tests pass L{free_addresses}()).
@@ -71,6 +72,13 @@ class TwoSites:
         @param log_level: Prosody's (see L{ProsodyServer}).
         @param muc_modules: modules of those mod_muc components, e.g.
             C{("muc_mam",)}.
+        @param pki: a L{tests.harness.pki.TestCA} for both Prosody
+            servers: S2S then requires TLS, as at a real site, with
+            certificates from it for every domain (see L{ProsodyServer});
+            by default S2S is plain text.  The relay then still forwards
+            and counts bytes, but sees no stanza after STARTTLS: tests
+            that count what crosses the link need plain text.
+        @param secure_auth: both servers' C{s2s_secure_auth} with C{pki}.
         """
         require_prosody()
         self.fairfax_ip, self.raleigh_ip, to_raleigh, to_fairfax = addresses
@@ -83,11 +91,13 @@ class TwoSites:
         self.fairfax = ProsodyServer(base_dir, FAIRFAX, ip=self.fairfax_ip, hosts_file=hosts,
                                      components={MASTER: "master-secret"},
                                      c2s_port=c2s_ports[0], muc_domains=muc_domains[0],
-                                     log_level=log_level, muc_modules=muc_modules)
+                                     log_level=log_level, muc_modules=muc_modules,
+                                     pki=pki, secure_auth=secure_auth)
         self.raleigh = ProsodyServer(base_dir, RALEIGH, ip=self.raleigh_ip, hosts_file=hosts,
                                      components={MIRROR: "mirror-secret"},
                                      c2s_port=c2s_ports[1], muc_domains=muc_domains[1],
-                                     log_level=log_level, muc_modules=muc_modules)
+                                     log_level=log_level, muc_modules=muc_modules,
+                                     pki=pki, secure_auth=secure_auth)
         self.relay = LinkRelay({
             (to_raleigh, S2S_PORT): ((self.raleigh_ip, S2S_PORT), "fairfax>raleigh"),
             (to_fairfax, S2S_PORT): ((self.fairfax_ip, S2S_PORT), "raleigh>fairfax"),
