@@ -447,8 +447,7 @@ def bounce(server, stanza, condition, text):
         from dmuc.xmpp.stanzas import parse_xml
         stanza = parse_xml(stanza.toXml())
     reply = error_reply(stanza, StanzaError(condition, text=text or None))
-    reply["from"] = parse_jid(stanza.getAttribute("to")).host \
-        if condition.startswith("remote-server") else stanza.getAttribute("to")
+    reply["from"] = parse_jid(stanza.getAttribute("to")).host
     local = parse_jid(stanza.getAttribute("from")).host
     server.reactor.callLater(0, server.deliver, reply, local, reply["from"])
 
