@@ -370,6 +370,24 @@ class MonitoringTests(unittest.TestCase):
         self.assertEqual(b.router.bodies(), ["after the crash"])
 
     @defer.inlineCallbacks
+    def test_peer_back_by_its_own_stream_cuts_our_back_off_short(self):
+        # The peer's stream to us proves it is back: our stanzas to it
+        # must not bounce for the rest of a long back-off.
+        a, b = self.a, self.b
+        a.policy.retry_min = a.policy.retry_max = 60.0
+        yield self.kept_stream_up()
+        yield b.crash()
+        yield until(lambda: a.router.lost, what="stream_lost")
+        yield b.restart()
+        b.send(message("x@b.test", "y@a.test", "I am back"))
+        yield until(lambda: a.router.received, what="b's message")
+        yield until(lambda: a.outgoing("b.test"), what="our stream back")
+        a.send(message("y@a.test", "x@b.test", "welcome back", id="w1"))
+        yield until(lambda: b.router.received, what="a's answer")
+        self.assertEqual((b.router.bodies(), a.router.errors()), (["welcome back"], []))
+        self.assertEqual(a.router.up, ["b.test", "b.test", "b.test"])
+
+    @defer.inlineCallbacks
     def test_clean_stop_is_not_a_loss(self):
         a, b = self.a, self.b
         yield self.kept_stream_up()

@@ -193,6 +193,9 @@ class S2SServer(service.Service):
         stream.on_lost = gone
 
     def inbound_authenticated(self, authenticator, domain):
+        link = self.links.get((authenticator.local, domain))
+        if link is not None:
+            link.peer_back()
         self.up(authenticator.local, domain)
 
     # -- opening streams
@@ -375,6 +378,22 @@ class OutgoingLink:
             log.info("S2S to {remote}: retrying in {delay:.1f} s", remote=self.remote,
                      delay=self.delay)
             self._retry = self.clock.callLater(self.delay, self._retry_now)
+
+    def peer_back(self):
+        """
+        C{remote} just authenticated a stream to us, so it is up: forget
+        the back-off (our stanzas to it would bounce until it ends) and
+        reopen a kept stream now.
+        """
+        if self.stream is not None or self.connecting or not self.retry_at:
+            return
+        log.info("S2S to {remote}: the peer is back (its stream to us); retrying now",
+                 remote=self.remote)
+        self._cancel_retry()
+        self.delay = 0.0
+        self.retry_at = 0.0
+        if self.kept:
+            self.connect()
 
     def _retry_now(self):
         self._retry = None
