@@ -218,6 +218,9 @@ def _routes(raw):
             host, colon, port = address.rpartition(":")
             if not colon or not host:
                 raise ValueError("%r: %r is not host:port" % (entry, address))
+            if "=" in host:
+                raise ValueError("%r: %r is not a host; separate domains by white space "
+                                 "(commas separate one domain's addresses)" % (entry, host))
             targets.append((host.strip("[]"), _port(port)))
         routes[_plain_domain(name)] = tuple(targets)
     return routes

@@ -139,6 +139,56 @@ class LoadTests(unittest.TestCase):
         self.assertIn("/nonexistent/dmuc.ini: cannot read", str(e.exception))
 
 
+STANDALONE = """
+[master]
+jid = conference.fairfax.test
+connection = s2s
+database = {db}
+
+[s2s]
+require_encryption = false
+secure_auth = false
+routes = fairfax.test=192.0.2.1:5269
+         raleigh.test=192.0.2.2:5269,192.0.2.3:5270
+"""
+
+
+class S2SConfigTests(unittest.TestCase):
+    """The [s2s] section and the services' connection keys."""
+
+    write = LoadTests.write
+    assertConfigError = LoadTests.assertConfigError
+
+    def test_standalone_master_needs_no_secret(self):
+        loaded = config.load(self.write(STANDALONE))
+        self.assertEqual(loaded.master.connection, "s2s")
+        self.assertEqual(loaded.s2s.routes, {
+            "fairfax.test": (("192.0.2.1", 5269),),
+            "raleigh.test": (("192.0.2.2", 5269), ("192.0.2.3", 5270))})
+
+    def test_routes_separated_by_commas(self):
+        # Commas separate one domain's addresses: a second domain after
+        # a comma would be read as a host called "raleigh.test=192...".
+        self.assertConfigError(
+            STANDALONE.replace("\n         raleigh", ",raleigh"), "[s2s] routes:",
+            "raleigh.test=192.0.2.2", "white space")
+
+    def test_connection_s2s_without_section(self):
+        self.assertConfigError(STANDALONE.split("[s2s]")[0], "[master] connection:",
+                               "needs an [s2s] section")
+
+    def test_encryption_required_without_certificate(self):
+        self.assertConfigError(STANDALONE.replace("require_encryption = false\n", ""),
+                               "[s2s] certificate: missing")
+
+    def test_component_without_secret(self):
+        self.assertConfigError(STANDALONE.replace("connection = s2s", "connection = component"),
+                               "[master] secret: missing")
+
+    def test_unknown_connection(self):
+        self.assertConfigError(STANDALONE.replace("connection = s2s", "connection = bosh"),
+                               "[master] connection:", "'bosh' is not component", "or s2s")
+
 class TwistdTests(unittest.TestCase):
 
     def test_twistd_refuses_bad_config_with_one_line(self):
