@@ -8,6 +8,7 @@ they hold on a loaded machine.
 import socket
 import threading
 import time
+import zlib
 
 from twisted.trial import unittest
 
@@ -79,6 +80,37 @@ class RelayTests(unittest.TestCase):
         self.assertEqual(sorted(crossed), [("fairfax>raleigh", "message", message),
                                            ("raleigh>fairfax", "message", message)])
         self.assertEqual(self.relay.bytes("fairfax>raleigh"), len(stanza))
+
+    def test_counts_stanzas_inside_a_zlib_stream(self):
+        # As two dmuc ends do (XEP-0138): after <compress/> the stream
+        # restarts inside zlib; the relay counts compressed bytes on the
+        # wire and stanzas at their inflated size.
+        header = b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>"
+        request = b"<compress xmlns='http://jabber.org/protocol/compress'>" \
+                  b"<method>zlib</method></compress>"
+        stanza = b"<message to='a@b'><body>" + b"hello " * 50 + b"</body></message>"
+        deflate = zlib.compressobj()
+        compressed = deflate.compress(header + stanza) + deflate.flush(zlib.Z_SYNC_FLUSH)
+        with socket.create_connection(self.listen, timeout=10) as s:
+            s.sendall(header + request)
+            self.receive(s, len(header + request))
+            s.sendall(compressed)
+            self.receive(s, len(compressed))
+        crossed = [(c.direction, c.name, c.size) for c in self.relay.crossings()]
+        self.assertEqual(crossed.count(("fairfax>raleigh", "message", len(stanza))), 1)
+        self.assertEqual(self.relay.bytes("fairfax>raleigh"),
+                         len(header + request + compressed))
+        self.assertLess(len(compressed), len(stanza) / 3)
+
+    @staticmethod
+    def receive(s, count):
+        got = b""
+        while len(got) < count:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
 
     def test_delay(self):
         self.relay.shape(delay=0.25)

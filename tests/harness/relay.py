@@ -10,6 +10,11 @@ connection.  For each direction the relay counts bytes, and parses the
 XML stream to count and describe every top-level element: stanzas
 (message, presence, iq) apart from stream set-up and dialback.
 
+A stream that turns on XEP-0138 zlib (two dmuc ends on a direct link) is
+inflated to be parsed: its bytes count as they crossed, compressed, and
+its stanzas at their size before compression.  After STARTTLS nothing can
+be parsed; only the bytes count.
+
 It runs on the harness's asyncio loop thread; its methods are called from
 the test thread.
 """
@@ -17,11 +22,16 @@ the test thread.
 import asyncio
 import threading
 import xml.parsers.expat
+import zlib
 
 from tests.harness.client import event_loop, run_on_loop
 
 STANZAS = ("message", "presence", "iq")
 BARRIER_PREFIX = "harness"
+NS_COMPRESS = "http://jabber.org/protocol/compress"
+# The element after which this direction's bytes are zlib: the request
+# from the initiating side, the answer from the other.
+COMPRESSION_STARTS = (NS_COMPRESS + " compress", NS_COMPRESS + " compressed")
 
 
 class Crossing:
@@ -55,6 +65,10 @@ class _StreamCounter:
     def __init__(self, direction, record):
         self.direction = direction
         self.record = record
+        self.inflater = None
+        self._new_stream()
+
+    def _new_stream(self):
         self.depth = 0
         self.start = None
         self.current = None
@@ -64,8 +78,14 @@ class _StreamCounter:
         self.parser.StartElementHandler = self._start
         self.parser.EndElementHandler = self._end
         self.broken = False
+        self.compression_next = False
 
     def feed(self, data):
+        if self.inflater is not None and not self.broken:
+            try:
+                data = self.inflater.decompress(data)
+            except zlib.error:
+                self.broken = True
         if self.broken:
             return
         self.buffer += data
@@ -73,6 +93,13 @@ class _StreamCounter:
             self.parser.Parse(data, False)
         except xml.parsers.expat.ExpatError:
             self.broken = True
+        if self.compression_next:
+            # Each side waits for the other after these elements, so
+            # nothing compressed shares a read with them; a new stream
+            # header follows, compressed.
+            self._new_stream()
+            self.inflater = zlib.decompressobj()
+            return
         keep_from = self.start if self.current is not None else (
             self.buffer_base + len(self.buffer))
         cut = keep_from - self.buffer_base
@@ -96,6 +123,7 @@ class _StreamCounter:
             local, attributes = self.current
             self.record(Crossing(self.direction, local, attributes, end - self.start))
             self.current = None
+            self.compression_next = name in COMPRESSION_STARTS
         self.depth -= 1
 
 
