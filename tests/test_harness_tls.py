@@ -224,7 +224,8 @@ class TwoSitesTLSTests(unittest.TestCase):
         the sites sees STARTTLS and then no stanza in clear.
         """
         base = prosody.temp_directory(self)
-        sites = start_two_sites(self, base,
+        # Between the two Prosody servers, whatever DMUC_DEPLOYMENT says.
+        sites = start_two_sites(self, base, deployment="prosody",
                                 pki=TestCA(os.path.join(base, "ca")))
         room = "chat@" + MASTER
         mirror_room = "chat\\40%s@%s" % (MASTER, MIRROR)

@@ -82,11 +82,19 @@ class DmucProcess:
     def stop(self):
         self._stop(signal.SIGTERM)
 
+    def pause(self):
+        """SIGSTOP: the process hangs, its connections stay open."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.process.send_signal(signal.SIGCONT)
+
     def _stop(self, sig):
         process, self.process = self.process, None
         if process is None:
             return
         if process.poll() is None:
+            process.send_signal(signal.SIGCONT)    # in case a test paused it
             process.send_signal(sig)
             try:
                 process.wait(10)

@@ -1,13 +1,34 @@
 """
 Two real sites federating over S2S on loopback, through the counting relay:
 
-    fairfax.test  Prosody on 127.0.0.2, dmuc master  conference.fairfax.test
-    raleigh.test  Prosody on 127.0.0.3, dmuc mirror  mirror.raleigh.test
+    fairfax.test  Prosody on .2, dmuc master  conference.fairfax.test
+    raleigh.test  Prosody on .3, dmuc mirror  mirror.raleigh.test
 
-Each Prosody resolves the other site's domains (through its own hosts
-file, HARNESS.md) to a relay address: 127.0.0.4 leads to raleigh,
-127.0.0.5 to fairfax.  Used by the tests, by C{make run} and by
-C{make demo}.
+of one 127.x.y.0 block.  Each Prosody resolves the other site's domains
+(through its own hosts file) to a relay address: .4 leads to raleigh's
+Prosody, .5 to fairfax's.  Used by the tests, by C{make run}, C{make demo}
+and C{make bench}.
+
+The deployment decides how the dmuc services attach (docs/deploy.md):
+
+    prosody     both are XEP-0114 components of their site's Prosody, and
+                everything between the sites is the two Prosodies' S2S;
+    direct      as C{prosody}, but master and mirror talk over dmuc's own
+                S2S stream, compressed: the master listens on .6, the
+                mirror on .7, and the relay leads .8 to the master and .9
+                to the mirror;
+    mirror_s2s  the mirror has no component: raleigh's Prosody reaches it
+                over S2S on .7, fairfax's through the relay's .9;
+    standalone  the master has no component: fairfax's Prosody reaches it
+                over S2S on .6, raleigh's through the relay's .8.
+
+Every byte between the sites still crosses the relay, counted per
+direction.  Without C{pki} every stream is plain text (dialback), so the
+relay can parse the stanzas, inflating dmuc's compressed stream; with it
+every stream is TLS, as at a real site.
+
+C{DMUC_DEPLOYMENT} in the environment sets the default deployment, so
+that the suite of two-site tests runs again in another (C{make test}).
 """
 
 import os
@@ -20,21 +41,27 @@ from tests.harness.relay import LinkRelay
 
 FAIRFAX, RALEIGH = "fairfax.test", "raleigh.test"
 MASTER, MIRROR = "conference.fairfax.test", "mirror.raleigh.test"
-FAIRFAX_IP, RALEIGH_IP = "127.0.0.2", "127.0.0.3"
-TO_RALEIGH_IP, TO_FAIRFAX_IP = "127.0.0.4", "127.0.0.5"
-FIXED_ADDRESSES = (FAIRFAX_IP, RALEIGH_IP, TO_RALEIGH_IP, TO_FAIRFAX_IP)
+FIXED_ADDRESSES = tuple("127.0.0.%d" % n for n in range(2, 10))
 S2S_PORT = 5269
+DEPLOYMENTS = ("prosody", "direct", "mirror_s2s", "standalone")
+
+
+def default_deployment():
+    deployment = os.environ.get("DMUC_DEPLOYMENT") or "prosody"
+    if deployment not in DEPLOYMENTS:
+        raise ValueError("DMUC_DEPLOYMENT=%r: one of %s" % (deployment, ", ".join(DEPLOYMENTS)))
+    return deployment
 
 
 def free_addresses():
     """
-    Four loopback addresses whose S2S port is free, in a random 127.x.y.0
-    block, so that test runs side by side on one machine (S2S needs the
-    fixed port 5269) do not collide.
+    Eight loopback addresses (.2 to .9) whose S2S port is free, in a
+    random 127.x.y.0 block, so that test runs side by side on one machine
+    (S2S needs the fixed port 5269) do not collide.
     """
     for _ in range(50):
         block = "127.%d.%d." % (random.randint(16, 250), random.randint(0, 255))
-        addresses = tuple(block + str(n) for n in (2, 3, 4, 5))
+        addresses = tuple(block + str(n) for n in range(2, 10))
         if all(_port_free(a, S2S_PORT) for a in addresses):
             return addresses
     raise RuntimeError("no free loopback block for two sites")
@@ -49,6 +76,17 @@ def _port_free(address, port):
     return True
 
 
+class _Addresses:
+    """The roles of the eight addresses of a block."""
+
+    def __init__(self, addresses):
+        if len(addresses) != 8:
+            raise ValueError("two sites need eight addresses (.2 to .9), got %r"
+                             % (addresses,))
+        (self.fairfax, self.raleigh, self.to_raleigh, self.to_fairfax,
+         self.master, self.mirror, self.to_master, self.to_mirror) = addresses
+
+
 class TwoSites:
     """
     The processes of two sites; L{start} starts them all, L{stop} stops
@@ -57,15 +95,16 @@ class TwoSites:
     @ivar fairfax, raleigh: the L{ProsodyServer}s.
     @ivar master, mirror: the L{DmucProcess}es.
     @ivar relay: the L{LinkRelay} between the sites.
+    @ivar deployment: one of L{DEPLOYMENTS}.
     """
 
     def __init__(self, base_dir, fire_and_forget=False, c2s_ports=(0, 0),
                  addresses=FIXED_ADDRESSES, monitor=None, split_mode="local",
                  muc_domains=((), ()), log_level="debug", muc_modules=(),
-                 pki=None, secure_auth=True):
+                 pki=None, secure_auth=True, deployment=None, s2s=None):
         """
-        @param addresses: fairfax's, raleigh's, and the relay's towards
-            raleigh and towards fairfax (tests pass L{free_addresses}()).
+        @param addresses: eight loopback addresses, .2 to .9 of a block
+            (tests pass L{free_addresses}()); see the module docstring.
         @param monitor: the [monitor] section for both dmuc processes.
         @param muc_domains: domains for Prosody's own mod_muc at fairfax
             and at raleigh (the benchmarks' stock rooms).
@@ -73,51 +112,146 @@ class TwoSites:
         @param muc_modules: modules of those mod_muc components, e.g.
             C{("muc_mam",)}.
         @param pki: a L{tests.harness.pki.TestCA} for both Prosody
-            servers: S2S then requires TLS, as at a real site, with
-            certificates from it for every domain (see L{ProsodyServer});
-            by default S2S is plain text.  The relay then still forwards
-            and counts bytes, but sees no stanza after STARTTLS: tests
-            that count what crosses the link need plain text.
-        @param secure_auth: both servers' C{s2s_secure_auth} with C{pki}.
+            servers and dmuc's own S2S: S2S then requires TLS, as at a
+            real site, with certificates from it for every domain (see
+            L{ProsodyServer}); by default S2S is plain text.  The relay
+            then still forwards and counts bytes, but sees no stanza
+            after STARTTLS: tests that count what crosses the link need
+            plain text.
+        @param secure_auth: every server's C{s2s_secure_auth} with C{pki}.
+        @param deployment: one of L{DEPLOYMENTS}; by default
+            C{DMUC_DEPLOYMENT} from the environment, else C{prosody}.
+        @param s2s: more keys for both dmuc processes' [s2s] sections.
         """
         require_prosody()
-        self.fairfax_ip, self.raleigh_ip, to_raleigh, to_fairfax = addresses
+        self.deployment = deployment or default_deployment()
+        if self.deployment not in DEPLOYMENTS:
+            raise ValueError("deployment %r: one of %s" % (self.deployment,
+                                                           ", ".join(DEPLOYMENTS)))
+        ip = self.ip = _Addresses(addresses)
+        self.fairfax_ip, self.raleigh_ip = ip.fairfax, ip.raleigh
         self.base_dir = base_dir
+        self.pki = pki
+        self.secure_auth = secure_auth
+        self._s2s_extra = dict(s2s or {})
         os.makedirs(base_dir, exist_ok=True)
-        hosts = os.path.join(base_dir, "hosts")
-        with open(hosts, "w") as f:
-            f.write(" ".join((to_raleigh, RALEIGH, MIRROR) + tuple(muc_domains[1])) + "\n")
-            f.write(" ".join((to_fairfax, FAIRFAX, MASTER) + tuple(muc_domains[0])) + "\n")
-        self.fairfax = ProsodyServer(base_dir, FAIRFAX, ip=self.fairfax_ip, hosts_file=hosts,
-                                     components={MASTER: "master-secret"},
+        fairfax_hosts, raleigh_hosts = self._write_hosts_files(muc_domains)
+        fairfax_components = {} if self.deployment == "standalone" else {
+            MASTER: "master-secret"}
+        raleigh_components = {} if self.deployment == "mirror_s2s" else {
+            MIRROR: "mirror-secret"}
+        self.fairfax = ProsodyServer(base_dir, FAIRFAX, ip=ip.fairfax, hosts_file=fairfax_hosts,
+                                     components=fairfax_components,
                                      c2s_port=c2s_ports[0], muc_domains=muc_domains[0],
                                      log_level=log_level, muc_modules=muc_modules,
                                      pki=pki, secure_auth=secure_auth)
-        self.raleigh = ProsodyServer(base_dir, RALEIGH, ip=self.raleigh_ip, hosts_file=hosts,
-                                     components={MIRROR: "mirror-secret"},
+        self.raleigh = ProsodyServer(base_dir, RALEIGH, ip=ip.raleigh, hosts_file=raleigh_hosts,
+                                     components=raleigh_components,
                                      c2s_port=c2s_ports[1], muc_domains=muc_domains[1],
                                      log_level=log_level, muc_modules=muc_modules,
                                      pki=pki, secure_auth=secure_auth)
-        self.relay = LinkRelay({
-            (to_raleigh, S2S_PORT): ((self.raleigh_ip, S2S_PORT), "fairfax>raleigh"),
-            (to_fairfax, S2S_PORT): ((self.fairfax_ip, S2S_PORT), "raleigh>fairfax"),
-        })
-        self.master = DmucProcess(os.path.join(base_dir, "dmuc-fairfax"), {
-            "xmpp": {"host": self.fairfax_ip, "port": self.fairfax.component_port},
-            "master": {"jid": MASTER, "secret": "master-secret",
-                       "database": os.path.join(base_dir, "dmuc-fairfax", "master.sqlite"),
-                       "trusted_mirrors": MIRROR},
-            "monitor": dict(monitor or {}, status_file=os.path.join(
-                base_dir, "dmuc-fairfax", "status.json"))})
-        self.mirror = DmucProcess(os.path.join(base_dir, "dmuc-raleigh"), {
-            "xmpp": {"host": self.raleigh_ip, "port": self.raleigh.component_port},
-            "mirror": {"jid": MIRROR, "secret": "mirror-secret",
-                       "local_domains": RALEIGH,
-                       "fire_and_forget": "true" if fire_and_forget else "false",
-                       "database": os.path.join(base_dir, "dmuc-raleigh", "mirror.sqlite"),
-                       "split_mode": split_mode},
-            "monitor": dict(monitor or {}, status_file=os.path.join(
-                base_dir, "dmuc-raleigh", "status.json"))})
+        routes = {
+            (ip.to_raleigh, S2S_PORT): ((ip.raleigh, S2S_PORT), "fairfax>raleigh"),
+            (ip.to_fairfax, S2S_PORT): ((ip.fairfax, S2S_PORT), "raleigh>fairfax"),
+        }
+        if self.deployment != "prosody":
+            # Towards the dmuc processes' own S2S listeners.
+            routes[(ip.to_mirror, S2S_PORT)] = ((ip.mirror, S2S_PORT), "fairfax>raleigh")
+            routes[(ip.to_master, S2S_PORT)] = ((ip.master, S2S_PORT), "raleigh>fairfax")
+        self.relay = LinkRelay(routes)
+        master_dir = os.path.join(base_dir, "dmuc-fairfax")
+        mirror_dir = os.path.join(base_dir, "dmuc-raleigh")
+        self.master = DmucProcess(master_dir, self._master_sections(master_dir, monitor))
+        self.mirror = DmucProcess(mirror_dir, self._mirror_sections(
+            mirror_dir, monitor, fire_and_forget, split_mode))
+
+    # -- configuration
+
+    def _write_hosts_files(self, muc_domains):
+        """One hosts file per Prosody (libunbound ignores /etc/hosts):
+        what each must reach over S2S, and where."""
+        ip, deployment = self.ip, self.deployment
+        to_master = ip.to_master if deployment == "standalone" else ip.to_fairfax
+        to_mirror = ip.to_mirror if deployment == "mirror_s2s" else ip.to_raleigh
+        fairfax = [(ip.to_raleigh, (RALEIGH,) + tuple(muc_domains[1])), (to_mirror, (MIRROR,))]
+        raleigh = [(ip.to_fairfax, (FAIRFAX,) + tuple(muc_domains[0])), (to_master, (MASTER,))]
+        if deployment == "standalone":
+            fairfax.append((ip.master, (MASTER,)))      # on fairfax's own site
+        if deployment == "mirror_s2s":
+            raleigh.append((ip.mirror, (MIRROR,)))      # on raleigh's own site
+        paths = []
+        for site, entries in (("fairfax", fairfax), ("raleigh", raleigh)):
+            path = os.path.join(self.base_dir, "hosts-" + site)
+            with open(path, "w") as f:
+                for address, names in entries:
+                    f.write(" ".join((address,) + names) + "\n")
+            paths.append(path)
+        return paths
+
+    def _master_sections(self, directory, monitor):
+        ip, deployment = self.ip, self.deployment
+        master = {"jid": MASTER, "database": os.path.join(directory, "master.sqlite"),
+                  "trusted_mirrors": MIRROR}
+        sections = {}
+        if deployment == "standalone":
+            master["connection"] = "s2s"
+            sections["s2s"] = self._s2s_section(MASTER, directory, ip.master, {
+                FAIRFAX: ip.fairfax, RALEIGH: ip.to_raleigh, MIRROR: ip.to_raleigh})
+        else:
+            sections["xmpp"] = {"host": ip.fairfax, "port": self.fairfax.component_port}
+            master["secret"] = "master-secret"
+        if deployment == "direct":
+            master["direct_peers"] = MIRROR
+            sections["s2s"] = self._s2s_section(MASTER, directory, ip.master,
+                                                {MIRROR: ip.to_mirror})
+        sections["master"] = master
+        sections["monitor"] = dict(monitor or {}, status_file=os.path.join(
+            directory, "status.json"))
+        return sections
+
+    def _mirror_sections(self, directory, monitor, fire_and_forget, split_mode):
+        ip, deployment = self.ip, self.deployment
+        mirror = {"jid": MIRROR, "local_domains": RALEIGH,
+                  "fire_and_forget": "true" if fire_and_forget else "false",
+                  "database": os.path.join(directory, "mirror.sqlite"),
+                  "split_mode": split_mode}
+        sections = {}
+        if deployment == "mirror_s2s":
+            mirror["connection"] = "s2s"
+            sections["s2s"] = self._s2s_section(MIRROR, directory, ip.mirror, {
+                RALEIGH: ip.raleigh, FAIRFAX: ip.to_fairfax, MASTER: ip.to_fairfax})
+        else:
+            sections["xmpp"] = {"host": ip.raleigh, "port": self.raleigh.component_port}
+            mirror["secret"] = "mirror-secret"
+        if deployment == "direct":
+            mirror["direct_peers"] = MASTER
+            sections["s2s"] = self._s2s_section(MIRROR, directory, ip.mirror,
+                                                {MASTER: ip.to_master})
+        sections["mirror"] = mirror
+        sections["monitor"] = dict(monitor or {}, status_file=os.path.join(
+            directory, "status.json"))
+        return sections
+
+    def _s2s_section(self, domain, directory, interface, routes):
+        """dmuc's own S2S: listening on C{interface}:5269, with static
+        routes (domain -> address) on port 5269."""
+        section = {
+            "interface": interface,
+            "port": S2S_PORT,
+            "routes": " ".join("%s=%s:%d" % (d, a, S2S_PORT) for d, a in sorted(routes.items())),
+            "dialback_secret": "dialback secret of %s" % (domain,),
+        }
+        if self.pki is None:
+            section.update(require_encryption="false", secure_auth="false")
+        else:
+            certificate, key = self.pki.issue(domain, directory=os.path.join(directory, "certs"))
+            section.update(certificate=certificate, private_key=key,
+                           ca_file=self.pki.ca_path, require_encryption="true",
+                           secure_auth="true" if self.secure_auth else "false")
+        section.update(self._s2s_extra)
+        return section
+
+    # -- running
 
     def start(self, dmuc=True):
         """
