@@ -1,7 +1,8 @@
 # dmuc: the two commands a newcomer needs.
 #
 #   make run    start two sites (fairfax: master, raleigh: mirror) on this machine
-#   make test   install everything, then run the whole suite (pytest, then trial)
+#   make test   install everything, then run the whole suite (pytest, then trial),
+#               and the two-site tests again with the services on a direct link
 #   make demo   play a conversation across the two sites, print what crossed the link
 #   make bench  stock Prosody against dmuc on two sites: bench/results/latest.json,
 #               docs/benchmarks.md (about 12 minutes on two cores)
@@ -14,7 +15,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all install prosody test pytest trial run demo bench clean
+.PHONY: all install prosody test pytest trial direct run demo bench clean
 
 all: test
 
@@ -39,10 +40,20 @@ prosody:
 	@# The package may start a system-wide instance; the tests run their own.
 	@-$(SUDO) service prosody stop >/dev/null 2>&1 || true
 
-test: pytest trial
+# The tests that run two real sites (tests/harness/sites.py): `make direct`
+# runs them once more with the master and the mirror talking over dmuc's
+# own compressed S2S stream instead of through the two Prosody servers
+# (test_deployments and test_harness_tls choose their deployments).
+TWO_SITE_TESTS := $(shell grep -l "harness.sites import" tests/test_*.py \
+                    | grep -v -e test_deployments -e test_harness_tls)
+
+test: pytest direct trial
 
 pytest: install prosody
 	$(PY) -m pytest -q
+
+direct: install prosody
+	DMUC_DEPLOYMENT=direct $(PY) -m pytest -q $(TWO_SITE_TESTS)
 
 trial: install prosody
 	cd $(CURDIR) && $(VENV)/bin/trial tests
