@@ -117,14 +117,14 @@ def room_life(bench, remote, messages=200, history=50):
     local, raleigh = bench.fairfax_users, bench.raleigh_users[:remote]
     everyone = local + raleigh
     enter(bench, local, name)
-    history_bodies = ["%s-h%d" % (name, n) for n in range(history)]
+    history_bodies = bench.chat.bodies(history)
     talk(bench, local, name, history_bodies)
     local[0].wait_bodies(history_bodies, 60)
 
     figures = {"joins": measured(bench, lambda: enter(bench, raleigh, name))}
 
     # Senders in turn over everyone: mostly raleigh users when they are many.
-    bodies = ["%s-m%d" % (name, n) for n in range(messages)]
+    bodies = bench.chat.bodies(messages)
 
     def converse():
         talk(bench, everyone, name, bodies)
@@ -206,7 +206,7 @@ def resync(bench, missed, history, remote=5):
     enter(bench, local[:1], name)
     set_history_length(bench, local[0], name, 1000)
     enter(bench, local[1:] + raleigh, name)
-    old = ["%s-h%d" % (name, n) for n in range(history)]
+    old = bench.chat.bodies(history)
     talk(bench, local, name, old)
     for user in raleigh:
         user.wait_bodies(old, 120)
@@ -217,7 +217,7 @@ def resync(bench, missed, history, remote=5):
     if bench.dmuc:
         _wait_for(lambda: bench.link_state("master") == "split" and
                   bench.link_state("mirror") == "split", 60, "both sites to see the split")
-    new = ["%s-s%d" % (name, n) for n in range(missed)]
+    new = bench.chat.bodies(missed)
     talk(bench, local, name, new)
     local[0].wait_bodies(new, 60)
     # A stock server has nothing to report once it has bounced and
@@ -280,7 +280,7 @@ def constrained(bench, messages=20, remote=5, fill=20, delay=0.3, bandwidth=9600
     try:
         for n in range(messages):
             sender = raleigh[n % remote]
-            body = "%s-%d" % (name, n)
+            body = bench.chat.body()
             sent = time.monotonic()
             sender.say(bench.room_for(sender, name), body)
             for user in local + raleigh:

@@ -16,6 +16,9 @@ import os
 import threading
 import time
 from collections import Counter
+from xml.sax.saxutils import escape
+
+from bench.chat import Chat
 
 from dmuc.xmpp.addressing import mirror_room_jid
 from tests.harness.client import Client, call_on_loop
@@ -108,7 +111,8 @@ class User:
         self.send("<presence type='unavailable' to='%s/%s'/>" % (room, nick or self.name))
 
     def say(self, room, body):
-        self.send("<message to='%s' type='groupchat'><body>%s</body></message>" % (room, body))
+        self.send("<message to='%s' type='groupchat'><body>%s</body></message>"
+                  % (room, escape(body)))
 
     def wait_joined(self, room, timeout=30):
         """Wait for the subject that ends a join of C{room}."""
@@ -142,6 +146,8 @@ class BenchSites:
         self.raleigh_names = ["r%d" % n for n in range(1, raleigh_users + 1)]
         self.counting_names = ["c%d" % n for n in range(1, counting_users + 1)]
         self.fairfax_users, self.raleigh_users = [], []
+        #: The conversation: the same bodies in every mode of a run.
+        self.chat = Chat()
 
     @property
     def dmuc(self):
