@@ -4,8 +4,9 @@
 #   make test   install everything, then run the whole suite (pytest, then trial),
 #               and the two-site tests again with the services on a direct link
 #   make demo   play a conversation across the two sites, print what crossed the link
-#   make bench  stock Prosody against dmuc on two sites: bench/results/latest.json,
-#               docs/benchmarks.md (about 12 minutes on two cores)
+#   make bench  stock Prosody against dmuc (through Prosody and on its own direct
+#               link) on two sites: bench/results/latest.json, docs/benchmarks.md
+#               (about 20 minutes on two cores)
 #
 # Both install what they need: a virtualenv with dmuc and its test tools in
 # .venv, and Debian's prosody package (apt-get; sudo when not root).

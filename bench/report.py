@@ -10,7 +10,13 @@ before/after files of bench/results.
 import json
 import os
 
-MODE_NAMES = {"stock": "stock Prosody", "dmuc": "dmuc", "dmuc_ff": "dmuc, fire-and-forget"}
+MODE_NAMES = {"stock": "stock Prosody", "dmuc": "dmuc", "dmuc_ff": "dmuc, fire-and-forget",
+              "direct": "dmuc direct link", "direct_ff": "dmuc direct link, fire-and-forget"}
+#: The tables' column heads, short so that five modes fit.
+SHORT_NAMES = {"stock": "stock", "dmuc": "dmuc", "dmuc_ff": "dmuc ff", "direct": "direct",
+               "direct_ff": "direct ff"}
+#: Modes whose stanzas cross compressed (dmuc's own S2S stream, XEP-0138).
+COMPRESSED = ("direct", "direct_ff")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -38,18 +44,21 @@ def draw(results, directory):
         rows = s.get(kind)
         if not rows:
             continue
-        figure, axes = plt.subplots(figsize=(6, 4))
+        figure, axes = plt.subplots(figsize=(7, 4.5))
         for mode in results["modes"]:
-            points = [(r["remote_users"], r["%s_bytes" % mode]) for r in rows
+            points = [(r["remote_users"], _link_bytes(r, mode)) for r in rows
                       if "%s_bytes" % mode in r]
             if points:
-                axes.plot(*zip(*points), marker="o", label=MODE_NAMES[mode])
+                # Before compression, the direct link's stanzas are about
+                # dmuc's (the same protocol): the tables give both.
+                label = MODE_NAMES[mode] + (" (compressed)" if mode in COMPRESSED else "")
+                axes.plot(*zip(*points), marker="o", label=label)
         axes.set_xlabel("raleigh users in the room (R)")
-        axes.set_ylabel("bytes on the link")
+        axes.set_ylabel("stanza bytes on the link")
         axes.set_yscale("log")
-        axes.set_title("%s: bytes crossing the S2S link" % kind)
+        axes.set_title("%s: stanza bytes crossing between the sites" % kind)
         axes.grid(True, which="both", alpha=0.3)
-        axes.legend()
+        axes.legend(fontsize="small")
         name = "bench-%s-bytes.png" % kind
         figure.tight_layout()
         figure.savefig(os.path.join(directory, name), dpi=90)
@@ -57,7 +66,7 @@ def draw(results, directory):
         charts[kind] = "img/" + name
     constrained = s.get("constrained")
     if constrained:
-        figure, axes = plt.subplots(figsize=(7, 4))
+        figure, axes = plt.subplots(figsize=(9, 4.5))
         modes = [m for m in results["modes"] if m in constrained]
         width = 0.2
         series = [("latency_raleigh_ms", "p50", "to raleigh, p50"),
@@ -69,7 +78,8 @@ def draw(results, directory):
             axes.bar([i + (n - 1.5) * width for i in range(len(modes))], values, width,
                      label=label)
         axes.set_xticks(range(len(modes)))
-        axes.set_xticklabels([MODE_NAMES[m] for m in modes])
+        axes.set_xticklabels([MODE_NAMES[m].replace(", ", ",\n") for m in modes],
+                             fontsize="small")
         axes.set_ylabel("ms from send to delivery")
         axes.set_title("A raleigh user's message, link at %d bit/s, %d ms one way"
                        % (constrained[modes[0]]["bandwidth_bps"],
@@ -120,11 +130,13 @@ def page(results, charts):
         add("## Idle\n")
         add(DESCRIPTIONS["idle"] % results["plan"])
         add("| mode | room stanzas | keepalive pings | keepalive stanzas | stanza bytes |"
-            " other bytes |\n|---|---|---|---|---|---|")
+            " other bytes | wire bytes (est. with TLS, TCP/IP) |\n|---|---|---|---|---|---|---|")
         for mode, v in _in_order(results, s["idle"]):
-            add("| %s | %d | %d | %d | %d | %d |" % (MODE_NAMES[mode], v["room_stanzas"],
-                                                    v["keepalive_pings"], v["keepalive_stanzas"],
-                                                    v["bytes"], v["other_bytes"]))
+            add("| %s | %d | %d | %d | %d | %d | %s |" % (
+                MODE_NAMES[mode], v["room_stanzas"], v["keepalive_pings"],
+                v["keepalive_stanzas"], v.get("link_bytes", v["bytes"]), v["other_bytes"],
+                "%d (%d)" % (v["wire_bytes"], v["wire_estimate"]["bytes"])
+                if "wire_bytes" in v else ""))
         add("")
     if "resync" in s:
         add("## Resync after a netsplit\n")
@@ -176,22 +188,64 @@ def _in_order(results, by_mode):
 
 
 def bytes_table(rows, modes, label, key):
+    """Two tables: the stanzas' bytes on the link, and every byte on the
+    wire, with each mode's saving against stock."""
     key_of = key if callable(key) else (lambda r: r[key])
-    head = "| %s | " % label + " | ".join(
-        "%s bytes (stanzas)" % MODE_NAMES[m] for m in modes) + " | " + " | ".join(
-        "saving, %s" % MODE_NAMES[m] for m in modes if m != "stock") + " |"
-    lines = [head, "|" + "---|" * (1 + len(modes) + len([m for m in modes if m != "stock"]))]
-    for r in rows:
-        cells = ["%d (%d)" % (r["%s_bytes" % m], r["%s_stanzas" % m])
-                 if "%s_bytes" % m in r else "" for m in modes]
-        savings = ["%.1fx" % r["%s_saving" % m] if "%s_saving" % m in r else ""
-                   for m in modes if m != "stock"]
-        lines.append("| %s | %s | %s |" % (key_of(r), " | ".join(cells), " | ".join(savings)))
+    lines = ["Stanza bytes on the link (stanzas); for the direct link, compressed, with the "
+             "bytes before compression after the slash:", ""]
+    lines += _table(rows, modes, label, key_of, _stanza_cell, _stanza_saving)
+    lines += ["", "Wire: every payload byte the relay forwarded (stream set-up and keepalives "
+              "included); after the slash, estimated with TLS records and TCP/IP headers "
+              "(see *How it is measured*):", ""]
+    lines += _table(rows, modes, label, key_of, _wire_cell, _wire_saving)
     other = {m: sum(r.get("%s_other_bytes" % m, 0) for r in rows) for m in modes}
     lines.append("")
     lines.append("Stream set-up, dialback and whitespace in these runs, counted apart: %s.\n"
                  % ", ".join("%s %d bytes" % (MODE_NAMES[m], b) for m, b in other.items()))
     return "\n".join(lines)
+
+
+def _table(rows, modes, label, key_of, cell, saving):
+    others = [m for m in modes if m != "stock"]
+    lines = ["| %s | " % label + " | ".join(SHORT_NAMES[m] for m in modes) + " | " +
+             " | ".join("saving, %s" % SHORT_NAMES[m] for m in others) + " |",
+             "|" + "---|" * (1 + len(modes) + len(others))]
+    for r in rows:
+        cells = [cell(r, m) if "%s_bytes" % m in r else "" for m in modes]
+        savings = [saving(r, m) for m in others]
+        lines.append("| %s | %s | %s |" % (key_of(r), " | ".join(cells), " | ".join(savings)))
+    return lines
+
+
+def _link_bytes(r, m):
+    """Older results have no link bytes: their stanzas crossed plain."""
+    return r.get("%s_link_bytes" % m, r["%s_bytes" % m])
+
+
+def _stanza_cell(r, m):
+    if m in COMPRESSED:
+        return "%d / %d (%d)" % (_link_bytes(r, m), r["%s_bytes" % m], r["%s_stanzas" % m])
+    return "%d (%d)" % (_link_bytes(r, m), r["%s_stanzas" % m])
+
+
+def _stanza_saving(r, m):
+    if "%s_saving" % m not in r:
+        return ""
+    if m in COMPRESSED and "%s_saving_uncompressed" % m in r:
+        return "%.1fx / %.1fx" % (r["%s_saving" % m], r["%s_saving_uncompressed" % m])
+    return "%.1fx" % r["%s_saving" % m]
+
+
+def _wire_cell(r, m):
+    if "%s_wire_bytes" % m not in r:
+        return ""
+    return "%d / %d" % (r["%s_wire_bytes" % m], r["%s_wire_estimate_bytes" % m])
+
+
+def _wire_saving(r, m):
+    if "%s_wire_saving" % m not in r:
+        return ""
+    return "%.1fx / %.1fx" % (r["%s_wire_saving" % m], r["%s_wire_estimate_saving" % m])
 
 
 def memory_section(memory):
@@ -257,18 +311,47 @@ METHOD = """
 Two real sites on loopback, as in the tests: fairfax.test and raleigh.test, each a Prosody 0.12
 (Debian package), federating over S2S through the project's relay (`tests/harness/relay.py`), which
 parses both directions and counts every top-level element in bytes as it was on the wire. Each
-scenario runs three times, on fresh sites each time:
+scenario runs once per mode, on fresh sites each time:
 
 - **stock**: the room on fairfax's Prosody mod_muc (`rooms.fairfax.test`), raleigh users joining
   it directly over S2S; no dmuc process runs;
 - **dmuc**: the room on the dmuc master (`conference.fairfax.test`), raleigh users joining through
   the mirror (`mirror.raleigh.test`);
-- **dmuc, fire-and-forget**: the same with the mirror's `fire_and_forget = true`.
+- **dmuc, fire-and-forget**: the same with the mirror's `fire_and_forget = true`;
+- **dmuc direct link** and **dmuc direct link, fire-and-forget**: as the two above, but master and
+  mirror talk over dmuc's own S2S stream (`direct_peers`, docs/s2s.md), compressed with XEP-0138
+  zlib, instead of through the two Prosodies' S2S.
 
-The users are slixmpp clients (the throughput run's receivers excepted, see there). Bytes are the
-stanzas' own, in both directions, without the harness's round trips; stream set-up, dialback and
-whitespace keepalives are counted apart. The monitor runs with `ping_interval = 5`,
-`ping_timeout = 15`, `split_ping_interval = 1`. Byte counts are exact and repeat from run to run to
+The tables call them stock, dmuc, dmuc ff, direct and direct ff.
+
+The users are slixmpp clients (the throughput run's receivers excepted, see there). Their message
+bodies read like chat (`bench/chat.py`: sentences of 1 to 30 words from about 400 everyday words,
+mostly short, with punctuation, numbers, the odd URL and emoji; a fixed seed, so the same
+conversation in every mode), each ending in a short unique tag; a repeated text would compress far
+better than people talk. Bytes are counted in both directions, without the harness's own round
+trips, three ways:
+
+- **stanza bytes on the link**: what the stanzas took on the link. On a plain stream (stock, dmuc)
+  their exact size. On the direct link's compressed stream the relay inflates the stream to find
+  the stanzas, but one zlib context has no per-stanza size: the stream's compressed bytes are
+  shared among its elements in proportion to their size before compression (an attribution, not a
+  measurement; its total is exact). The tables give the size before compression beside it, and a
+  saving for each;
+- **wire payload bytes**: every byte the relay forwarded, stream set-up, dialback, keepalives and
+  compression's flush markers included (exact);
+- **wire bytes with TLS and TCP/IP, estimated**: the sites here speak plain text so that the relay
+  can read them, where a real site's link would be TLS over TCP/IP. The relay sees neither records
+  nor segments, so this is an estimate: with E top-level elements and W payload bytes in a
+  direction, records = E (each element written on its own), segments = max(E, ceil((W + 22 E) /
+  1448)), bytes = W + 22 E + 52 segments (TLS 1.3 AEAD: 22 bytes a record; IPv4 20 + TCP 20 +
+  timestamps 12 a segment; MSS 1448). Bare ACKs are left out. A writer that puts a burst of stanzas
+  in one record and segment (Prosody may) pays less than this, so the estimate is high for the
+  modes with many small stanzas, stock above all: savings in this column lean in dmuc's favour.
+
+Stream set-up, dialback and whitespace keepalives are counted apart. The monitor runs with
+`ping_interval = 5`,
+`ping_timeout = 15`, `split_ping_interval = 1`. Byte counts (but for the attribution and the
+estimate above) are exact and repeat from run to run to
 within a few stanzas (ids and time stamps vary in length); where time is measured, the spread is
 given (p50/p95/min/max of samples, min/median/max of repeated runs).
 """
@@ -276,7 +359,8 @@ given (p50/p95/min/max of samples, min/median/max of repeated runs).
 DESCRIPTIONS = {
     "messages": "5 fairfax users and R raleigh users; %(messages)d messages, senders taking turns "
                 "over all users (so mostly raleigh users when R is large). Saving = stock bytes / "
-                "dmuc bytes.\n",
+                "the mode's bytes; for the direct link the first saving is in stanza bytes on the "
+                "link (compressed), the second before compression.\n",
     "joins": "R raleigh users join, one after another, a room with 5 fairfax users and "
              "%(history)d messages of history (both servers send the default 20). The first "
              "raleigh user's join includes the mirror's sync (config, roster, history).\n",
@@ -327,8 +411,8 @@ def notes(results):
             "(70, so that every node orders history alike). Stock Prosody's copies carry only "
             "the body and an occupant-id. What would close the gap: an envelope sent once per "
             "occupant instead of once per message (a protocol change: the master knows the "
-            "real JID from the join), or compression on the S2S link, which would fold the "
-            "repeated namespaces.%s" % (
+            "real JID from the join), or compression on the S2S link, which folds the "
+            "repeated namespaces: the direct link modes.%s" % (
                 row["remote_users"], stanza_ratio, row["dmuc_ff_stanzas"], row["stock_stanzas"],
                 row.get("dmuc_ff_saving", 0), row["dmuc_ff_bytes"] / row["dmuc_ff_stanzas"],
                 row["stock_bytes"] / row["stock_stanzas"],
@@ -384,6 +468,7 @@ def notes(results):
                 "carries the DMUC envelope described above (a stock upload is the bare message)."
                 % (extra, constrained["stock"]["bandwidth_bps"],
                    8000.0 / constrained["stock"]["bandwidth_bps"]))
+    out += direct_notes(row)
     joins = {r["remote_users"]: r for r in s.get("joins", [])}
     if 1 in joins and joins[1].get("dmuc_saving", 2) < 1:
         out.append(
@@ -391,3 +476,39 @@ def notes(results):
             "%.1fx): the mirror's first sync copies the room's config, roster and history "
             "once. It pays back from the second user on." % joins[1]["dmuc_saving"])
     return "\n".join(out) + "\n"
+
+
+#: Issue 10's targets for the direct link, messages at R=20.
+DIRECT_TARGETS = {"direct": 50, "direct_ff": 100}
+
+
+def direct_notes(row):
+    """Where the direct link misses its target: the stanzas against stock,
+    their size before and after compression, and which way they go."""
+    out = []
+    if not row:
+        return out
+    for mode, target in DIRECT_TARGETS.items():
+        saving = row.get("%s_saving" % mode)
+        if saving is None or saving >= target or not row.get("%s_stanzas" % mode):
+            continue
+        stanzas, link = row["%s_stanzas" % mode], _link_bytes(row, mode)
+        ways = row.get("%s_by_direction" % mode, {})
+        shares = ", ".join("%s %d stanza(s), %d bytes"
+                           % (d, v["stanzas"], v.get("link_bytes", 0))
+                           for d, v in sorted(ways.items()))
+        out.append(
+            "- **Messages on the %s** (target %dx at R=20): at R=%d %.1fx. The saving is the "
+            "stanzas' count times their size: %d stanzas against stock's %d (%.1fx fewer), "
+            "%.0f bytes each on the link against stock's %.0f (%.1fx smaller; %.0f bytes "
+            "each before compression). By direction: %s. Wire payload: %.1fx; with TLS and "
+            "TCP/IP, estimated: %.1fx, as a record and a segment per stanza weigh more on "
+            "small compressed stanzas." % (
+                MODE_NAMES[mode], target, row["remote_users"], saving, stanzas,
+                row["stock_stanzas"], row["stock_stanzas"] / stanzas, link / stanzas,
+                _link_bytes(row, "stock") / row["stock_stanzas"],
+                _link_bytes(row, "stock") / row["stock_stanzas"] / (link / stanzas),
+                row["%s_bytes" % mode] / stanzas, shares,
+                row.get("%s_wire_saving" % mode, 0),
+                row.get("%s_wire_estimate_saving" % mode, 0)))
+    return out

@@ -24,22 +24,95 @@ OWNER = "http://jabber.org/protocol/muc#owner"
 # -- the link
 
 
-def traffic(relay):
-    """What crossed since the last reset: stanzas (without the harness's
-    own barrier round trips) apart from everything else."""
+#: The wire estimate's constants (see L{wire_estimate}).
+TLS_RECORD_OVERHEAD = 22    # TLS 1.3 AEAD: 5 header + 1 content type + 16 tag
+TCP_IP_HEADERS = 52         # IPv4 20 + TCP 20 + timestamps option 12
+MSS = 1448                  # a 1500-byte Ethernet MTU less those headers
+
+
+def traffic(relay, direct=False):
+    """
+    What crossed since the last reset: stanzas (without the harness's own
+    barrier round trips) apart from everything else, per direction and in
+    total.
+
+        bytes          the stanzas' bytes before any compression
+        link_bytes     the bytes the stanzas took on the link: the same
+                       on a plain stream; on dmuc's compressed direct
+                       stream their share of its compressed bytes
+        wire_bytes     every payload byte the relay forwarded
+        other_bytes    wire_bytes less link_bytes: stream set-up,
+                       dialback, whitespace, the barriers
+        wire_estimate  wire_bytes with TLS records and TCP/IP headers, as
+                       a real site's link would carry them (an estimate)
+
+    @param direct: the sites run dmuc's direct link, whose stream the
+        relay counts in stanzas at their size before compression.
+    """
     crossings = relay.crossings(stanzas_only=False, include_barriers=True)
-    figures = {"bytes": 0, "stanzas": 0, "other_bytes": 0, "by_direction": {}}
+    figures = {"bytes": 0, "stanzas": 0, "link_bytes": 0, "wire_bytes": 0, "other_bytes": 0,
+               "wire_estimate": {"records": 0, "segments": 0, "bytes": 0}, "by_direction": {}}
     for direction in relay.directions:
-        mine = [c for c in crossings if c.direction == direction and c.is_stanza]
-        stanzas = [c for c in mine if not c.is_barrier]
-        stanza_bytes = sum(c.size for c in stanzas)
-        other = relay.bytes(direction) - sum(c.size for c in mine)
-        figures["by_direction"][direction] = {"bytes": stanza_bytes, "stanzas": len(stanzas),
-                                              "other_bytes": other}
-        figures["bytes"] += stanza_bytes
-        figures["stanzas"] += len(stanzas)
-        figures["other_bytes"] += other
+        mine = [c for c in crossings if c.direction == direction]
+        one = _direction_traffic(mine, relay.bytes(direction), direct)
+        figures["by_direction"][direction] = one
+        for key in ("bytes", "stanzas", "link_bytes", "wire_bytes", "other_bytes"):
+            figures[key] += one[key]
+        for key in ("records", "segments", "bytes"):
+            figures["wire_estimate"][key] += one["wire_estimate"][key]
     return figures
+
+
+def _direction_traffic(crossings, wire, direct):
+    """L{traffic} for one direction's crossings and relay bytes."""
+    def counted(c):
+        return c.is_stanza and not c.is_barrier
+    stanzas = [c for c in crossings if counted(c)]
+    stanza_bytes = sum(c.size for c in stanzas)
+    compressed = [c for c in crossings if direct and _on_direct_stream(c)]
+    plain = [c for c in crossings if not (direct and _on_direct_stream(c))]
+    # Plain elements cross at their own size.  What is left of the wire
+    # bytes is the compressed stream's (plus the plain streams' headers
+    # and whitespace, nothing while they are up): shared among its
+    # elements in proportion to their size before compression, as one
+    # zlib context has no per-stanza size.
+    link = sum(c.size for c in plain if counted(c))
+    left = max(0, wire - sum(c.size for c in plain))
+    compressed_size = sum(c.size for c in compressed)
+    if compressed_size:
+        link += round(left * sum(c.size for c in compressed if counted(c)) / compressed_size)
+    link = min(link, wire)
+    return {"bytes": stanza_bytes, "stanzas": len(stanzas), "link_bytes": link,
+            "wire_bytes": wire, "other_bytes": wire - link,
+            "wire_estimate": wire_estimate(wire, len(crossings))}
+
+
+def _on_direct_stream(crossing):
+    """Whether a stanza went between master and mirror, compressed, on the
+    direct link's own stream.  The two Prosodies' S2S carries everything
+    else; dialback and the compression request come before compression.
+    A stream's headers are no element: on a reconnection the compressed
+    stream's share takes in the plain headers too, which errs against
+    the direct link."""
+    ends = [(crossing.get(key) or "").split("/")[0].split("@")[-1] for key in ("from", "to")]
+    return crossing.is_stanza and all(end in (MASTER, MIRROR) for end in ends)
+
+
+def wire_estimate(wire, elements):
+    """
+    What C{wire} payload bytes in C{elements} top-level elements cost on a
+    real site's link, TLS and TCP/IP included.  An estimate: the relay
+    sees neither records nor segments.  Each element is taken to be
+    written on its own, so one TLS record; segments are one per record
+    unless the bytes need more full-size ones.  Both writers may put
+    several stanzas in one record and segment (Prosody buffers a burst),
+    so this counts the overhead high where stanzas are many and small.
+    """
+    records = elements if wire else 0
+    payload = wire + TLS_RECORD_OVERHEAD * records
+    segments = max(records, -(-payload // MSS))
+    return {"records": records, "segments": segments,
+            "bytes": payload + TCP_IP_HEADERS * segments}
 
 
 def wait_quiet(relay, quiet=0.5, timeout=60):
@@ -63,7 +136,7 @@ def measured(bench, action):
     bench.relay.reset()
     action()
     wait_quiet(bench.relay)
-    figures = traffic(bench.relay)
+    figures = traffic(bench.relay, bench.direct)
     for user in bench.fairfax_users + bench.raleigh_users:
         user.forget()
     return figures
@@ -236,7 +309,7 @@ def resync(bench, missed, history, remote=5):
             user.wait_bodies(new, 120)
     recover()
     wait_quiet(bench.relay)
-    figures = traffic(bench.relay)
+    figures = traffic(bench.relay, bench.direct)
     figures.update(missed_messages=missed, history=history, remote_users=remote)
     leave_all(bench, local + raleigh, name)
     for user in local + raleigh:

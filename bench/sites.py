@@ -6,6 +6,10 @@ The benchmark's two sites, in one of three modes, with their users.
     dmuc     the room on the dmuc master; raleigh users join through the
              mirror
     dmuc_ff  the same with the mirror's fire_and_forget on
+    direct   as dmuc, but master and mirror talk over dmuc's own S2S
+             stream, compressed (XEP-0138 zlib), not through the two
+             Prosodies' S2S
+    direct_ff  the same with fire_and_forget on
 
 Every mode also has a stock mod_muc at raleigh (rooms.raleigh.test), the
 baseline of the throughput benchmark.
@@ -24,7 +28,7 @@ from dmuc.xmpp.addressing import mirror_room_jid
 from tests.harness.client import Client, call_on_loop
 from tests.harness.sites import MASTER, MIRROR, TwoSites, free_addresses
 
-MODES = ("stock", "dmuc", "dmuc_ff")
+MODES = ("stock", "dmuc", "dmuc_ff", "direct", "direct_ff")
 STOCK_FAIRFAX, STOCK_RALEIGH = "rooms.fairfax.test", "rooms.raleigh.test"
 PASSWORD = "bench"
 MUC = "http://jabber.org/protocol/muc"
@@ -137,8 +141,10 @@ class BenchSites:
     def __init__(self, base_dir, mode, raleigh_users=50, counting_users=0):
         assert mode in MODES, mode
         self.mode = mode
+        # Explicit, so that DMUC_DEPLOYMENT never changes the benchmark.
         self.sites = TwoSites(
-            os.path.join(base_dir, mode), fire_and_forget=(mode == "dmuc_ff"),
+            os.path.join(base_dir, mode), fire_and_forget=mode.endswith("_ff"),
+            deployment="direct" if self.direct else "prosody",
             addresses=free_addresses(), monitor=MONITOR,
             muc_domains=((STOCK_FAIRFAX,), (STOCK_RALEIGH,)), log_level="info")
         self.relay = self.sites.relay
@@ -152,6 +158,11 @@ class BenchSites:
     @property
     def dmuc(self):
         return self.mode != "stock"
+
+    @property
+    def direct(self):
+        """Master and mirror on their own compressed S2S stream."""
+        return self.mode in ("direct", "direct_ff")
 
     def start(self):
         self.sites.fairfax.create_accounts(self.fairfax_names, PASSWORD)

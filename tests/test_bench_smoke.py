@@ -49,8 +49,9 @@ class QuickBenchTests(unittest.TestCase):
             for row in scenarios[kind]:
                 for mode in bench_run.MODES:
                     self.assertGreater(row["%s_bytes" % mode], 0, (kind, row))
-                for mode in ("dmuc", "dmuc_ff"):
-                    self.assertIn("%s_saving" % mode, row)
+                for mode in bench_run.MODES[1:]:
+                    for saving in ("saving", "wire_saving", "wire_estimate_saving"):
+                        self.assertIn("%s_%s" % (mode, saving), row)
 
     def test_a_message_from_fairfax_crosses_once_per_raleigh_user_in_stock(self):
         # The stock room sends each raleigh occupant its own copy; dmuc one
@@ -66,6 +67,17 @@ class QuickBenchTests(unittest.TestCase):
             for mode in bench_run.MODES:
                 directions = row["%s_by_direction" % mode].values()
                 self.assertEqual(sum(d["bytes"] for d in directions), row["%s_bytes" % mode])
+
+    def test_the_direct_link_crosses_compressed_and_nothing_counts_negative(self):
+        for kind in ("messages", "joins", "presence", "resync"):
+            for row in self.results["scenarios"][kind]:
+                for mode in bench_run.MODES:
+                    self.assertGreaterEqual(row["%s_other_bytes" % mode], 0, (kind, mode))
+                    self.assertLessEqual(row["%s_link_bytes" % mode],
+                                         row["%s_wire_bytes" % mode], (kind, mode))
+                for mode in ("direct", "direct_ff"):
+                    self.assertLess(row["%s_wire_bytes" % mode], row["%s_bytes" % mode],
+                                    (kind, mode))
 
     def test_idle_sites_exchange_no_room_traffic(self):
         for mode, idle in self.results["scenarios"]["idle"].items():
