@@ -1,5 +1,5 @@
 """
-The benchmark's two sites, in one of three modes, with their users.
+The benchmark's two sites, in one of five modes, with their users.
 
     stock    the room on fairfax's Prosody mod_muc (rooms.fairfax.test);
              raleigh users join it directly over S2S; no dmuc runs
