@@ -21,7 +21,7 @@ import uuid
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
-from dmuc.muc import forms, history, notices, registration
+from dmuc.muc import forms, history, notices, registration, room_copy
 from dmuc.muc.history import order_key
 from dmuc.muc.model import (
     AFFILIATION_RANK, ROLE_RANK, Occupant, RoomConfig, Session, affiliation_rank,
@@ -785,6 +785,9 @@ class Room:
         @param nomirror: the mirror already delivered it to its users
             (fire-and-forget): send it no copy.
         """
+        # Before we give it an id: the mirror builds the copy from what
+        # it sent, so only a message it gave an id can be acknowledged.
+        ackable = room_copy.may_ack(stanza)
         if not stanza.getAttribute("id"):
             # Prosody ids id-less messages first, so errors carry it too.
             stanza["id"] = self.host.new_id()
@@ -800,7 +803,8 @@ class Room:
             return
         self._broadcast_message(occupant, stanza,
                                 skip_mirror=occupant.via if nomirror else None,
-                                sent=self._late_send_time(occupant, stanza))
+                                sent=self._late_send_time(occupant, stanza),
+                                ackable=ackable and not nomirror)
 
     def _late_send_time(self, occupant, stanza):
         """
@@ -817,56 +821,58 @@ class Room:
             return None
         return sent if self.host.now() - sent > LATE_AFTER else None
 
-    def _broadcast_message(self, occupant, stanza, skip_mirror=None, sent=None):
+    def _broadcast_message(self, occupant, stanza, skip_mirror=None, sent=None,
+                           ackable=False):
         """
         @param sent: the original time of a message that arrives late: it
             keeps it, in history and for users (XEP-0203 <delay/>).
+        @param ackable: the occupant's mirror asked for an acknowledgement
+            in place of the copy (L{room_copy.ack}).
         """
-        message = copy_element(stanza)
-        message.children = [c for c in message.children if not self._is_own_marker(c)]
         timestamp = self.host.now()
-        written = self._written_during_split(occupant, message)
+        late = sent
+        written = self._written_during_split(occupant, stanza)
         if written is not None:
-            timestamp, origin_id = written
+            # Its users keep the time it was written (a <delay/> now from
+            # this room); the mirror had it all along.
+            timestamp, origin_id, late = written
             if any(history.origin_id(e) == origin_id for e in self.history):
                 return   # already had it (a resync repeated)
             skip_mirror = occupant.via
         elif sent is not None:
-            origin = child(message, "origin-id", ns.STANZA_ID)
-            if origin is not None and any(history.origin_id(e) == origin.getAttribute("id")
-                                          for e in self.history):
+            origin_id = room_copy.origin_id(stanza)
+            if origin_id is not None and any(history.origin_id(e) == origin_id
+                                             for e in self.history):
                 return   # its split copy came first
             timestamp = sent
-            delay = message.addElement((ns.DELAY, "delay"))
-            delay["from"], delay["stamp"] = self.jid, format_timestamp(sent)
-        message["from"] = self.occupant_jid(occupant.nick)
-        message["type"] = "groupchat"
-        message.attributes.pop("to", None)
         stanza_id = self.host.new_id()
-        self._stamp_occupant_id(message, occupant)
+        message = room_copy.room_copy(stanza, self.jid, occupant.nick,
+                                      self.occupant_id(occupant), stanza_id, late=late)
         if history.is_historic(message):
-            # A stanza-id names a message the room keeps (as Prosody's
-            # mod_muc_mam): clients would look for the others in vain.
-            marker = message.addElement((ns.STANZA_ID, "stanza-id"))
-            marker["id"] = stanza_id
-            marker["by"] = self.jid
             # History keeps the time apart: the <delay/> of a late message
             # is for its live delivery (a backlog gets one of its own).
             stored = strip_children(copy_element(message), ns.DELAY)
             self._remember(HistoryEntry(
                 stanza_id=stanza_id, timestamp=timestamp, nick=occupant.nick,
                 real_jid=occupant.real_jid.full(), xml=stored.toXml()))
+        if (ackable and written is None and sent is None and skip_mirror is None
+                and occupant.via in self.synced_mirrors):
+            # The mirror holds the message: it builds this very copy from
+            # the id and time (issue 11), in this order among the others.
+            self.host.send(room_copy.ack(self.jid, occupant.via, room_copy.origin_id(stanza),
+                                         stanza_id, timestamp))
+            skip_mirror = occupant.via
         # Mirrors get the time the room gave the message, so that every
         # node's history has one order (PROTOCOL.md 6, docs/monitor.md).
-        for_mirrors = copy_element(message)
-        for_mirrors.addElement((ns.DMUC_SYNC, "time"))["stamp"] = format_timestamp(timestamp)
-        self._broadcast(message, skip_mirror=skip_mirror, for_mirrors=for_mirrors)
+        self._broadcast(message, skip_mirror=skip_mirror,
+                        for_mirrors=room_copy.with_time(message, timestamp))
 
     def _written_during_split(self, occupant, message):
         """
         A message a mirror kept during a split comes with its original
         <delay/> (from the mirror room) and an origin-id (PROTOCOL.md 6).
-        @return: (timestamp, origin id), or C{None} for a live message.
+        @return: (timestamp, origin id, the time it was written), or
+            C{None} for a live message.
         """
         if occupant.via is None:
             return None
@@ -878,17 +884,7 @@ class Room:
             stamp = parse_timestamp(delay.getAttribute("stamp", ""))
         except ValueError:
             return None
-        delay["from"] = self.jid
-        return min(stamp, self.host.now()), origin.getAttribute("id")
-
-    def _is_own_marker(self, node):
-        """Delay and stanza-id elements claiming to be from this room are
-        forgeries from a client (XEP-0359 4, Prosody strips delay too)."""
-        if isinstance(node, domish.Element) and node.uri in (ns.FMUC, ns.DMUC3, ns.DMUC_SYNC):
-            return True  # the DMUC envelope and times are for this room only
-        return (isinstance(node, domish.Element)
-                and ((node.uri, node.name) in ((ns.DELAY, "delay"), (ns.STANZA_ID, "stanza-id")))
-                and (node.getAttribute("from") == self.jid or node.getAttribute("by") == self.jid))
+        return min(stamp, self.host.now()), origin.getAttribute("id"), stamp
 
     def _remember(self, entry):
         limit = self.config.history_length
@@ -959,7 +955,8 @@ class Room:
         self._pending_iqs[routed_id] = (iq.getAttribute("id"), sender.address,
                                         target.address)
         forwarded = copy_element(iq)
-        forwarded.children = [c for c in forwarded.children if not self._is_own_marker(c)]
+        forwarded.children = [c for c in forwarded.children
+                              if not room_copy.is_room_marker(c, self.jid)]
         forwarded["id"] = routed_id
         forwarded["from"] = self.occupant_jid(occupant.nick)
         to = target.address

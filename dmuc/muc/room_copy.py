@@ -1,0 +1,123 @@
+"""
+The room's copy of an occupant's groupchat message, built in one place for
+the master and for the mirror the message came from.
+
+In ordered mode a mirror user's message goes up to the master, which
+gives it its place (stanza-id, time) and sends every site the copy.  The
+mirror it came from already holds the message: the master answers it with
+a short acknowledgement (L{ack}) instead of the full copy, and the mirror
+builds the copy itself.  Both ends build it with L{room_copy}, so the copy
+is the same at every site (docs/decisions.md, "Protocol additions").
+"""
+
+from twisted.words.xish import domish
+
+from dmuc.muc import history
+from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.stanzas import child, copy_element, make_stanza, strip_children
+from dmuc.xmpp.timestamps import format_timestamp, parse_timestamp
+
+#: The envelope's attribute by which a mirror asks for L{ack}s.
+ACK_REQUEST = "ack"
+
+
+def room_copy(message, room_jid, nick, occupant_id, stanza_id, late=None):
+    """
+    What room C{room_jid} broadcasts for C{message} from occupant C{nick}:
+    the message without what only the room may say (the DMUC envelope and
+    times, a delay or stanza-id claiming to be the room's), from the
+    occupant JID, with the room's occupant-id and, when it is kept in
+    history, the room's stanza-id.
+
+    @param late: the time a message held in the link was sent, kept in a
+        XEP-0203 <delay/> from the room.
+    """
+    copy = copy_element(message)
+    copy.children = [c for c in copy.children if not is_room_marker(c, room_jid)]
+    if late is not None:
+        delay = copy.addElement((ns.DELAY, "delay"))
+        delay["from"], delay["stamp"] = room_jid, format_timestamp(late)
+    copy["from"] = "%s/%s" % (room_jid, nick)
+    copy["type"] = "groupchat"
+    copy.attributes.pop("to", None)
+    strip_children(copy, ns.OCCUPANT_ID)
+    copy.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = occupant_id
+    if history.is_historic(copy):
+        # A stanza-id names a message the room keeps (as Prosody's
+        # mod_muc_mam): clients would look for the others in vain.
+        marker = copy.addElement((ns.STANZA_ID, "stanza-id"))
+        marker["id"] = stanza_id
+        marker["by"] = room_jid
+    return copy
+
+
+def is_room_marker(node, room_jid):
+    """Elements only the room may add: from a client (or a mirror's user)
+    they are forgeries (XEP-0359 4; Prosody strips delay too)."""
+    if not isinstance(node, domish.Element):
+        return False
+    if node.uri in (ns.FMUC, ns.DMUC3, ns.DMUC_SYNC):
+        return True   # the DMUC envelope and times are for the room only
+    return ((node.uri, node.name) in ((ns.DELAY, "delay"), (ns.STANZA_ID, "stanza-id"))
+            and (node.getAttribute("from") == room_jid or node.getAttribute("by") == room_jid))
+
+
+def with_time(copy, timestamp):
+    """The mirrors' version of a copy: with the time the room gave it, so
+    that every site's history has one order."""
+    copy = copy_element(copy)
+    copy.addElement((ns.DMUC_SYNC, "time"))["stamp"] = format_timestamp(timestamp)
+    return copy
+
+
+# -- the acknowledgement
+
+
+def ack(room_jid, mirror_room, origin_id, stanza_id, timestamp):
+    """
+    The master's answer to the mirror a message came from, in place of
+    the full copy::
+
+        <message from='ROOM' to='MIRROR-ROOM'>
+          <ack xmlns='urn:xmpp:dmuc:0' origin='ORIGIN-ID' id='STANZA-ID' stamp='TIME'/>
+        </message>
+    """
+    message = make_stanza("message", frm=room_jid, to=mirror_room)
+    element = message.addElement((ns.DMUC_SYNC, "ack"))
+    element["origin"] = origin_id
+    element["id"] = stanza_id
+    element["stamp"] = format_timestamp(timestamp)
+    return message
+
+
+def parse_ack(message):
+    """@return: C{(origin id, stanza id, time)} of an L{ack} message, or
+    C{None} when C{message} is none or is malformed."""
+    element = child(message, "ack", ns.DMUC_SYNC)
+    if element is None:
+        return None
+    origin, stanza_id = element.getAttribute("origin"), element.getAttribute("id")
+    try:
+        timestamp = parse_timestamp(element.getAttribute("stamp") or "")
+    except ValueError:
+        return None
+    if not origin or not stanza_id:
+        return None
+    return origin, stanza_id, timestamp
+
+
+def is_ack(message):
+    return child(message, "ack", ns.DMUC_SYNC) is not None
+
+
+def origin_id(message):
+    element = child(message, "origin-id", ns.STANZA_ID)
+    return element.getAttribute("id") if element is not None else None
+
+
+def may_ack(upload):
+    """Whether the mirror that sent C{upload} asked for an L{ack} (and
+    can build the copy: the message has an id and an origin-id)."""
+    envelope = child(upload, "fmuc", ns.FMUC)
+    return (envelope is not None and envelope.getAttribute(ACK_REQUEST) == "1"
+            and bool(upload.getAttribute("id")) and origin_id(upload) is not None)
