@@ -13,7 +13,7 @@ from twisted.logger import Logger
 
 from dmuc.master.handler import parse_join
 from dmuc.muc.occupant_iq import RoutedIq, RoutedIqs, goes_to_bare_jid
-from dmuc.muc import archive, invitations, registration, restart
+from dmuc.muc import archive, invitations, registration, restart, room_copy
 from dmuc.muc.presence import template
 from dmuc.mirror.archive import MirrorArchiveHost
 from dmuc.mirror.leaving import LeavesInFlight
@@ -426,12 +426,13 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                               text="The room's site is unreachable (network split)")
         self._with_master_features(master_host, proceed, refuse)
 
-    def _send_up(self, stanza, user, room, nick, nomirror=False, sent=None):
+    def _send_up(self, stanza, user, room, nick, nomirror=False, sent=None, ack=False):
         """Forward a user's stanza to the master: from the mirror occupant
         JID, to the master room (or occupant), with the envelope (and
         C{<nomirror/>} for a fire-and-forget message; C{sent}: when our
         user sent a room message, so that one held in the link keeps its
-        time: docs/decisions.md, "Protocol additions")."""
+        time; C{ack}: the master may answer with an acknowledgement instead
+        of the copy: docs/decisions.md, "Protocol additions")."""
         up = copy_element(stanza)
         up["from"] = room.local_jid(nick)
         to = parse_jid(stanza.getAttribute("to"))
@@ -442,6 +443,8 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         envelope["from"] = user.full()
         if sent is not None:
             envelope["sent"] = format_timestamp(sent)
+        if ack:
+            envelope[room_copy.ACK_REQUEST] = "1"
         if nomirror:
             up.addElement((ns.FMUC, "nomirror"))
         self.send(up)
@@ -473,9 +476,16 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                 room.local_message(stanza, sender)
                 return
             fire = self.fire_and_forget and child(stanza, "subject", stanza.uri) is None
+            ack = False
             if child(stanza, "subject", stanza.uri) is None:
+                if not stanza.getAttribute("id"):
+                    # As Prosody (and the master) would: the copy we may
+                    # build from the master's acknowledgement has it too.
+                    stanza["id"] = self.new_id()
                 room.track_in_flight(stanza, sender)
-            self._send_up(stanza, user, room, sender.nick, nomirror=fire, sent=self.now())
+                ack = not fire and room.wants_ack(sender)
+            self._send_up(stanza, user, room, sender.nick, nomirror=fire, sent=self.now(),
+                          ack=ack)
             if fire:
                 room.fan_out_local_message(stanza, sender)
             return
@@ -660,7 +670,9 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             elif sender.resource is not None:
                 room.handle_broadcast_presence(stanza, sender.resource)
         elif name == "message":
-            if kind == "groupchat":
+            if room_copy.is_ack(stanza):
+                room.handle_ack(stanza)
+            elif kind == "groupchat":
                 room.handle_groupchat(stanza)
             elif kind != "error" and not self.archive_result(room, stanza):
                 room.fan_out_room_message(stanza)

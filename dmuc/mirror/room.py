@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
-from dmuc.muc import forms, history, notices, voice
+from dmuc.muc import forms, history, notices, room_copy, voice
 from dmuc.muc.history import order_key
 from dmuc.muc.model import RoomConfig, Session
 from dmuc.muc.presence import destroy_presence, is_destroy, occupant_presence, template
@@ -772,6 +772,38 @@ class MirrorRoom:
         self.in_flight[origin] = (sender.nick, copy_element(message), self.host.now())
         while len(self.in_flight) > 1000:
             del self.in_flight[next(iter(self.in_flight))]
+
+    def wants_ack(self, sender):
+        """Whether the master may answer our user's message with an
+        acknowledgement: we can build its copy only knowing the
+        occupant-id it gives our user."""
+        return bool(sender.occupant_id)
+
+    def handle_ack(self, message):
+        """
+        The master's acknowledgement of a message our user sent up
+        (L{room_copy.ack}): build the copy the master gave every other
+        site, and treat it as the master's copy, in this place in the
+        room's order.
+        """
+        parsed = room_copy.parse_ack(message)
+        if parsed is None:
+            log.warn("{room}: ignored a malformed acknowledgement from the master: {xml}",
+                     room=self.jid, xml=message.toXml()[:300])
+            return
+        origin, stanza_id, timestamp = parsed
+        flying = self.in_flight.get(origin)
+        sender = self.roster.get(flying[0]) if flying is not None else None
+        if sender is None or not sender.occupant_id:
+            # Moved to the split messages, or our user left: the netjoin's
+            # resync brings the master's copy.
+            log.info("{room}: an acknowledgement for a message we no longer wait for "
+                     "({origin}); the next resync brings it", room=self.jid, origin=origin)
+            return
+        nick, sent_message, _ = flying
+        copy = room_copy.room_copy(sent_message, self.master_jid, nick, sender.occupant_id,
+                                   stanza_id)
+        self.handle_groupchat(room_copy.with_time(copy, timestamp))
 
     def handle_groupchat(self, message):
         self.in_flight.pop(_origin_id(message), None)
