@@ -189,45 +189,47 @@ class TwoSites:
         return paths
 
     def _master_sections(self, directory, monitor):
-        ip, deployment = self.ip, self.deployment
+        ip = self.ip
         master = {"jid": MASTER, "database": os.path.join(directory, "master.sqlite"),
                   "trusted_mirrors": MIRROR}
-        sections = {}
-        if deployment == "standalone":
-            master["connection"] = "s2s"
-            sections["s2s"] = self._s2s_section(MASTER, directory, ip.master, {
-                FAIRFAX: ip.fairfax, RALEIGH: ip.to_raleigh, MIRROR: ip.to_raleigh})
-        else:
-            sections["xmpp"] = {"host": ip.fairfax, "port": self.fairfax.component_port}
-            master["secret"] = "master-secret"
-        if deployment == "direct":
-            master["direct_peers"] = MIRROR
-            sections["s2s"] = self._s2s_section(MASTER, directory, ip.master,
-                                                {MIRROR: ip.to_mirror})
-        sections["master"] = master
-        sections["monitor"] = dict(monitor or {}, status_file=os.path.join(
-            directory, "status.json"))
-        return sections
+        return self._service_sections(
+            "master", master, directory, monitor, prosody=self.fairfax,
+            own_s2s=self.deployment == "standalone", listen=ip.master,
+            routes={FAIRFAX: ip.fairfax, RALEIGH: ip.to_raleigh, MIRROR: ip.to_raleigh},
+            peer=MIRROR, peer_route=ip.to_mirror)
 
     def _mirror_sections(self, directory, monitor, fire_and_forget, split_mode):
-        ip, deployment = self.ip, self.deployment
+        ip = self.ip
         mirror = {"jid": MIRROR, "local_domains": RALEIGH,
                   "fire_and_forget": "true" if fire_and_forget else "false",
                   "database": os.path.join(directory, "mirror.sqlite"),
                   "split_mode": split_mode}
+        return self._service_sections(
+            "mirror", mirror, directory, monitor, prosody=self.raleigh,
+            own_s2s=self.deployment == "mirror_s2s", listen=ip.mirror,
+            routes={RALEIGH: ip.raleigh, FAIRFAX: ip.to_fairfax, MASTER: ip.to_fairfax},
+            peer=MASTER, peer_route=ip.to_master)
+
+    def _service_sections(self, name, service, directory, monitor, prosody, own_s2s, listen,
+                          routes, peer, peer_route):
+        """
+        The INI sections of one dmuc process: the service attaches to its
+        site's C{prosody} as a component, or (C{own_s2s}) serves its domain
+        over S2S itself on C{listen}, with static C{routes}; on a direct
+        link it reaches C{peer} over its own S2S through C{peer_route}.
+        """
         sections = {}
-        if deployment == "mirror_s2s":
-            mirror["connection"] = "s2s"
-            sections["s2s"] = self._s2s_section(MIRROR, directory, ip.mirror, {
-                RALEIGH: ip.raleigh, FAIRFAX: ip.to_fairfax, MASTER: ip.to_fairfax})
+        if own_s2s:
+            service["connection"] = "s2s"
+            sections["s2s"] = self._s2s_section(service["jid"], directory, listen, routes)
         else:
-            sections["xmpp"] = {"host": ip.raleigh, "port": self.raleigh.component_port}
-            mirror["secret"] = "mirror-secret"
-        if deployment == "direct":
-            mirror["direct_peers"] = MASTER
-            sections["s2s"] = self._s2s_section(MIRROR, directory, ip.mirror,
-                                                {MASTER: ip.to_master})
-        sections["mirror"] = mirror
+            sections["xmpp"] = {"host": prosody.ip, "port": prosody.component_port}
+            service["secret"] = prosody.components[service["jid"]]
+        if self.deployment == "direct":
+            service["direct_peers"] = peer
+            sections["s2s"] = self._s2s_section(service["jid"], directory, listen,
+                                                {peer: peer_route})
+        sections[name] = service
         sections["monitor"] = dict(monitor or {}, status_file=os.path.join(
             directory, "status.json"))
         return sections
