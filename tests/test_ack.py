@@ -97,6 +97,16 @@ class AcknowledgementTests(unittest.TestCase):
         for user in (WAYNE, KEITH, KEVIN):
             self.assertEqual(bodies(self.sites.take(user)), ["old style"])
 
+    def test_an_older_master_sends_the_full_copy_and_the_mirror_takes_it(self):
+        # A master that does not know the attribute ignores it.
+        self.patch(room_copy, "may_ack", lambda upload: False)
+        say(self.sites, WAYNE, "to an old master", MROOM)
+        down, = self.crossed("fairfax>raleigh")
+        self.assertFalse(room_copy.is_ack(down))
+        for user in (WAYNE, KEITH, KEVIN):
+            self.assertEqual(bodies(self.sites.take(user)), ["to an old master"])
+        self.assertEqual(self.sites.mirror.rooms[MROOM].in_flight, {})
+
     def test_one_order_at_both_sites(self):
         for n in range(3):
             say(self.sites, WAYNE, "w%d" % n, MROOM)
