@@ -388,6 +388,19 @@ class MonitoringTests(unittest.TestCase):
         self.assertEqual(a.router.up, ["b.test", "b.test", "b.test"])
 
     @defer.inlineCallbacks
+    def test_tcp_closed_without_the_closing_tag_is_a_loss_and_says_so(self):
+        # What a cut link through a proxy looks like: a FIN, no </stream>.
+        a, b = self.a, self.b
+        yield self.kept_stream_up()
+        yield until(lambda: b.inbound_from("a.test"), what="a's stream at b")
+        b.inbound_from("a.test")[0].xs.transport.loseConnection()
+        yield until(lambda: a.router.lost, what="stream_lost")
+        reason = a.router.lost[0][1]
+        self.assertIn("the stream to b.test broke (the connection closed without the "
+                      "stream's closing tag)", reason)
+        self.assertNotIn("cleanly", reason)
+
+    @defer.inlineCallbacks
     def test_clean_stop_is_not_a_loss(self):
         a, b = self.a, self.b
         yield self.kept_stream_up()

@@ -645,5 +645,9 @@ def _why(reason):
         return "timed out"
     if isinstance(value, net_error.DNSLookupError):
         return "address not found"
+    if isinstance(value, net_error.ConnectionDone):
+        # Twisted says "closed cleanly" of the TCP connection; the stream
+        # itself ended without its closing tag (a clean end is not a loss).
+        return "the connection closed without the stream's closing tag"
     text = str(value) or value.__class__.__name__
     return " ".join(text.split())
