@@ -401,6 +401,22 @@ class MonitoringTests(unittest.TestCase):
         self.assertNotIn("cleanly", reason)
 
     @defer.inlineCallbacks
+    def test_a_watched_peer_is_retried_at_least_every_retry_max_of_the_watcher(self):
+        # The monitor pings a split peer every split_ping_interval; the
+        # stream it needs must not wait for a back-off of 30 s.
+        a, b = self.a, self.b
+        a.policy.retry_min, a.policy.retry_max = 1.0, 60.0
+        a.server.keep("a.test", "b.test", retry_max=0.5)
+        yield until(lambda: a.outgoing("b.test"), what="the kept stream")
+        yield b.crash()
+        yield until(lambda: a.router.lost, what="stream_lost")
+        yield pause(3.5)        # down long enough for a back-off of 4 s
+        yield b.restart()
+        started = reactor.seconds()
+        yield until(lambda: a.outgoing("b.test"), timeout=2.0, what="the stream back")
+        self.assertLess(reactor.seconds() - started, 2.0)
+
+    @defer.inlineCallbacks
     def test_clean_stop_is_not_a_loss(self):
         a, b = self.a, self.b
         yield self.kept_stream_up()

@@ -34,10 +34,11 @@ class PeerMonitors:
             self.monitors[peer] = monitor
             monitor.start()
             self.write_status()
-            # Over dmuc's own S2S, a watched peer's stream is kept open.
+            # Over dmuc's own S2S, a watched peer's stream is kept open,
+            # and reopened at least as often as a split peer is pinged.
             keep = getattr(getattr(self.service, "parent", None), "keep_stream", None)
             if keep is not None:
-                keep(peer)
+                keep(peer, self.settings.split_ping_interval)
 
     def stop(self):
         for monitor in self.monitors.values():

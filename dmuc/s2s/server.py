@@ -113,10 +113,15 @@ class S2SServer(service.Service):
             link = self.links[(local, remote)] = OutgoingLink(self, local, remote)
         return link
 
-    def keep(self, local, remote):
+    def keep(self, local, remote, retry_max=None):
         """A service watches C{remote}: keep a stream to it open, and
-        reopen it (with back-off) when it breaks."""
-        self._link(local, remote).keep()
+        reopen it (with back-off) when it breaks.
+
+        @param retry_max: the longest wait between two attempts, when
+            shorter than the policy's (a monitor pinging every so often
+            while split needs the stream at least as often).
+        """
+        self._link(local, remote).keep(retry_max)
 
     def deliver(self, stanza, local, remote):
         router = self._routers.get(local)
@@ -301,6 +306,7 @@ class OutgoingLink:
         self.kept = False
         self.retry_at = 0.0           # no attempt before (back-off)
         self.delay = 0.0
+        self.kept_retry_max = None    # a watcher's shorter cap on the back-off
         self._retry = None
         self._idle = None
         self.last_error = ""
@@ -313,8 +319,10 @@ class OutgoingLink:
     def policy(self):
         return self.server.policy
 
-    def keep(self):
+    def keep(self, retry_max=None):
         self.kept = True
+        if retry_max is not None:
+            self.kept_retry_max = min(self.kept_retry_max or retry_max, retry_max)
         if self.stream is None and not self.connecting and self._retry is None:
             self.connect()
 
@@ -372,7 +380,10 @@ class OutgoingLink:
         self._back_off()
 
     def _back_off(self):
-        self.delay = min(max(self.delay * 2, self.policy.retry_min), self.policy.retry_max)
+        longest = self.policy.retry_max
+        if self.kept and self.kept_retry_max is not None:
+            longest = min(longest, self.kept_retry_max)
+        self.delay = min(max(self.delay * 2, self.policy.retry_min), longest)
         self.retry_at = self.clock.seconds() + self.delay
         if self.kept:
             log.info("S2S to {remote}: retrying in {delay:.1f} s", remote=self.remote,

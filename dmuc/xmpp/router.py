@@ -86,10 +86,11 @@ class Router(service.MultiService):
             return True
         return self.s2s is not None and domain in self.direct_peers
 
-    def keep_stream(self, peer):
-        """The service watches C{peer}: over S2S, keep a stream to it."""
+    def keep_stream(self, peer, retry_max=None):
+        """The service watches C{peer}: over S2S, keep a stream to it,
+        retried at least every C{retry_max} seconds while it is down."""
         if self.s2s is not None and self._s2s_for(peer):
-            self.s2s.keep(self.domain, peer)
+            self.s2s.keep(self.domain, peer, retry_max)
 
     def startService(self):
         service.MultiService.startService(self)
