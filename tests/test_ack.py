@@ -107,6 +107,16 @@ class AcknowledgementTests(unittest.TestCase):
             self.assertEqual(bodies(self.sites.take(user)), ["to an old master"])
         self.assertEqual(self.sites.mirror.rooms[MROOM].in_flight, {})
 
+    def test_a_last_word_before_leaving_reaches_the_others(self):
+        # The acknowledgement and the leave's answer come back together.
+        self.sites.stall("fairfax>raleigh")
+        say(self.sites, WAYNE, "bye all", MROOM)
+        self.sites.send(WAYNE, "<presence type='unavailable' to='%s/Wayne'/>" % MROOM)
+        self.sites.heal()
+        self.assertEqual(bodies(self.sites.take(KEITH)), ["bye all"])
+        self.assertEqual(bodies(self.sites.take(KEVIN)), ["bye all"])
+        self.assertNotIn("Wayne", self.sites.mirror.rooms[MROOM].roster)
+
     def test_one_order_at_both_sites(self):
         for n in range(3):
             say(self.sites, WAYNE, "w%d" % n, MROOM)
