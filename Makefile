@@ -6,7 +6,7 @@
 #   make demo   play a conversation across the two sites, print what crossed the link
 #   make bench  stock Prosody against dmuc (through Prosody and on its own direct
 #               link) on two sites: bench/results/latest.json, docs/benchmarks.md
-#               (about 20 minutes on two cores)
+#               (about 13 minutes on two cores)
 #
 # Both install what they need: a virtualenv with dmuc and its test tools in
 # .venv, and Debian's prosody package (apt-get; sudo when not root).
