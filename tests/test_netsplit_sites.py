@@ -185,6 +185,11 @@ class SplitRaceTests(TwoSitesInAConversation, unittest.TestCase):
     def test_split_during_a_resync(self):
         self.sites.relay.cut()
         self.say(self.kevin, ROOM, "first split")
+        # The room has given Kevin's message its time before Wayne writes:
+        # on a direct link the mirror knows of the split at once, and
+        # Wayne's message could otherwise be the earlier one (the same
+        # order at both sites, but not the one expected below).
+        self.kevin.wait_for(lambda s: body(s) == "first split", timeout=10)
         self.keith.wait_for(lambda s: 333 in status_codes(s), timeout=10)
         self.say(self.wayne, MROOM, "wayne in first split")
         self.sites.relay.heal()
