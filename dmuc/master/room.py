@@ -804,7 +804,7 @@ class Room:
         self._broadcast_message(occupant, stanza,
                                 skip_mirror=occupant.via if nomirror else None,
                                 sent=self._late_send_time(occupant, stanza),
-                                ackable=ackable and not nomirror)
+                                ackable=ackable)
 
     def _late_send_time(self, occupant, stanza):
         """

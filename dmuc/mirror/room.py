@@ -765,7 +765,7 @@ class MirrorRoom:
         becomes a split message, sent again at the netjoin, and the
         origin-id keeps it from being stored twice.
         """
-        origin = _origin_id(message)
+        origin = room_copy.origin_id(message)
         if origin is None:
             origin = self.host.new_id()
             message.addElement((ns.STANZA_ID, "origin-id"))["id"] = origin
@@ -806,7 +806,7 @@ class MirrorRoom:
         self.handle_groupchat(room_copy.with_time(copy, timestamp))
 
     def handle_groupchat(self, message):
-        self.in_flight.pop(_origin_id(message), None)
+        self.in_flight.pop(room_copy.origin_id(message), None)
         stamp = child(message, "time", ns.DMUC_SYNC)
         if stamp is not None:
             message.children.remove(stamp)
@@ -841,7 +841,7 @@ class MirrorRoom:
             stanza_id=marker.getAttribute("id") if marker is not None else self.host.new_id(),
             timestamp=timestamp, nick=(message.getAttribute("from") or "").partition("/")[2],
             real_jid="", xml=stored.toXml())
-        origin = _origin_id(message)
+        origin = room_copy.origin_id(message)
         held = next((e for e in self.history if e.stanza_id == entry.stanza_id
                      or (origin and origin == history.origin_id(e))), None)
         if held is not None:
@@ -1060,7 +1060,7 @@ class MirrorRoom:
         """A message while split (split_mode local): our users get it now,
         the master at the netjoin, with its time and an origin-id."""
         copy = copy_element(message)
-        if _origin_id(copy) is None:
+        if room_copy.origin_id(copy) is None:
             copy.addElement((ns.STANZA_ID, "origin-id"))["id"] = self.host.new_id()
         now = written if written is not None else self.host.now()
         self.split_messages.append(SplitMessage(sender.nick, sender.user.full(), now,
@@ -1263,9 +1263,3 @@ def _new_nick(presence):
 def _occupant_id(presence):
     element = child(presence, "occupant-id", ns.OCCUPANT_ID)
     return element.getAttribute("id") if element is not None else None
-
-
-def _origin_id(message):
-    origin = child(message, "origin-id", ns.STANZA_ID)
-    return origin.getAttribute("id") if origin is not None else None
-
