@@ -144,3 +144,30 @@ class FacingMonitorsTests(unittest.TestCase):
         pinger.stop()                   # e.g. that service restarts
         self.advance(5 + 15 + 1)        # an interval, the grace, and a little
         self.assertGreater(other.pings_sent, before)
+
+
+class KeptStreamTests(unittest.TestCase):
+    """Over dmuc's own S2S a watched peer's stream is kept open."""
+
+    def test_watching_keeps_the_stream_retried_as_often_as_split_pings(self):
+        from dmuc.monitor.peers import PeerMonitors
+
+        kept = []
+
+        class Router:
+            def keep_stream(self, peer, retry_max=None):
+                kept.append((peer, retry_max))
+
+        class Service:
+            domain = "conference.fairfax.test"
+            clock = Clock()
+            parent = Router()
+
+            def send(self, stanza):
+                pass
+
+        monitors = PeerMonitors(Service(), MonitorSettings(60, 20, 7))
+        monitors.watch("mirror.raleigh.test")
+        monitors.watch("mirror.raleigh.test")
+        self.assertEqual(kept, [("mirror.raleigh.test", 7)])
+        monitors.stop()
