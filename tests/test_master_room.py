@@ -314,6 +314,13 @@ class AdminTests(unittest.TestCase):
         out = self.f.receive(config_submit(("muc#roomconfig_historylength", "lots")))
         self.assertEqual(error_condition(out[0]), ("modify", "not-acceptable"))
 
+    def test_a_field_twice_is_a_bad_request(self):
+        # One field given twice (not one field with two values) is no form.
+        out = self.f.receive(config_submit(("muc#roomconfig_roomname", "One"),
+                                           ("muc#roomconfig_roomname", "Two")))
+        self.assertEqual(error_condition(out[0]), ("modify", "bad-request"))
+        self.assertEqual(self.f.muc.rooms[ROOM].config.name, "")
+
     def test_destroy(self):
         out = self.f.receive(
             "<iq type='set' id='d' from='%s' to='%s'><query xmlns='%s'>"

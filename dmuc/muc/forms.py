@@ -108,7 +108,10 @@ def parse_config_submission(element, current):
     @return: the new L{RoomConfig}.
     @raise StanzaError: C{bad-request} for a form of another type.
     """
-    form = data_form.Form.fromElement(element)
+    try:
+        form = data_form.Form.fromElement(element)
+    except data_form.Error as e:   # a field given twice, say
+        raise StanzaError("bad-request", text="Malformed form: %s" % (e,))
     if form.formNamespace not in (None, ns.MUC_ROOMCONFIG):
         raise StanzaError("bad-request", text="Form is not of type room configuration")
     values = current.to_dict()
