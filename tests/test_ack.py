@@ -3,13 +3,15 @@ Ordered mode without the echo (issue 11): the master answers the mirror a
 message came from with a short acknowledgement, and that mirror builds the
 room's copy itself.  Users at every site see exactly what they saw when
 the master sent the full copy; a mirror that does not ask for
-acknowledgements (an older one) still gets the full copy.
+acknowledgements (an older one) still gets the full copy.  Every test
+runs in both profiles: the compact one (dmuc/muc/compact.py) and the
+full one an older peer speaks.
 """
 
 from twisted.logger import LogLevel
 from twisted.trial import unittest
 
-from dmuc.muc import room_copy
+from dmuc.muc import compact, room_copy
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import child, parse_xml
 from tests.stanza_helpers import logged
@@ -29,10 +31,25 @@ def view(message):
                         for e in message.elements())}
 
 
+def is_ack(message):
+    """An acknowledgement on the wire, in either profile."""
+    return room_copy.is_ack(message) or compact.is_compact_ack(message)
+
+
+def asks_for_ack(upload):
+    envelope = child(upload, "u", ns.DMUC_COMPACT)
+    if envelope is not None:
+        return envelope.getAttribute("c") != "1"
+    return child(upload, "fmuc", ns.FMUC).getAttribute("ack") == "1"
+
+
 class AcknowledgementTests(unittest.TestCase):
+    """In the compact profile."""
+
+    compact = True
 
     def setUp(self):
-        self.sites = conversation()
+        self.sites = conversation(compact=self.compact)
         self.sites.link_count()
 
     def crossed(self, direction):
@@ -42,8 +59,8 @@ class AcknowledgementTests(unittest.TestCase):
         say(self.sites, WAYNE, "from raleigh", MROOM)
         up, = self.crossed("raleigh>fairfax")
         down, = self.crossed("fairfax>raleigh")
-        self.assertEqual(child(up, "fmuc", ns.FMUC).getAttribute("ack"), "1")
-        self.assertTrue(room_copy.is_ack(down), down.toXml())
+        self.assertTrue(asks_for_ack(up), up.toXml())
+        self.assertTrue(is_ack(down), down.toXml())
         self.assertEqual(bodies([down]), [])
         # Its size does not depend on the message.
         self.assertLess(len(down.toXml()), 250)
@@ -71,7 +88,7 @@ class AcknowledgementTests(unittest.TestCase):
     def test_a_long_message_is_acknowledged_in_as_few_bytes(self):
         say(self.sites, WAYNE, "long " * 200, MROOM)
         down, = self.crossed("fairfax>raleigh")
-        self.assertTrue(room_copy.is_ack(down))
+        self.assertTrue(is_ack(down))
         self.assertLess(len(down.toXml()), 250)
         self.assertEqual(bodies(self.sites.take(KEITH)), ["long " * 200])
 
@@ -91,8 +108,8 @@ class AcknowledgementTests(unittest.TestCase):
         say(self.sites, WAYNE, "old style", MROOM)
         up, = self.crossed("raleigh>fairfax")
         down, = self.crossed("fairfax>raleigh")
-        self.assertIsNone(child(up, "fmuc", ns.FMUC).getAttribute("ack"))
-        self.assertFalse(room_copy.is_ack(down))
+        self.assertFalse(asks_for_ack(up), up.toXml())
+        self.assertFalse(is_ack(down))
         self.assertEqual(bodies([down]), ["old style"])
         for user in (WAYNE, KEITH, KEVIN):
             self.assertEqual(bodies(self.sites.take(user)), ["old style"])
@@ -102,7 +119,7 @@ class AcknowledgementTests(unittest.TestCase):
         self.patch(room_copy, "may_ack", lambda upload: False)
         say(self.sites, WAYNE, "to an old master", MROOM)
         down, = self.crossed("fairfax>raleigh")
-        self.assertFalse(room_copy.is_ack(down))
+        self.assertFalse(is_ack(down))
         for user in (WAYNE, KEITH, KEVIN):
             self.assertEqual(bodies(self.sites.take(user)), ["to an old master"])
         self.assertEqual(self.sites.mirror.rooms[MROOM].in_flight, {})
@@ -153,3 +170,10 @@ class AcknowledgementTests(unittest.TestCase):
         # The room still works.
         say(self.sites, WAYNE, "still here", MROOM)
         self.assertEqual(bodies(self.sites.take(KEITH)), ["still here"])
+
+
+class FullProfileAcknowledgementTests(AcknowledgementTests):
+    """The same between a master and a mirror that speak the full profile
+    (an older master offers no compact one)."""
+
+    compact = False

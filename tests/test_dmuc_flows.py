@@ -8,6 +8,7 @@ from twisted.logger import LogLevel
 from twisted.trial import unittest
 
 from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.stanzas import child, payload
 from tests.stanza_helpers import error_condition, item, logged, status_codes
 from tests.two_site_helpers import MASTER, MIRROR, MROOM, ROOM, TwoSites
 
@@ -206,12 +207,18 @@ class MirrorConversationTests(unittest.TestCase):
                         "<field var='muc#roomconfig_maxusers'><value>30</value></field>"
                         "</x></query></iq>" % (ROOM, ns.MUC_OWNER))
         push, = [s for _, s in self.sites.link
-                 if s.name == "iq" and next(s.elements(ns.DMUC_SYNC, "config"), None) is not None]
+                 if s.name == "iq" and next(s.elements(ns.DMUC_COMPACT, "config"), None) is not None]
         text = push.toXml()
         for human in ("label=", "<title", "<instructions", "<option"):
             self.assertNotIn(human, text)
         config = self.sites.mirror.rooms[MROOM].config
         self.assertEqual((config.whois, config.max_users), ("anyone", 30))
+        # The compact profile's push lists what differs from the defaults
+        # only: the two changed fields.
+        form = child(child(push, "config", ns.DMUC_COMPACT), "x", ns.DATA_FORMS)
+        self.assertEqual(sorted(f["var"] for f in form.elements(ns.DATA_FORMS, "field")),
+                         ["muc#roomconfig_maxusers", "muc#roomconfig_whois"])
+        self.assertLess(len(text), 500)
 
     def test_mirror_room_disco(self):
         self.sites.send(WAYNE, "<iq type='get' id='d' to='%s'><query xmlns='%s'/></iq>"
@@ -240,7 +247,8 @@ class FireAndForgetTests(unittest.TestCase):
         sites.link_count()
         say(sites, WAYNE, "quick", MROOM)
         up, = [s for _, s in sites.link]
-        self.assertIsNotNone(next(up.elements(ns.FMUC, "nomirror"), None))
+        # The compact envelope's "no copy for my mirror".
+        self.assertEqual(child(up, "u", ns.DMUC_COMPACT).getAttribute("n"), "1")
         self.assertEqual(bodies(sites.take(KEITH)), ["quick"])
         self.assertEqual(bodies(sites.take(WAYNE)), ["quick"])
         self.assertEqual(bodies(sites.take(KEVIN)), ["quick"])
@@ -320,10 +328,12 @@ class TrustTests(unittest.TestCase):
         self.assertLogged("refused", "fmuc", "eve@fairfax.test/x")
 
     def test_client_supplied_envelope_at_the_mirror_is_stripped(self):
-        self.sites.send(WAYNE, "<presence to='%s/Wayne'>%s<fmuc xmlns='%s' from='kevin@fairfax.test/desk'/>"
-                        "</presence>" % (MROOM, MUC_X % "", ns.FMUC))
+        self.sites.send(WAYNE, "<presence to='%s/Wayne'>%s<fmuc xmlns='%s' from='%s'/>"
+                        "<u xmlns='%s' f='%s'/></presence>"
+                        % (MROOM, MUC_X % "", ns.FMUC, KEVIN, ns.DMUC_COMPACT, KEVIN))
         up = [s for _, s in self.sites.link if s.name == "presence"][0]
-        envelopes = [e["from"] for e in up.elements(ns.FMUC, "fmuc")]
+        envelopes = ([e["from"] for e in up.elements(ns.FMUC, "fmuc")]
+                     + [e["f"] for e in up.elements(ns.DMUC_COMPACT, "u")])
         self.assertEqual(envelopes, [WAYNE])
         self.assertEqual(self.sites.master.rooms[ROOM].occupants["Wayne"].real_jid.full(), WAYNE)
 
@@ -394,7 +404,10 @@ class MirrorRestartTests(unittest.TestCase):
         sites.take(WAYNE)
         sites.link_count()
         seen = join(sites, KEITH, "Keith")
-        self.assertEqual(sites.link_count(), 2)   # no new sync: one presence each way
+        # No new sync: one presence each way, and (once per process) the
+        # question of what the master offers (the compact profile).
+        self.assertEqual(sorted(s.name for _, s in sites.link), ["iq", "iq", "presence", "presence"])
+        self.assertEqual({payload(s).uri for _, s in sites.link if s.name == "iq"}, {ns.DISCO_INFO})
         occupants = sorted(s["from"] for s in seen if s.name == "presence" and not status_codes(s))
         self.assertEqual(occupants, [MROOM + "/Kevin", MROOM + "/Wayne"])
         self.assertEqual(bodies(seen), ["kept"])

@@ -35,12 +35,12 @@ class TwoSites:
     @ivar link: list of (direction, stanza) that crossed between sites.
     """
 
-    def __init__(self, trusted=None, fire_and_forget=False):
+    def __init__(self, trusted=None, fire_and_forget=False, compact=True):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.trusted = trusted if trusted is not None else {MIRROR: ("raleigh.test",)}
         self.master = MasterMUC(MASTER, MemoryRoomStore(), self.clock,
-                                trusted_mirrors=self.trusted)
+                                trusted_mirrors=self.trusted, compact=compact)
         self.fire_and_forget = fire_and_forget
         self.mirror = MirrorMUC(MIRROR, ("raleigh.test",), MemoryRoomStore(), self.clock,
                                 fire_and_forget=fire_and_forget)
@@ -99,7 +99,8 @@ class TwoSites:
         it says as it connects is lost (an older master says nothing).
         """
         self.master = MasterMUC(MASTER, self.master.store, self.clock,
-                                trusted_mirrors=self.trusted)
+                                trusted_mirrors=self.trusted,
+                                compact=self.master.offers_compact)
         self.master.load()
         self.master_down = False
         self._attach(MASTER, self.master)

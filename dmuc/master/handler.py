@@ -15,9 +15,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from dmuc.muc import registration, voice
-from dmuc.master.room import Room
+from dmuc.master.room import NOT_IN_ROOM, Room
 from dmuc.master.tombstones import DEFAULT_EXPIRY, Tombstones
-from dmuc.muc import forms, invitations, restart
+from dmuc.muc import compact, forms, invitations, restart
 from dmuc.muc import archive
 from dmuc.muc.history import order_key
 from dmuc.muc.model import HistoryRequest, JoinRequest, Sender
@@ -50,7 +50,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
 
     def __init__(self, domain, store, clock, name="dmuc chat rooms",
                  trusted_mirrors=None, monitor=None, tombstone_expiry=DEFAULT_EXPIRY,
-                 redirect_to_mirrors=False):
+                 redirect_to_mirrors=False, compact=True):
         """
         @param trusted_mirrors: mirror service domain -> the user domains it
             may speak for (PROTOCOL.md 8).
@@ -58,12 +58,16 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             who joins a room directly to its mirror room (DMUC1).
         @param tombstone_expiry: seconds a destroyed persistent room answers
             C{gone} (L{Tombstones}); 0 for never.
+        @param compact: offer mirrors the compact profile
+            (dmuc/muc/compact.py); without it we speak as dmuc did before.
         """
         ComponentHandler.__init__(self, domain, store, clock, monitor)
         self.trusted_mirrors = dict(trusted_mirrors or {})
         self.name = name
         self.rooms = {}
         self.tombstones = Tombstones(self, tombstone_expiry)
+        self.offers_compact = compact
+        self._compact_mirrors = set()   # mirror services that wrote compactly
         self.redirect_to_mirrors = redirect_to_mirrors
         self._relayed_invitations = {}   # IQ id -> the invitation a mirror delivers
 
@@ -222,10 +226,14 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         @raise StanzaError: C{not-allowed} for mirror traffic that is not
             trusted, C{jid-malformed} for a malformed mirror address.
         """
-        envelope = child(stanza, "fmuc", ns.FMUC)
         allowed = self.trusted_mirrors.get(jid.host)
+        if allowed is not None and self.offers_compact and compact.is_compact_upload(stanza):
+            self._expand_compact(stanza, jid, room_jid)
+        elif allowed is not None and child(stanza, "fmuc", ns.FMUC) is not None:
+            self._compact_mirrors.discard(jid.host)   # an older mirror after all
+        envelope = child(stanza, "fmuc", ns.FMUC)
         if allowed is None:
-            if envelope is not None:
+            if envelope is not None or compact.is_compact_upload(stanza):
                 self._refuse("an untrusted sender (or a client) used the fmuc envelope",
                              jid, room_jid)
             literal = child(stanza, "dmuc", ns.DMUC3)
@@ -259,6 +267,28 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             self._refuse("mirror %s spoke for %s, outside %s" % (
                 jid.host, real.full(), ", ".join(allowed)), jid, room_jid)
         return Sender(real, jid.full(), jid.userhost())
+
+    def _expand_compact(self, stanza, jid, room_jid):
+        """A trusted mirror's compact envelope, made the full one; the
+        mirror has said it speaks the compact profile."""
+        room = self.rooms.get(room_jid)
+        known = room.mirror_user(jid.full()) if room is not None else None
+        try:
+            compact.expand_upload(stanza, known.full() if known is not None else None)
+        except compact.UnknownUser:
+            # As for any stanza from someone not in the room; its client
+            # joins again (the master forgot the mirror's users: a restart).
+            raise StanzaError("not-acceptable", type="cancel", text=NOT_IN_ROOM)
+        except ValueError as e:
+            log.warn("{room}: refused a stanza from mirror occupant {jid}: {why}",
+                     room=room_jid, jid=jid.full(), why=e)
+            raise StanzaError("bad-request", text="Malformed DMUC envelope: %s" % (e,))
+        self._compact_mirrors.add(jid.host)
+
+    def speaks_compact(self, via):
+        """Whether the mirror (room) C{via} wrote to us in the compact
+        profile, and so reads it (dmuc/muc/compact.py)."""
+        return via.rpartition("@")[2] in self._compact_mirrors
 
     def _known_mirror_occupant(self, jid):
         # Answers (results, errors) from a mirror occupant carry no
@@ -322,7 +352,10 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             # have: it dropped the other sites' occupants and needs them.
             answer.addChild(room.roster_for_mirror(mirror.userhost()))
         history = answer.addElement((ns.MUC, "history"))
+        brief = self.speaks_compact(mirror.full())
         for message in room.history_for_mirror(request, query.getAttribute("after")):
+            if brief:
+                compact.history_item(message, room.mirror_knows_occupant_id(message))
             # Inside a foreign element a stanza names its namespace.
             message.uri = message.defaultUri = ns.CLIENT
             history.addChild(message)
@@ -448,8 +481,11 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         identity["category"] = "conference"
         identity["type"] = "text"
         identity["name"] = self.name
-        for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, ns.MUC, ns.DMUC3,
-                        ns.DMUC_SYNC, ns.PING, ns.MUC_UNIQUE):
+        features = [ns.DISCO_INFO, ns.DISCO_ITEMS, ns.MUC, ns.DMUC3, ns.DMUC_SYNC,
+                    ns.PING, ns.MUC_UNIQUE]
+        if self.offers_compact:
+            features.append(ns.DMUC_COMPACT)
+        for feature in features:
             info.addElement("feature")["var"] = feature
         self.send(reply)
 

@@ -21,7 +21,7 @@ import uuid
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
-from dmuc.muc import forms, history, notices, registration, room_copy
+from dmuc.muc import compact, forms, history, notices, registration, room_copy
 from dmuc.muc.history import order_key
 from dmuc.muc.model import (
     AFFILIATION_RANK, ROLE_RANK, Occupant, RoomConfig, Session, affiliation_rank,
@@ -129,6 +129,14 @@ class Room:
             return None
         return occupant
 
+    def mirror_user(self, address):
+        """The real JID the room knows behind the mirror occupant JID
+        C{address} (also just renamed), or C{None}."""
+        occupant = self.occupant_by_address(address)
+        if occupant is None and address in self._renamed_addresses:
+            occupant = self.occupant_by_address(self._renamed_addresses[address])
+        return occupant.real_jid if occupant is not None else None
+
     def occupant_by_address(self, address):
         nick = self._nick_by_address.get(address)
         return self.occupants.get(nick) if nick is not None else None
@@ -233,7 +241,18 @@ class Room:
             codes=codes, occupant_id=self.occupant_id(occupant), **kwargs)
         if show_jid and occupant.others:
             _add_session_items(presence, occupant)
+        if occupant.id_shown and self._reads_compact(occupant, viewer):
+            compact.brief_occupant_id(presence)
         return presence
+
+    def _reads_compact(self, occupant, viewer):
+        """Whether C{viewer} (of C{occupant}'s presence) is a mirror that
+        reads the compact profile: one's copy, or its user's own presence."""
+        if isinstance(viewer, str):
+            return self.host.speaks_compact(viewer)
+        return (viewer is occupant and occupant.via is not None
+                and occupant.address != occupant.real_jid.full()   # not DMUC3's literal join
+                and self.host.speaks_compact(occupant.via))
 
     def _publicise(self, occupant, codes=(), self_codes=(), leaving=None, **kwargs):
         """
@@ -252,6 +271,7 @@ class Room:
         occupant.shown_role = occupant.role
         own = tuple(codes) + tuple(self_codes) + ("110",)
         self._tell_sessions(occupant, own, leaving, unavailable=unavailable, **kwargs)
+        occupant.id_shown = not unavailable and self.config.broadcasts(occupant.role)
 
     def _tell_sessions(self, occupant, codes, leaving=None, unavailable=False, **kwargs):
         """
@@ -310,11 +330,14 @@ class Room:
         vias = set(self.mirrors()) | ({occupant.via} if occupant.via else set())
         return sorted(v for v in vias if v != own and v in self.synced_mirrors)
 
-    def _broadcast(self, stanza, only=None, skip_mirror=None, for_mirrors=None):
+    def _broadcast(self, stanza, only=None, skip_mirror=None, for_mirrors=None,
+                   for_compact=None):
         """
         Send C{stanza} to every occupant of this site and one copy to each
         mirror (a mirror passes C{only} when one of its occupants does);
-        C{for_mirrors}, when given, is the mirrors' version.
+        C{for_mirrors}, when given, is the mirrors' version, and
+        C{for_compact} makes the version of the mirrors that read the
+        compact profile.
         """
         local = [address for o in self.occupants.values()
                  if o.via is None and (only is None or only(o))
@@ -325,6 +348,11 @@ class Room:
                                          if o.via == via))]
         prepared = self.host.prepare(stanza) if local or (vias and for_mirrors is None) else None
         self._send_to_each(prepared, local)
+        if for_compact is not None:
+            compact_vias = [via for via in vias if self.host.speaks_compact(via)]
+            if compact_vias:
+                self._send_to_each(self.host.prepare(for_compact()), compact_vias)
+                vias = [via for via in vias if via not in compact_vias]
         if for_mirrors is not None and vias:
             prepared = self.host.prepare(for_mirrors)
         self._send_to_each(prepared, vias)
@@ -496,9 +524,22 @@ class Room:
 
     def config_push(self, via):
         iq = make_stanza("iq", to=via, frm=self.jid, type="set", id=self.host.new_id())
-        iq.addElement((ns.DMUC_SYNC, "config")).addChild(
-            forms.config_form(self.config, self.jid, compact=True))
+        if self.host.speaks_compact(via):
+            iq.addChild(compact.config(self.config))
+        else:
+            iq.addElement((ns.DMUC_SYNC, "config")).addChild(
+                forms.config_form(self.config, self.jid, compact=True))
         return iq
+
+    def mirror_knows_occupant_id(self, message):
+        """Whether a mirror can put back the occupant-id of the history
+        item C{message} from its roster: its sender is in the room under
+        that nick, with that occupant-id, and shown (the compact profile)."""
+        occupant = self.occupants.get(parse_jid(message.getAttribute("from")).resource or "")
+        element = child(message, "occupant-id", ns.OCCUPANT_ID)
+        return (occupant is not None and element is not None
+                and element.getAttribute("id") == self.occupant_id(occupant)
+                and self.config.broadcasts(occupant.role))
 
     def history_for_mirror(self, request, after=None):
         """
@@ -775,6 +816,7 @@ class Room:
         old_address, occupant.address = occupant.address, _address_after_rename(occupant)
         if occupant.address != old_address:
             self._note_renamed_address(old_address, occupant.address)
+        occupant.id_shown = False   # no mirror knows the new nick yet
         self._add(occupant)
         self._publicise(occupant)
 
@@ -859,13 +901,19 @@ class Room:
                 and occupant.via in self.synced_mirrors):
             # The mirror holds the message: it builds this very copy from
             # the id and time (issue 11), in this order among the others.
-            self.host.send(room_copy.ack(self.jid, occupant.via, room_copy.origin_id(stanza),
-                                         stanza_id, timestamp))
+            make_ack = compact.ack if self.host.speaks_compact(occupant.via) else room_copy.ack
+            self.host.send(make_ack(self.jid, occupant.via, room_copy.origin_id(stanza),
+                                    stanza_id, timestamp))
             skip_mirror = occupant.via
         # Mirrors get the time the room gave the message, so that every
         # node's history has one order (PROTOCOL.md 6, docs/monitor.md).
-        self._broadcast(message, skip_mirror=skip_mirror,
-                        for_mirrors=room_copy.with_time(message, timestamp))
+        for_mirrors = room_copy.with_time(message, timestamp)
+        # A mirror knows the occupant-id of an occupant whose presence it
+        # was sent; one the room does not broadcast it may not have seen.
+        self._broadcast(message, skip_mirror=skip_mirror, for_mirrors=for_mirrors,
+                        for_compact=lambda: compact.compact_copy(
+                            copy_element(for_mirrors),
+                            omit_occupant_id=self.config.broadcasts(occupant.role)))
 
     def _written_during_split(self, occupant, message):
         """
@@ -929,7 +977,7 @@ class Room:
         if target is None:
             raise StanzaError("item-not-found", text="Recipient not in room", by=self.jid)
         message = copy_element(stanza)
-        strip_children(message, ns.MUC, ns.MUC_USER, ns.FMUC, ns.DMUC3)
+        strip_children(message, ns.MUC, ns.MUC_USER, ns.FMUC, ns.DMUC3, ns.DMUC_COMPACT)
         message.addElement((ns.MUC_USER, "x"))
         self._stamp_occupant_id(message, occupant)
         message["from"] = self.occupant_jid(occupant.nick)
@@ -1224,6 +1272,7 @@ class Room:
                 # itself gets its presence again.
                 self._tell_others(occupant, (), unavailable=not now)
                 self._tell_sessions(occupant, ("110",))
+                occupant.id_shown = now
             occupant.shown_role = occupant.role
 
     def announce_config(self, codes):
@@ -1370,6 +1419,7 @@ def _add_session_items(presence, occupant):
 
 def _drop_occupant_id(stanza):
     strip_children(stanza, ns.OCCUPANT_ID)
+    strip_children(stanza, ns.DMUC_COMPACT)   # its compact stand-in
 
 
 def _has_child(stanza, *names):

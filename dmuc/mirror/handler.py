@@ -13,7 +13,7 @@ from twisted.logger import Logger
 
 from dmuc.master.handler import parse_join
 from dmuc.muc.occupant_iq import RoutedIq, RoutedIqs, goes_to_bare_jid
-from dmuc.muc import archive, invitations, registration, restart, room_copy
+from dmuc.muc import archive, compact, invitations, registration, restart, room_copy
 from dmuc.muc.presence import template
 from dmuc.mirror.archive import MirrorArchiveHost
 from dmuc.mirror.leaving import LeavesInFlight
@@ -46,7 +46,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self.fire_and_forget = fire_and_forget
         self.name = name
         self.rooms = {}
-        self._masters = {}        # master service -> True / False / [waiting joins]
+        self._masters = {}        # master service -> its features / False / [waiting joins]
         self._forwarded_iqs = RoutedIqs()  # IQs routed to or for occupants
         self._uploads = {}        # our id -> number of split messages in it
         self._stopping = set()     # master services that said they stop
@@ -203,9 +203,11 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         if state is None and any(r.synced and r.master_jid.endswith("@" + master_host)
                                  for r in self.rooms.values()):
             # A room we already mirror from there (say, loaded after a
-            # restart) proves the master speaks DMUC.
-            state = self._masters[master_host] = True
-        if state is True:
+            # restart) proves the master speaks DMUC; what else it offers
+            # (the compact profile) we learn meanwhile.
+            state = self._masters[master_host] = frozenset([ns.DMUC_SYNC])
+            self._ask_master_features(master_host)
+        if isinstance(state, frozenset):
             proceed()
         elif state is False:
             refuse()
@@ -213,22 +215,31 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             state.append((proceed, refuse))
         else:
             self._masters[master_host] = [(proceed, refuse)]
-            iq = make_stanza("iq", to=master_host, frm=self.domain, type="get",
-                             id="disco-" + self.new_id())
-            iq.addElement((ns.DISCO_INFO, "query"))
-            self.send(iq)
+            self._ask_master_features(master_host)
+
+    def _ask_master_features(self, master_host):
+        iq = make_stanza("iq", to=master_host, frm=self.domain, type="get",
+                         id="disco-" + self.new_id())
+        iq.addElement((ns.DISCO_INFO, "query"))
+        self.send(iq)
+
+    def master_speaks_compact(self, master_host):
+        features = self._masters.get(master_host)
+        return isinstance(features, frozenset) and ns.DMUC_COMPACT in features
 
     def _master_disco_answer(self, stanza, sender):
         waiting = self._masters.get(sender.host)
-        if not isinstance(waiting, list):
-            return
         query = child(stanza, "query", ns.DISCO_INFO)
         features = set()
         if query is not None and stanza.getAttribute("type") == "result":
             features = {f.getAttribute("var") for f in query.elements(ns.DISCO_INFO, "feature")}
         ok = any(f in features for f in DMUC_FEATURES)
+        if not isinstance(waiting, list):
+            if isinstance(waiting, frozenset) and ok:
+                self._masters[sender.host] = frozenset(features)
+            return
         if stanza.getAttribute("type") == "result":
-            self._masters[sender.host] = ok
+            self._masters[sender.host] = frozenset(features) if ok else False
         else:
             del self._masters[sender.host]   # ask again next time
         log.info("{master}: {verdict}", master=sender.host,
@@ -261,7 +272,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             return
         up = copy_element(stanza)
         up["from"], up["to"] = room_jid, master_jid
-        up.addElement((ns.FMUC, "fmuc"))["from"] = user.full()
+        self._envelope(up, user.full())
         self.send(up)
 
     def _forward_users_own_iq(self, stanza, user, master_jid, room_jid):
@@ -276,7 +287,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self._forwarded_iqs.add(our_id, RoutedIq(
             stanza.getAttribute("id"), user.full(), master_jid, room_jid, room_jid))
         up["id"], up["from"], up["to"] = our_id, room_jid, master_jid
-        up.addElement((ns.FMUC, "fmuc"))["from"] = user.full()
+        self._envelope(up, user.full())
         self.send(up)
 
     def _answer_users_own_iq(self, stanza, room_jid, master_jid):
@@ -439,15 +450,34 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         up["to"] = room.master_jid + ("/" + to.resource if to and to.resource else "")
         if stanza.name == "presence" and to is not None and to.resource is None:
             up["to"] = room.master_occupant(nick)
+        known = None
+        if up.name == "message" and up.getAttribute("type") == "groupchat":
+            # A room message comes from an occupant the master has: it
+            # knows the device behind it (the one in our copy's roster).
+            occupant = room.roster.get(nick)
+            known = occupant.user.full() if occupant is not None and occupant.user else None
+        self._envelope(up, user.full(), known, sent=sent, ack=ack, nomirror=nomirror)
+        self.send(up)
+
+    def _envelope(self, up, user, known=None, sent=None, ack=False, nomirror=False):
+        """
+        The envelope of a stanza going up for our user C{user} (PROTOCOL.md
+        7): compact (dmuc/muc/compact.py) when the master offers it, where
+        C{known}, the device the master surely knows behind the occupant,
+        need not be named.
+        """
+        master_host = parse_jid(up["to"]).host
+        if self.master_speaks_compact(master_host):
+            compact.add_envelope(up, user, known, sent=sent, ack=ack, nomirror=nomirror)
+            return
         envelope = up.addElement((ns.FMUC, "fmuc"))
-        envelope["from"] = user.full()
+        envelope["from"] = user
         if sent is not None:
             envelope["sent"] = format_timestamp(sent)
         if ack:
             envelope[room_copy.ACK_REQUEST] = "1"
         if nomirror:
             up.addElement((ns.FMUC, "nomirror"))
-        self.send(up)
 
     def _user_message(self, stanza, user, nick, room):
         kind = stanza.getAttribute("type")
@@ -594,7 +624,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         if routed.requester.startswith(room.master_jid + "/"):
             # Up to the master, as every IQ of an occupant (PROTOCOL.md 3):
             # for the occupant's user, whoever of its answered.
-            answer.addElement((ns.FMUC, "fmuc"))["from"] = routed.responder
+            self._envelope(answer, routed.responder)
         self.send(answer)
         return True
 
@@ -632,6 +662,8 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             elif stanza.getAttribute("type") not in ("error", "result"):
                 log.debug("{room}: no such mirror room; ignored a {name}", room=room_jid,
                           name=name)
+            return
+        if not self._expand_compact(stanza, sender, room):
             return
         if recipient.resource is not None:
             self._to_mirror_occupant(stanza, name, sender, recipient.resource, room)
@@ -677,6 +709,51 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             elif kind != "error" and not self.archive_result(room, stanza):
                 room.fan_out_room_message(stanza)
 
+    def _expand_compact(self, stanza, sender, room):
+        """
+        What the master sent in the compact profile (dmuc/muc/compact.py),
+        made what the room's code reads: an acknowledgement, a room
+        message's copy, an occupant's presence.
+        @return: whether the stanza is good to use.
+        """
+        occupant = room.roster.get(sender.resource) if sender.resource else None
+        occupant_id = occupant.occupant_id if occupant is not None else None
+        if stanza.name == "presence":
+            if compact.has_brief_occupant_id(stanza) \
+                    and not compact.expand_occupant_id(stanza, occupant_id):
+                log.warn("{room}: the master's presence of {nick} relies on an occupant-id "
+                         "we do not have; passed on without one", room=room.jid,
+                         nick=sender.resource)
+            return True
+        try:
+            if compact.is_compact_ack(stanza):
+                compact.expand_ack(stanza)
+            elif compact.is_compact_copy(stanza):
+                compact.expand_copy(stanza, room.master_jid, occupant_id)
+        except ValueError as e:
+            log.warn("{room}: ignored a malformed message from the master ({why}): {xml}",
+                     room=room.jid, why=e, xml=stanza.toXml()[:300])
+            return False
+        return True
+
+    def _history_items(self, room, history):
+        """The messages of a history answer, compact ones made full (after
+        the roster: the occupant-ids come from it)."""
+        items = []
+        for message in (history.elements() if history is not None else ()):
+            nick = parse_jid(message.getAttribute("from")).resource
+            occupant = room.roster.get(nick) if nick else None
+            try:
+                compact.expand_history_item(
+                    message, room.master_jid,
+                    occupant.occupant_id if occupant is not None else None)
+            except ValueError as e:
+                log.warn("{room}: dropped a malformed history item from the master ({why}): "
+                         "{xml}", room=room.jid, why=e, xml=message.toXml()[:300])
+                continue
+            items.append(message)
+        return items
+
     def _sync_iq(self, iq, room, kind):
         if kind in ("result", "error") and self.archive_fin(iq):
             return
@@ -691,12 +768,16 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                 if roster is not None:
                     room.apply_roster(roster)
                 history = child(answer, "history", ns.MUC)
-                room.apply_history(list(history.elements()) if history is not None else [])
+                room.apply_history(self._history_items(room, history))
                 self._upload_split_messages(room)
             return
         if kind == "error":
             return
         query = payload(iq)
+        if kind == "set" and query is not None and compact.is_compact_config(query):
+            room.apply_config(compact.parse_config(query))
+            self.send(result_reply(iq))
+            return
         if kind == "set" and query is not None and query.uri == ns.DMUC_SYNC:
             if query.name == "config":
                 form = child(query, "x", ns.DATA_FORMS)
@@ -939,5 +1020,5 @@ def _is_bounce(stanza):
 def _strip_envelopes(stanza):
     """A client's own <fmuc/> or <dmuc/> is never forwarded (PROTOCOL.md 7),
     nor a DMUC <time/>, which decides where a message goes in history."""
-    strip_children(stanza, ns.FMUC, ns.DMUC3, ns.DMUC_SYNC)
+    strip_children(stanza, ns.FMUC, ns.DMUC3, ns.DMUC_SYNC, ns.DMUC_COMPACT)
 

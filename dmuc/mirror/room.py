@@ -425,7 +425,12 @@ class MirrorRoom:
     # -- sync from the master
 
     def apply_config(self, form):
-        self.config = forms.parse_config_submission(form, self.config)
+        """The master's configuration: a form (a full push), or the
+        L{RoomConfig} a compact push made."""
+        if isinstance(form, RoomConfig):
+            self.config = form
+        else:
+            self.config = forms.parse_config_submission(form, self.config)
         self._save()
 
     def apply_roster(self, roster):
@@ -924,7 +929,7 @@ class MirrorRoom:
         copy = copy_element(message)
         copy["from"] = self.local_jid(sender.nick)
         copy["type"] = "groupchat"
-        strip_children(copy, ns.FMUC, ns.DMUC3)
+        strip_children(copy, ns.FMUC, ns.DMUC3, ns.DMUC_COMPACT)
         if history.is_historic(copy):
             marker = copy.addElement((ns.STANZA_ID, "stanza-id"))
             marker["id"] = self.host.new_id()

@@ -55,7 +55,7 @@ _BY_VAR = {var: (attr, ftype) for attr, var, ftype, _ in CONFIG_FIELDS}
 _BY_VAR["muc#roomconfig_allowinvites"] = ("allow_invites", "boolean")
 
 
-def config_form(config, jid, form_type="form", compact=False):
+def config_form(config, jid, form_type="form", compact=False, unless_equal=None):
     """
     The configuration form of a room, filled with its current values.
 
@@ -64,11 +64,15 @@ def config_form(config, jid, form_type="form", compact=False):
     @param compact: only the fields' vars, types and values: what a DMUC
         push needs.  The title, instructions, labels and options are for
         people; they made a first mirror sync 3 KB larger on the link.
+    @param unless_equal: with C{compact}, a L{RoomConfig} whose values
+        need not be sent (the defaults both ends know).
     """
     if compact:
         form = data_form.Form(form_type, formNamespace=ns.MUC_ROOMCONFIG)
         for attr, var, ftype, _ in CONFIG_FIELDS:
-            form.addField(_field(attr, var, ftype, None, getattr(config, attr), options=False))
+            value = getattr(config, attr)
+            if unless_equal is None or value != getattr(unless_equal, attr):
+                form.addField(_field(attr, var, ftype, None, value, options=False))
         return form.toElement()
     form = data_form.Form(
         form_type, title="Configuration for " + jid,

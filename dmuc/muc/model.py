@@ -60,6 +60,10 @@ class Occupant:
     # The role the others last saw: whether a hidden role's change is a
     # leave for them (presence broadcast).
     shown_role: str | None = None
+    # Whether every mirror has the occupant's occupant-id under this nick
+    # (from a presence or the roster): the compact profile then leaves it
+    # out of the presences a mirror gets.
+    id_shown: bool = False
 
     def __post_init__(self):
         if self.address is None:

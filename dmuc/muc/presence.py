@@ -19,7 +19,7 @@ def template(stanza):
     presence = copy_element(stanza)
     # Hats (XEP-0317) are the room's to give, as at Prosody: a client's
     # own would be shown as if the room had given them.
-    dropped = (ns.MUC, ns.MUC_USER, ns.OCCUPANT_ID, ns.FMUC, ns.DMUC3, ns.HATS)
+    dropped = (ns.MUC, ns.MUC_USER, ns.OCCUPANT_ID, ns.FMUC, ns.DMUC3, ns.DMUC_COMPACT, ns.HATS)
     strip_children(presence, *dropped)
     for attr in ("to", "from"):
         if presence.hasAttribute(attr):

@@ -56,7 +56,7 @@ def is_room_marker(node, room_jid):
     they are forgeries (XEP-0359 4; Prosody strips delay too)."""
     if not isinstance(node, domish.Element):
         return False
-    if node.uri in (ns.FMUC, ns.DMUC3, ns.DMUC_SYNC):
+    if node.uri in (ns.FMUC, ns.DMUC3, ns.DMUC_SYNC, ns.DMUC_COMPACT):
         return True   # the DMUC envelope and times are for the room only
     return ((node.uri, node.name) in ((ns.DELAY, "delay"), (ns.STANZA_ID, "stanza-id"))
             and (node.getAttribute("from") == room_jid or node.getAttribute("by") == room_jid))

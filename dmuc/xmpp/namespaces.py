@@ -28,6 +28,7 @@ OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 # DMUC: the envelope (FMUC), the sync IQs and the DMUC3 feature / join marker.
 FMUC = "http://isode.com/protocol/fmuc"
 DMUC_SYNC = "urn:xmpp:dmuc:0"
+DMUC_COMPACT = "urn:xmpp:dmuc:1"   # the compact profile (dmuc/muc/compact.py)
 DMUC3 = "http://tridsys.com/protocol/dmuc"
 
 # Message archives (XEP-0313) and what their queries and results use.

@@ -1,0 +1,298 @@
+"""
+The compact profile (C{urn:xmpp:dmuc:1}): the same information as the
+DMUC envelope, in fewer bytes, on the stanzas that cross the link most.
+
+The link between the sites is what dmuc exists to save, and a room
+message's envelope and markers were bigger than most messages
+(issue 11).  Between two peers that both speak the profile:
+
+- a mirror's upload carries C{<u/>} in place of C{<fmuc from=...>}: the
+  master knows the user behind a mirror occupant JID from its join, so
+  C{f} names the user only when it is another device;  C{s} is the time
+  the user sent it, C{n='1'} a fire-and-forget message;
+- the master's copy of a room message for a mirror carries C{<t i s/>}
+  in place of C{<stanza-id by=ROOM/>} and C{<time/>}, and no occupant-id
+  when the mirror already knows the sender's (from its presence);
+- the acknowledgement is C{<a o i s/>};
+- a history item (first sync, resync) carries C{<t i s/>} in place of its
+  stanza-id and C{<delay/>}, and no occupant-id when the sender is still
+  in the room under that nick;
+- an occupant's presence carries C{<o/>} in place of an occupant-id every
+  mirror already has for that nick (from its join, or the roster);
+- the configuration push lists only what differs from the defaults
+  (L{RoomConfig}'s, fixed for this version of the profile).
+
+Times are milliseconds since the epoch in base 36 (C{lp0l1qtc}): eight
+characters, and one order at every site as before.
+
+Each end translates at its edge (L{expand_upload} at the master,
+L{expand_copy} and L{expand_ack} at the mirror), so that everything
+inside sees the envelope it always saw.  A master offers the profile as
+the disco feature L{NS}; a mirror uses it only with a master offering
+it, and the master answers compactly only a mirror that wrote to it
+compactly (docs/decisions.md, "The compact profile").
+"""
+
+import re
+
+from twisted.words.xish import domish
+
+from dmuc.muc import forms, room_copy
+from dmuc.muc.model import RoomConfig
+from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.stanzas import child, make_stanza, strip_children
+from dmuc.xmpp.timestamps import format_timestamp, parse_timestamp
+
+NS = ns.DMUC_COMPACT
+
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+_STAMP = re.compile(r"[0-9a-z]{1,12}\Z")
+
+
+def stamp(seconds):
+    """Seconds since the epoch -> milliseconds in base 36."""
+    millis = int(round(seconds * 1000))
+    if millis < 0:
+        raise ValueError("a time before the epoch: %r" % (seconds,))
+    text = ""
+    while True:
+        millis, digit = divmod(millis, 36)
+        text = _DIGITS[digit] + text
+        if not millis:
+            return text
+
+
+def parse_stamp(text):
+    """The inverse of L{stamp}. @raise ValueError: not such a time."""
+    if not _STAMP.match(text or ""):
+        raise ValueError("not a compact time: %r" % (text,))
+    return int(text, 36) / 1000.0
+
+
+# -- the mirror's uploads
+
+
+class UnknownUser(ValueError):
+    """A compact envelope names no user, and the sender is no occupant
+    (the master forgot it: a restart)."""
+
+
+def add_envelope(up, user, known_user=None, sent=None, ack=False, nomirror=False):
+    """
+    The compact envelope on a stanza a mirror sends up for its user
+    C{user}.  C{known_user} is the device the master surely knows behind
+    the occupant, given only for a room message (see L{expand_upload});
+    the master need not be told it again.  A room message is acknowledged
+    (L{ack}) unless C{ack} is false: then C{c='1'} asks for the copy.
+    """
+    envelope = up.addElement((NS, "u"))
+    if user != known_user:
+        envelope["f"] = user
+    if sent is not None:
+        envelope["s"] = stamp(sent)
+    if nomirror:
+        envelope["n"] = "1"
+    elif not ack and _is_groupchat(up):
+        envelope["c"] = "1"
+    return envelope
+
+
+def _is_groupchat(stanza):
+    return stanza.name == "message" and stanza.getAttribute("type") == "groupchat"
+
+
+def is_compact_upload(stanza):
+    return child(stanza, "u", NS) is not None
+
+
+def expand_upload(stanza, known_user):
+    """
+    At the master: the compact envelope of C{stanza} made the full one
+    (C{<fmuc from sent ack>}, C{<nomirror/>}) the room's code reads.
+
+    @param known_user: the user (full JID) the master knows behind the
+        sender's occupant JID, or C{None}.
+    @raise UnknownUser: the envelope names no user and the sender is no
+        occupant.
+    @raise ValueError: its time is malformed.
+    """
+    envelope = child(stanza, "u", NS)
+    user = envelope.getAttribute("f") or known_user
+    if not user:
+        raise UnknownUser("a compact envelope without a user, from no known occupant")
+    sent = parse_stamp(envelope["s"]) if envelope.getAttribute("s") else None
+    full = stanza.addElement((ns.FMUC, "fmuc"))
+    full["from"] = user
+    if sent is not None:
+        full["sent"] = format_timestamp(sent)
+    if _is_groupchat(stanza) and envelope.getAttribute("c") != "1":
+        full[room_copy.ACK_REQUEST] = "1"
+    if envelope.getAttribute("n") == "1":
+        stanza.addElement((ns.FMUC, "nomirror"))
+    stanza.children.remove(envelope)
+
+
+# -- the master's copies and acknowledgements
+
+
+def compact_copy(message, omit_occupant_id):
+    """
+    The compact form of a room message's copy for the mirrors
+    (L{room_copy.with_time}'s): its stanza-id and time in one C{<t/>};
+    without the occupant-id when C{omit_occupant_id} (the mirror knows it).
+    """
+    time = child(message, "time", ns.DMUC_SYNC)
+    if time is None:
+        return message
+    compact = message.addElement((NS, "t"))
+    compact["s"] = stamp(parse_timestamp(time["stamp"]))
+    marker = child(message, "stanza-id", ns.STANZA_ID)
+    if marker is not None:
+        compact["i"] = marker["id"]
+    message.children = [c for c in message.children if c is not time and c is not marker]
+    if omit_occupant_id:
+        strip_children(message, ns.OCCUPANT_ID)
+    return message
+
+
+def is_compact_copy(message):
+    return child(message, "t", NS) is not None
+
+
+def expand_copy(message, master_room, occupant_id):
+    """
+    At the mirror: C{<t/>} made the stanza-id and time the room's code
+    reads, and the sender's occupant-id put back (C{occupant_id}: the one
+    our copy of the roster holds, or C{None}).
+
+    @raise ValueError: a malformed time.
+    """
+    compact = child(message, "t", NS)
+    timestamp = parse_stamp(compact.getAttribute("s", ""))
+    message.children.remove(compact)
+    if occupant_id and child(message, "occupant-id", ns.OCCUPANT_ID) is None:
+        message.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = occupant_id
+    if compact.getAttribute("i"):
+        marker = message.addElement((ns.STANZA_ID, "stanza-id"))
+        marker["id"], marker["by"] = compact["i"], master_room
+    message.addElement((ns.DMUC_SYNC, "time"))["stamp"] = format_timestamp(timestamp)
+
+
+def ack(room_jid, mirror_room, origin_id, stanza_id, timestamp):
+    """L{room_copy.ack} in the compact form: C{<a o i s/>}."""
+    message = make_stanza("message", frm=room_jid, to=mirror_room)
+    element = message.addElement((NS, "a"))
+    element["o"], element["i"], element["s"] = origin_id, stanza_id, stamp(timestamp)
+    return message
+
+
+def is_compact_ack(message):
+    return child(message, "a", NS) is not None
+
+
+def expand_ack(message):
+    """At the mirror: C{<a/>} made the L{room_copy.ack} it stands for.
+    @raise ValueError: a malformed time."""
+    compact = child(message, "a", NS)
+    timestamp = parse_stamp(compact.getAttribute("s", ""))
+    message.children.remove(compact)
+    full = message.addElement((ns.DMUC_SYNC, "ack"))
+    full["origin"] = compact.getAttribute("o", "")
+    full["id"] = compact.getAttribute("i", "")
+    full["stamp"] = format_timestamp(timestamp)
+
+
+# -- synchronisation
+
+
+def history_item(message, omit_occupant_id):
+    """
+    The compact form of a history item the master sends a mirror (with
+    the room's C{<stanza-id/>} and C{<delay/>}): C{<t i s/>} in their place,
+    without the occupant-id when C{omit_occupant_id}.
+    """
+    delay = child(message, "delay", ns.DELAY)
+    marker = child(message, "stanza-id", ns.STANZA_ID)
+    if delay is None:
+        return message
+    compact = message.addElement((NS, "t"))
+    compact["s"] = stamp(parse_timestamp(delay["stamp"]))
+    if marker is not None:
+        compact["i"] = marker["id"]
+    message.children = [c for c in message.children if c is not delay and c is not marker]
+    if omit_occupant_id:
+        strip_children(message, ns.OCCUPANT_ID)
+    return message
+
+
+def expand_history_item(message, master_room, occupant_id):
+    """At the mirror: a compact history item made the full one (with the
+    stanza-id by C{master_room}, a C{<delay/>} from it and the sender's
+    occupant-id).  @raise ValueError: a malformed time."""
+    compact = child(message, "t", NS)
+    if compact is None:
+        return
+    timestamp = parse_stamp(compact.getAttribute("s", ""))
+    message.children.remove(compact)
+    if occupant_id and child(message, "occupant-id", ns.OCCUPANT_ID) is None:
+        message.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = occupant_id
+    if compact.getAttribute("i"):
+        marker = message.addElement((ns.STANZA_ID, "stanza-id"))
+        marker["id"], marker["by"] = compact["i"], master_room
+    delay = message.addElement((ns.DELAY, "delay"))
+    delay["from"], delay["stamp"] = master_room, format_timestamp(timestamp)
+
+
+def config(room_config):
+    """
+    The compact configuration push: C{<config xmlns='urn:xmpp:dmuc:1'>}
+    with a form of the fields that differ from the defaults (most rooms:
+    none or two).
+    """
+    element = domish.Element((NS, "config"))
+    form = forms.config_form(room_config, None, compact=True, unless_equal=RoomConfig())
+    # The form's type says what it is here: no FORM_TYPE field.
+    form.children = [f for f in form.elements() if f.getAttribute("var") != "FORM_TYPE"]
+    if form.children:
+        element.addChild(form)
+    return element
+
+
+def is_compact_config(query):
+    return (query.uri, query.name) == (NS, "config")
+
+
+def parse_config(query):
+    """The room configuration a compact push says: the defaults, but for
+    the fields it lists.  @raise StanzaError: a bad value."""
+    form = child(query, "x", ns.DATA_FORMS)
+    if form is None:
+        return RoomConfig()
+    return forms.parse_config_submission(form, RoomConfig())
+
+
+# -- presence
+
+
+def brief_occupant_id(presence):
+    """The occupant-id of C{presence} as C{<o/>}: the mirror has it."""
+    if child(presence, "occupant-id", ns.OCCUPANT_ID) is not None:
+        strip_children(presence, ns.OCCUPANT_ID)
+        presence.addElement((NS, "o"))
+    return presence
+
+
+def has_brief_occupant_id(presence):
+    return child(presence, "o", NS) is not None
+
+
+def expand_occupant_id(presence, occupant_id):
+    """At the mirror: C{<o/>} made the occupant-id C{occupant_id} (the
+    one our roster has for the nick).
+    @return: C{False} when we have none to put back."""
+    marker = child(presence, "o", NS)
+    presence.children.remove(marker)
+    if not occupant_id:
+        return False
+    presence.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = occupant_id
+    return True

@@ -1,0 +1,387 @@
+"""
+The compact profile (dmuc/muc/compact.py, issue 11): between a master and
+a mirror that both speak it, room messages, their acknowledgements and
+uploads cross in fewer bytes, users see exactly what they saw before,
+and a peer without it still gets the full profile.
+"""
+
+from twisted.logger import LogLevel
+from twisted.trial import unittest
+
+from dmuc.muc import compact, room_copy
+from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.stanzas import child
+from tests.stanza_helpers import error_condition, logged
+from tests.test_ack import view
+from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, bodies, conversation, join, say
+from tests.two_site_helpers import MROOM, ROOM
+
+WAYNE_PHONE = "wayne@raleigh.test/phone"
+
+
+def exchange(sites):
+    """Wayne (raleigh) writes, then Kevin (fairfax): the bytes each way,
+    and what Kevin and Keith saw."""
+    sites.link_count()
+    say(sites, WAYNE, "hello from raleigh, how is the weather?", MROOM)
+    say(sites, KEVIN, "sunny here, see you at 5", ROOM)
+    sizes = {}
+    for direction, stanza in sites.link:
+        sizes.setdefault(direction, []).append(len(stanza.toXml().encode()))
+    return sizes, sites.take(KEVIN), sites.take(KEITH)
+
+
+class StampTests(unittest.TestCase):
+
+    def test_milliseconds_round_trip(self):
+        for seconds in (0, 1700000000, 1700000000.123, 1764547200.999):
+            self.assertEqual(compact.parse_stamp(compact.stamp(seconds)), round(seconds, 3))
+        self.assertEqual(len(compact.stamp(1764547200.5)), 8)
+
+    def test_anything_else_is_refused(self):
+        for text in ("", "LP0L1QTC", "-1", "+1", " 1", "1 ", "a.b", "1" * 13, "lp0l_1qtc"):
+            self.assertRaises(ValueError, compact.parse_stamp, text)
+
+
+class BytesTests(unittest.TestCase):
+
+    def test_the_same_exchange_costs_fewer_bytes(self):
+        full, _, _ = exchange(conversation(compact=False))
+        small, _, _ = exchange(conversation(compact=True))
+        # Up: Wayne's message.  Down: its acknowledgement and Kevin's copy.
+        self.assertEqual((len(small["raleigh>fairfax"]), len(small["fairfax>raleigh"])),
+                         (1, 2))
+        self.assertLessEqual(small["raleigh>fairfax"][0], full["raleigh>fairfax"][0] - 70)
+        ack, copy = small["fairfax>raleigh"]
+        full_ack, full_copy = full["fairfax>raleigh"]
+        self.assertLessEqual(ack, full_ack - 20)
+        self.assertLessEqual(copy, full_copy - 150)
+
+    def test_users_see_the_same_in_both_profiles(self):
+        seen = {}
+        for profile in (False, True):
+            _, kevin, keith = exchange(conversation(compact=profile))
+            views = [view(m) for m in kevin + keith]
+            for one in views:
+                # Ids, and the room's salt for occupant-ids, are its own.
+                one.pop("id"), one.pop("stanza-id"), one.pop("occupant-id")
+            seen[profile] = views
+            # Keith's copy of Kevin's message names the mirror room, with
+            # the occupant-id the master gave Kevin.
+            self.assertEqual(child(keith[1], "stanza-id", ns.STANZA_ID)["by"], MROOM)
+            self.assertEqual(view(keith[1])["occupant-id"], view(kevin[1])["occupant-id"])
+        self.assertEqual(seen[True], seen[False])
+        self.assertEqual([v["body"] for v in seen[True]],
+                         [["hello from raleigh, how is the weather?"],
+                          ["sunny here, see you at 5"]] * 2)
+
+
+class OlderPeerTests(unittest.TestCase):
+
+    def test_a_master_without_the_profile_gets_the_full_envelope(self):
+        sites = conversation(compact=False)
+        sites.link_count()
+        say(sites, WAYNE, "to an older master", MROOM)
+        up, = [s for d, s in sites.link if d == "raleigh>fairfax"]
+        self.assertEqual(child(up, "fmuc", ns.FMUC)["from"], WAYNE)
+        self.assertIsNone(child(up, "u", ns.DMUC_COMPACT))
+        for user in (KEVIN, KEITH):
+            self.assertEqual(bodies(sites.take(user)), ["to an older master"])
+
+    def test_a_mirror_without_the_profile_gets_full_copies(self):
+        sites = conversation()
+        # An older mirror: it reads no compact feature and writes the full
+        # envelope, so the master answers it in the full profile.
+        sites.mirror.master_speaks_compact = lambda host: False
+        sites.master._compact_mirrors.clear()
+        sites.link_count()
+        say(sites, WAYNE, "from an older mirror", MROOM)
+        say(sites, KEVIN, "to an older mirror", ROOM)
+        up, = [s for d, s in sites.link if d == "raleigh>fairfax"]
+        ack, copy = [s for d, s in sites.link if d == "fairfax>raleigh"]
+        self.assertIsNotNone(child(up, "fmuc", ns.FMUC))
+        self.assertTrue(room_copy.is_ack(ack), ack.toXml())
+        self.assertIsNotNone(child(copy, "time", ns.DMUC_SYNC))
+        self.assertIsNone(child(copy, "t", ns.DMUC_COMPACT))
+        self.assertEqual(bodies(sites.take(KEITH)),
+                         ["from an older mirror", "to an older mirror"])
+
+    def test_the_master_follows_a_mirror_that_goes_back_to_the_full_profile(self):
+        sites = conversation()
+        say(sites, WAYNE, "compact", MROOM)
+        self.assertTrue(sites.master.speaks_compact(MROOM))
+        sites.mirror.master_speaks_compact = lambda host: False   # downgraded
+        say(sites, WAYNE, "full", MROOM)
+        self.assertFalse(sites.master.speaks_compact(MROOM))
+        sites.link_count()
+        say(sites, KEVIN, "for an older mirror", ROOM)
+        copy, = [s for d, s in sites.link if d == "fairfax>raleigh"]
+        self.assertIsNone(child(copy, "t", ns.DMUC_COMPACT))
+
+
+class EnvelopeTests(unittest.TestCase):
+
+    def setUp(self):
+        self.sites = conversation()
+        self.sites.link_count()
+
+    def test_a_room_message_from_the_known_device_names_nobody(self):
+        say(self.sites, WAYNE, "just me", MROOM)
+        up, = [s for d, s in self.sites.link if d == "raleigh>fairfax"]
+        envelope = child(up, "u", ns.DMUC_COMPACT)
+        self.assertIsNone(envelope.getAttribute("f"))
+        self.assertIsNone(child(up, "fmuc", ns.FMUC))
+        entry = self.sites.master.rooms[ROOM].history[-1]
+        self.assertEqual(entry.real_jid, WAYNE)
+
+    def test_another_device_is_named(self):
+        join(self.sites, WAYNE_PHONE, "Wayne")
+        self.sites.link_count()
+        say(self.sites, WAYNE_PHONE, "from my phone", MROOM)
+        up, = [s for d, s in self.sites.link if d == "raleigh>fairfax"]
+        self.assertEqual(child(up, "u", ns.DMUC_COMPACT)["f"], WAYNE_PHONE)
+        self.assertEqual(bodies(self.sites.take(KEVIN)), ["from my phone"])
+
+    def test_a_presence_names_the_user(self):
+        # The master may have forgotten the user (a restart): a presence
+        # must be able to join it again.
+        self.sites.send(WAYNE, "<presence to='%s/Wayne'><show>away</show></presence>" % MROOM)
+        up, = [s for d, s in self.sites.link if d == "raleigh>fairfax"]
+        self.assertEqual(child(up, "u", ns.DMUC_COMPACT)["f"], WAYNE)
+
+
+class BadInputTests(unittest.TestCase):
+
+    def setUp(self):
+        self.sites = conversation()
+        self.lines = logged(self, LogLevel.warn)
+        self.sites.link_count()
+
+    def from_mirror(self, nick, xml):
+        """A stanza as the mirror service would send it up."""
+        self.sites.send(MROOM + "/" + nick, xml)
+        return [s for d, s in self.sites.link if d == "fairfax>raleigh"]
+
+    def assertStillWorks(self):
+        say(self.sites, WAYNE, "still here", MROOM)
+        self.assertEqual(bodies(self.sites.take(KEVIN)), ["still here"])
+
+    def test_no_user_and_no_occupant_is_not_in_the_room(self):
+        answer, = self.from_mirror("Nobody", "<message to='%s' type='groupchat' id='x1'>"
+                                   "<body>who?</body><u xmlns='%s'/></message>"
+                                   % (ROOM, ns.DMUC_COMPACT))
+        self.assertEqual(error_condition(answer), ("cancel", "not-acceptable"))
+        self.assertEqual(self.sites.take(KEVIN), [])
+        self.assertStillWorks()
+
+    def test_a_malformed_time_is_refused_and_logged(self):
+        answer, = self.from_mirror("Wayne", "<message to='%s' type='groupchat' id='x2'>"
+                                   "<body>when?</body><u xmlns='%s' s='yesterday!'/></message>"
+                                   % (ROOM, ns.DMUC_COMPACT))
+        self.assertEqual(error_condition(answer), ("modify", "bad-request"))
+        self.assertEqual(self.sites.take(KEVIN), [])
+        self.assertTrue(any("Wayne" in line and "not a compact time" in line
+                            for line in self.lines), self.lines)
+        self.assertStillWorks()
+
+    def test_a_client_cannot_use_the_envelope_at_the_master(self):
+        eve = "eve@fairfax.test/x"
+        self.sites.send(eve, "<presence to='%s/Eve'><x xmlns='%s'/><u xmlns='%s' f='%s'/>"
+                        "</presence>" % (ROOM, ns.MUC, ns.DMUC_COMPACT, KEVIN))
+        answer, = self.sites.take(eve)
+        self.assertEqual(error_condition(answer), ("cancel", "not-allowed"))
+        self.assertNotIn("Eve", self.sites.master.rooms[ROOM].occupants)
+        self.assertTrue(any("refused" in line and eve in line for line in self.lines))
+
+    def test_a_malformed_copy_at_the_mirror_is_logged_and_dropped(self):
+        self.sites.send(ROOM + "/Kevin", "<message to='%s' type='groupchat'><body>odd</body>"
+                        "<t xmlns='%s' s='NOW' i='z'/></message>" % (MROOM, ns.DMUC_COMPACT))
+        self.assertEqual(self.sites.take(KEITH), [])
+        self.assertTrue(any("malformed message from the master" in line
+                            for line in self.lines), self.lines)
+        self.assertStillWorks()
+
+
+class OccupantIdTests(unittest.TestCase):
+
+    def test_kept_for_an_occupant_whose_presence_the_mirror_never_got(self):
+        sites = conversation()
+        sites.master.rooms[ROOM].config.presence_broadcast = ["moderator"]
+        fred = "fred@fairfax.test/desk"
+        join(sites, fred, "Fred", ROOM)
+        sites.link_count()
+        say(sites, fred, "you cannot see me join", ROOM)
+        copy, = [s for d, s in sites.link if d == "fairfax>raleigh"]
+        self.assertIsNotNone(child(copy, "t", ns.DMUC_COMPACT))
+        self.assertIsNotNone(child(copy, "occupant-id", ns.OCCUPANT_ID))
+        keith, = sites.take(KEITH)
+        fred_sees, = sites.take(fred)
+        self.assertEqual(view(keith)["occupant-id"], view(fred_sees)["occupant-id"])
+
+    def test_left_out_for_an_occupant_the_mirror_knows(self):
+        sites = conversation()
+        sites.link_count()
+        say(sites, KEVIN, "you know me", ROOM)
+        copy, = [s for d, s in sites.link if d == "fairfax>raleigh"]
+        self.assertIsNone(child(copy, "occupant-id", ns.OCCUPANT_ID))
+        keith, = sites.take(KEITH)
+        kevin, = sites.take(KEVIN)
+        self.assertEqual(view(keith)["occupant-id"], view(kevin)["occupant-id"])
+
+
+def occupant_ids(stanzas):
+    return [e["id"] for s in stanzas for e in s.elements(ns.OCCUPANT_ID, "occupant-id")]
+
+
+def configure(sites, fields):
+    values = {}
+    for var, value in fields:
+        values.setdefault(var, []).append(value)
+    form = "".join("<field var='%s'>%s</field>" % (var, "".join(
+        "<value>%s</value>" % v for v in vs)) for var, vs in values.items())
+    sites.send(KEVIN, "<iq type='set' id='cfg' to='%s'><query xmlns='%s'><x xmlns='%s' "
+               "type='submit'>%s</x></query></iq>" % (ROOM, ns.MUC_OWNER, ns.DATA_FORMS, form))
+    sites.take(KEVIN)
+
+
+class PresenceTests(unittest.TestCase):
+
+    def setUp(self):
+        self.sites = conversation()
+        self.sites.link_count()
+
+    def down(self):
+        return [s for d, s in self.sites.link if d == "fairfax>raleigh"]
+
+    def test_a_status_change_leaves_the_known_occupant_id_out(self):
+        self.sites.send(KEVIN, "<presence to='%s/Kevin'><show>away</show></presence>" % ROOM)
+        copy, = self.down()
+        self.assertIsNone(child(copy, "occupant-id", ns.OCCUPANT_ID))
+        self.assertIsNotNone(child(copy, "o", ns.DMUC_COMPACT))
+        kevin, = self.sites.take(KEVIN)
+        keith, = self.sites.take(KEITH)
+        self.assertEqual(occupant_ids([keith]), occupant_ids([kevin]))
+        self.assertEqual(len(occupant_ids([keith])), 1)
+        self.assertIsNone(child(keith, "o", ns.DMUC_COMPACT))
+
+    def test_a_mirror_users_own_presence_too(self):
+        self.sites.send(WAYNE, "<presence to='%s/Wayne'><show>dnd</show></presence>" % MROOM)
+        own, = self.down()
+        self.assertIsNotNone(child(own, "o", ns.DMUC_COMPACT))
+        wayne, = self.sites.take(WAYNE)
+        kevin, = self.sites.take(KEVIN)
+        self.assertEqual(occupant_ids([wayne]), occupant_ids([kevin]))
+        self.assertEqual(len(occupant_ids([wayne])), 1)
+
+    def test_a_join_carries_the_occupant_id(self):
+        join(self.sites, "fred@fairfax.test/desk", "Fred", ROOM)
+        copy, = self.down()
+        self.assertEqual(len(occupant_ids([copy])), 1)
+        self.assertIsNone(child(copy, "o", ns.DMUC_COMPACT))
+
+    def test_a_new_nick_carries_it_and_the_own_303_has_none(self):
+        # Kevin renames: the mirror has not seen the new nick.
+        self.sites.send(KEVIN, "<presence to='%s/Kev'/>" % ROOM)
+        gone, new = self.down()
+        self.assertIsNotNone(child(gone, "o", ns.DMUC_COMPACT))
+        self.assertEqual(len(occupant_ids([new])), 1)
+        keith = self.sites.take(KEITH)
+        self.assertEqual(len(occupant_ids(keith)), 2)
+        # Wayne renames: its own 303 has no occupant-id (as Prosody's).
+        self.sites.link_count()
+        self.sites.take(WAYNE)
+        self.sites.send(WAYNE, "<presence to='%s/Bruce'/>" % MROOM)
+        own_303 = [s for s in self.sites.take(WAYNE)
+                   if s.getAttribute("type") == "unavailable"]
+        self.assertEqual(len(own_303), 1)
+        self.assertEqual(occupant_ids(own_303), [])
+
+    def test_shown_again_after_being_hidden(self):
+        # Fred (fairfax, a participant) is hidden from the mirror's users,
+        # which forgets him, then shown again: his presence is a new one.
+        fred = "fred@fairfax.test/desk"
+        join(self.sites, fred, "Fred", ROOM)
+        configure(self.sites, [("muc#roomconfig_presencebroadcast", "moderator")])
+        self.assertNotIn("Fred", self.sites.mirror.rooms[MROOM].roster)
+        self.sites.take(KEITH)
+        configure(self.sites, [("muc#roomconfig_presencebroadcast", "participant"),
+                               ("muc#roomconfig_presencebroadcast", "moderator")])
+        came, = [s for s in self.sites.take(KEITH) if s.name == "presence"
+                 and s["from"] == MROOM + "/Fred"]
+        self.assertEqual(len(occupant_ids([came])), 1, came.toXml())
+
+    def test_same_view_in_both_profiles(self):
+        seen = {}
+        for profile in (False, True):
+            sites = conversation(compact=profile)
+            sites.send(KEVIN, "<presence to='%s/Kevin'><show>away</show></presence>" % ROOM)
+            sites.send(WAYNE, "<presence to='%s/Wayne'><show>dnd</show></presence>" % MROOM)
+            keith = sites.take(KEITH)
+            seen[profile] = [(s["from"], len(occupant_ids([s])), s.toXml().count("dmuc"))
+                             for s in keith]
+        self.assertEqual(seen[True], seen[False])
+        self.assertEqual([n for _, n, _ in seen[True]], [1, 1])
+
+
+class SyncTests(unittest.TestCase):
+
+    def test_history_items_are_compact_and_read_the_same(self):
+        seen = {}
+        for profile in (False, True):
+            sites = conversation(compact=profile)
+            say(sites, KEVIN, "before you came", ROOM)
+            fred = "fred@fairfax.test/desk"
+            join(sites, fred, "Fred", ROOM)
+            say(sites, fred, "from someone who left", ROOM)
+            sites.send(fred, "<presence type='unavailable' to='%s/Fred'/>" % ROOM)
+            sites.link_count()
+            history = [s for s in join(sites, "rita@raleigh.test/x", "Rita")
+                       if s.name == "message" and bodies([s])]
+            self.assertEqual(bodies(history), ["before you came", "from someone who left"])
+            seen[profile] = [(view(m)["from"], child(m, "delay", ns.DELAY)["from"],
+                              child(m, "stanza-id", ns.STANZA_ID)["by"],
+                              bool(view(m)["occupant-id"])) for m in history]
+        self.assertEqual(seen[True], seen[False])
+        self.assertEqual([s[3] for s in seen[True]], [True, True])
+
+    def test_a_resync_item_costs_about_the_message(self):
+        sizes = {}
+        for profile in (False, True):
+            sites = conversation(compact=profile)
+            sites.cut = True
+            sites.mirror.split("conference.fairfax.test", "test")
+            sites.master.split("mirror.raleigh.test", "test")
+            for n in range(10):
+                say(sites, KEVIN, "missed %d" % n, ROOM)
+            sites.cut = False
+            sites.link_count()
+            sites.master.netjoin("mirror.raleigh.test")
+            sites.mirror.netjoin("conference.fairfax.test")
+            sites._run()
+            self.assertEqual([b for b in bodies(sites.take(KEITH)) if b.startswith("missed")],
+                             ["missed %d" % n for n in range(10)])
+            answer = max((s for d, s in sites.link if d == "fairfax>raleigh"),
+                         key=lambda s: len(s.toXml()))
+            sizes[profile] = len(answer.toXml().encode())
+        self.assertLess(sizes[True], sizes[False] - 10 * 200)
+
+    def test_config_push_of_the_defaults_is_empty(self):
+        sites = conversation()
+        room = sites.master.rooms[ROOM]
+        push = room.config_push(MROOM)
+        self.assertEqual(list(child(push, "config", ns.DMUC_COMPACT).elements()), [])
+
+    def test_a_field_set_back_to_its_default_is_set_back_at_the_mirror(self):
+        sites = conversation()
+        configure(sites, [("muc#roomconfig_historylength", "50")])
+        self.assertEqual(sites.mirror.rooms[MROOM].config.history_length, 50)
+        configure(sites, [("muc#roomconfig_historylength", "20")])
+        self.assertEqual(sites.mirror.rooms[MROOM].config.history_length, 20)
+        sites.master.rooms[ROOM].config.history_length = 50
+        sites.link_count()
+        # A push (as at a netjoin) of a config with everything default but
+        # one: the mirror's copy is that, not what it held before.
+        configure(sites, [("muc#roomconfig_moderatedroom", "1"),
+                          ("muc#roomconfig_historylength", "20")])
+        config = sites.mirror.rooms[MROOM].config
+        self.assertEqual((config.moderated, config.history_length), (True, 20))
