@@ -14,7 +14,7 @@ from dmuc.xmpp.stanzas import child
 from tests.stanza_helpers import error_condition, logged
 from tests.test_ack import view
 from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, bodies, conversation, join, say
-from tests.two_site_helpers import MROOM, ROOM
+from tests.two_site_helpers import MIRROR, MROOM, ROOM
 
 WAYNE_PHONE = "wayne@raleigh.test/phone"
 
@@ -54,8 +54,32 @@ class BytesTests(unittest.TestCase):
         self.assertLessEqual(small["raleigh>fairfax"][0], full["raleigh>fairfax"][0] - 70)
         ack, copy = small["fairfax>raleigh"]
         full_ack, full_copy = full["fairfax>raleigh"]
-        self.assertLessEqual(ack, full_ack - 20)
-        self.assertLessEqual(copy, full_copy - 150)
+        self.assertLessEqual(ack, full_ack - 50)
+        self.assertLessEqual(copy, full_copy - 200)
+
+    def test_broadcasts_go_to_the_mirror_service(self):
+        sites = conversation()
+        sites.link_count()
+        say(sites, WAYNE, "up", MROOM)
+        say(sites, KEVIN, "down", ROOM)
+        sites.send(KEVIN, "<presence to='%s/Kevin'><show>away</show></presence>" % ROOM)
+        self.assertEqual([s["to"] for d, s in sites.link if d == "fairfax>raleigh"],
+                         [MIRROR] * 3)
+        self.assertEqual(len(sites.take(KEITH)), 3)
+
+    def test_the_origin_id_travels_in_the_envelope(self):
+        sites = conversation()
+        sites.link_count()
+        sites.send(WAYNE, "<message to='%s' type='groupchat' id='w1'><body>mine</body>"
+                   "<origin-id xmlns='%s' id='client-chose-this'/></message>"
+                   % (MROOM, ns.STANZA_ID))
+        up, = [s for d, s in sites.link if d == "raleigh>fairfax"]
+        self.assertIsNone(child(up, "origin-id", ns.STANZA_ID))
+        self.assertEqual(child(up, "u", ns.DMUC_COMPACT)["o"], "client-chose-this")
+        for user in (KEVIN, KEITH, WAYNE):
+            message, = sites.take(user)
+            self.assertEqual(child(message, "origin-id", ns.STANZA_ID)["id"],
+                             "client-chose-this")
 
     def test_users_see_the_same_in_both_profiles(self):
         seen = {}
@@ -192,6 +216,13 @@ class BadInputTests(unittest.TestCase):
         self.assertEqual(error_condition(answer), ("cancel", "not-allowed"))
         self.assertNotIn("Eve", self.sites.master.rooms[ROOM].occupants)
         self.assertTrue(any("refused" in line and eve in line for line in self.lines))
+
+    def test_a_room_we_do_not_mirror_writing_to_the_service(self):
+        self.sites.send("other@conference.fairfax.test/Eve", "<message to='%s' "
+                        "type='groupchat'><body>hi</body></message>" % MIRROR)
+        for user in (WAYNE, KEITH):
+            self.assertEqual(self.sites.take(user), [])
+        self.assertStillWorks()
 
     def test_a_malformed_copy_at_the_mirror_is_logged_and_dropped(self):
         self.sites.send(ROOM + "/Kevin", "<message to='%s' type='groupchat'><body>odd</body>"

@@ -290,6 +290,12 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         profile, and so reads it (dmuc/muc/compact.py)."""
         return via.rpartition("@")[2] in self._compact_mirrors
 
+    def mirror_address(self, via):
+        """Where a room's broadcast for the mirror room C{via} goes: the
+        compact profile sends it to the mirror service, which knows the
+        mirror room from the sender (the master room)."""
+        return via.rpartition("@")[2] if self.speaks_compact(via) else via
+
     def _known_mirror_occupant(self, jid):
         # Answers (results, errors) from a mirror occupant carry no
         # envelope; the occupant is known by its address.
@@ -355,7 +361,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         brief = self.speaks_compact(mirror.full())
         for message in room.history_for_mirror(request, query.getAttribute("after")):
             if brief:
-                compact.history_item(message, room.mirror_knows_occupant_id(message))
+                compact.history_item(message, room.jid, room.mirror_knows_occupant_id(message))
             # Inside a foreign element a stanza names its namespace.
             message.uri = message.defaultUri = ns.CLIENT
             history.addChild(message)

@@ -212,7 +212,7 @@ class Room:
         self.host.send(stanza)
 
     def _send_to_mirror(self, via, stanza):
-        stanza["to"] = via
+        stanza["to"] = self.host.mirror_address(via)
         self.host.send(stanza)
 
     def _send_to_each(self, prepared, addresses):
@@ -351,11 +351,12 @@ class Room:
         if for_compact is not None:
             compact_vias = [via for via in vias if self.host.speaks_compact(via)]
             if compact_vias:
-                self._send_to_each(self.host.prepare(for_compact()), compact_vias)
+                self._send_to_each(self.host.prepare(for_compact()),
+                                   [self.host.mirror_address(via) for via in compact_vias])
                 vias = [via for via in vias if via not in compact_vias]
         if for_mirrors is not None and vias:
             prepared = self.host.prepare(for_mirrors)
-        self._send_to_each(prepared, vias)
+        self._send_to_each(prepared, [self.host.mirror_address(via) for via in vias])
 
     # -- presence
 
@@ -807,7 +808,8 @@ class Room:
             if viewer is occupant:
                 # Prosody builds this one by hand, without an occupant-id.
                 _drop_occupant_id(presence)
-            presence["to"] = viewer if isinstance(viewer, str) else viewer.address
+            presence["to"] = (self.host.mirror_address(viewer) if isinstance(viewer, str)
+                              else viewer.address)
             self.host.send(presence)
         self._nick_by_address.pop(occupant.address, None)
         del self.occupants[occupant.nick]
@@ -902,8 +904,8 @@ class Room:
             # The mirror holds the message: it builds this very copy from
             # the id and time (issue 11), in this order among the others.
             make_ack = compact.ack if self.host.speaks_compact(occupant.via) else room_copy.ack
-            self.host.send(make_ack(self.jid, occupant.via, room_copy.origin_id(stanza),
-                                    stanza_id, timestamp))
+            self.host.send(make_ack(self.jid, self.host.mirror_address(occupant.via),
+                                    room_copy.origin_id(stanza), stanza_id, timestamp))
             skip_mirror = occupant.via
         # Mirrors get the time the room gave the message, so that every
         # node's history has one order (PROTOCOL.md 6, docs/monitor.md).

@@ -19,7 +19,7 @@ from dmuc.mirror.archive import MirrorArchiveHost
 from dmuc.mirror.leaving import LeavesInFlight
 from dmuc.mirror.room import MirrorRoom, PendingJoin, name_ourselves
 from dmuc.xmpp import namespaces as ns
-from dmuc.xmpp.addressing import MalformedAddress, master_room_jid
+from dmuc.xmpp.addressing import MalformedAddress, master_room_jid, mirror_room_jid
 from dmuc.xmpp.component import ComponentHandler
 from dmuc.xmpp.timestamps import format_timestamp
 from dmuc.xmpp.stanzas import (
@@ -120,6 +120,12 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
     # -- dispatch
 
     def _dispatch(self, stanza, name, sender, recipient):
+        if recipient.user is None and name != "iq" and sender.user is not None:
+            # The compact profile sends a room's broadcast to the service:
+            # the master room it comes from names our room.
+            room_jid = mirror_room_jid(sender.userhost(), self.domain)
+            if room_jid in self.rooms:
+                recipient = parse_jid(room_jid)
         if recipient.user is None:
             self._to_service(stanza, name, sender)
             return
@@ -741,7 +747,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         the roster: the occupant-ids come from it)."""
         items = []
         for message in (history.elements() if history is not None else ()):
-            nick = parse_jid(message.getAttribute("from")).resource
+            nick = compact.history_item_nick(message)
             occupant = room.roster.get(nick) if nick else None
             try:
                 compact.expand_history_item(

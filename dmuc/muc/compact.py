@@ -9,7 +9,8 @@ message's envelope and markers were bigger than most messages
 - a mirror's upload carries C{<u/>} in place of C{<fmuc from=...>}: the
   master knows the user behind a mirror occupant JID from its join, so
   C{f} names the user only when it is another device;  C{s} is the time
-  the user sent it, C{n='1'} a fire-and-forget message;
+  the user sent it, C{n='1'} a fire-and-forget message, C{o} the id of
+  its origin-id (the element would cost twice as much);
 - the master's copy of a room message for a mirror carries C{<t i s/>}
   in place of C{<stanza-id by=ROOM/>} and C{<time/>}, and no occupant-id
   when the mirror already knows the sender's (from its presence);
@@ -88,6 +89,10 @@ def add_envelope(up, user, known_user=None, sent=None, ack=False, nomirror=False
     envelope = up.addElement((NS, "u"))
     if user != known_user:
         envelope["f"] = user
+    origins = list(up.elements(ns.STANZA_ID, "origin-id"))
+    if len(origins) == 1 and origins[0].getAttribute("id"):
+        envelope["o"] = origins[0]["id"]
+        up.children.remove(origins[0])
     if sent is not None:
         envelope["s"] = stamp(sent)
     if nomirror:
@@ -129,6 +134,8 @@ def expand_upload(stanza, known_user):
         full[room_copy.ACK_REQUEST] = "1"
     if envelope.getAttribute("n") == "1":
         stanza.addElement((ns.FMUC, "nomirror"))
+    if envelope.getAttribute("o"):
+        stanza.addElement((ns.STANZA_ID, "origin-id"))["id"] = envelope["o"]
     stanza.children.remove(envelope)
 
 
@@ -205,11 +212,13 @@ def expand_ack(message):
 # -- synchronisation
 
 
-def history_item(message, omit_occupant_id):
+def history_item(message, room_jid, omit_occupant_id):
     """
     The compact form of a history item the master sends a mirror (with
-    the room's C{<stanza-id/>} and C{<delay/>}): C{<t i s/>} in their place,
-    without the occupant-id when C{omit_occupant_id}.
+    the room's C{<stanza-id/>} and C{<delay/>}): C{<t i s n/>} in their
+    place, C{n} the sender's nick in place of its occupant JID in C{from}
+    and of C{type='groupchat'}, which every history item has; without
+    the occupant-id when C{omit_occupant_id}.
     """
     delay = child(message, "delay", ns.DELAY)
     marker = child(message, "stanza-id", ns.STANZA_ID)
@@ -219,10 +228,23 @@ def history_item(message, omit_occupant_id):
     compact["s"] = stamp(parse_timestamp(delay["stamp"]))
     if marker is not None:
         compact["i"] = marker["id"]
+    sender = message.getAttribute("from") or ""
+    if sender.startswith(room_jid + "/") and message.getAttribute("type") == "groupchat":
+        compact["n"] = sender[len(room_jid) + 1:]
+        del message.attributes["from"]
+        del message.attributes["type"]
     message.children = [c for c in message.children if c is not delay and c is not marker]
     if omit_occupant_id:
         strip_children(message, ns.OCCUPANT_ID)
     return message
+
+
+def history_item_nick(message):
+    """The sender's nick of a history item, compact or not."""
+    compact = child(message, "t", NS)
+    if compact is not None and compact.getAttribute("n"):
+        return compact["n"]
+    return (message.getAttribute("from") or "").partition("/")[2] or None
 
 
 def expand_history_item(message, master_room, occupant_id):
@@ -234,6 +256,9 @@ def expand_history_item(message, master_room, occupant_id):
         return
     timestamp = parse_stamp(compact.getAttribute("s", ""))
     message.children.remove(compact)
+    if compact.getAttribute("n"):
+        message["from"] = "%s/%s" % (master_room, compact["n"])
+        message["type"] = "groupchat"
     if occupant_id and child(message, "occupant-id", ns.OCCUPANT_ID) is None:
         message.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = occupant_id
     if compact.getAttribute("i"):
