@@ -11,10 +11,11 @@ import json
 import os
 
 MODE_NAMES = {"stock": "stock Prosody", "dmuc": "dmuc", "dmuc_ff": "dmuc, fire-and-forget",
-              "direct": "dmuc direct link", "direct_ff": "dmuc direct link, fire-and-forget"}
+              "direct": "dmuc direct link", "direct_ff": "dmuc direct link, fire-and-forget",
+              "dmuc_mc": "dmuc, multicast at raleigh"}
 #: The tables' column heads, short so that five modes fit.
 SHORT_NAMES = {"stock": "stock", "dmuc": "dmuc", "dmuc_ff": "dmuc ff", "direct": "direct",
-               "direct_ff": "direct ff"}
+               "direct_ff": "direct ff", "dmuc_mc": "dmuc mc"}
 #: Modes whose stanzas cross compressed (dmuc's own S2S stream, XEP-0138).
 COMPRESSED = ("direct", "direct_ff")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -191,6 +192,7 @@ def bytes_table(rows, modes, label, key):
     """Two tables: the stanzas' bytes on the link, and every byte on the
     wire, with each mode's saving against stock."""
     key_of = key if callable(key) else (lambda r: r[key])
+    modes = [m for m in modes if any("%s_bytes" % m in r for r in rows)]
     lines = ["Stanza bytes on the link (stanzas); for the direct link, compressed, with the "
              "bytes before compression after the slash:", ""]
     lines += _table(rows, modes, label, key_of, _stanza_cell, _stanza_saving)

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from bench import scenarios
-from bench.sites import MODES, BenchSites
+from bench.sites import MODE_SCENARIOS, MODES, BenchSites
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,6 +69,8 @@ def run(plan, chosen, modes, quick=False, log=print):
     for mode in modes:
         if not set(chosen) & {"rooms", "idle", "resync", "constrained", "throughput"}:
             break
+        if not set(chosen) & set(MODE_SCENARIOS.get(mode, chosen)):
+            continue
         log("== %s" % mode)
         per_mode[mode] = run_mode(mode, plan, chosen, log)
     results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -88,6 +90,7 @@ def run(plan, chosen, modes, quick=False, log=print):
 
 
 def run_mode(mode, plan, chosen, log):
+    chosen = [c for c in chosen if c in MODE_SCENARIOS.get(mode, chosen)]
     base = tempfile.mkdtemp(prefix="dmuc-bench-")
     raleigh = max(max(plan["remote_users"]),
                   plan["constrained"]["remote"] + plan["constrained"]["fill"])

@@ -1,5 +1,5 @@
 """
-The benchmark's two sites, in one of five modes, with their users.
+The benchmark's two sites, in one of six modes, with their users.
 
     stock    the room on fairfax's Prosody mod_muc (rooms.fairfax.test);
              raleigh users join it directly over S2S; no dmuc runs
@@ -10,6 +10,9 @@ The benchmark's two sites, in one of five modes, with their users.
              stream, compressed (XEP-0138 zlib), not through the two
              Prosodies' S2S
     direct_ff  the same with fire_and_forget on
+    dmuc_mc  as dmuc, with raleigh's Prosody taking XEP-0033 multicast from
+             the mirror (etc/prosody-modules/mod_dmuc_multicast.lua); only
+             the throughput benchmark runs in it
 
 Every mode also has a stock mod_muc at raleigh (rooms.raleigh.test), the
 baseline of the throughput benchmark.
@@ -28,7 +31,9 @@ from dmuc.xmpp.addressing import mirror_room_jid
 from tests.harness.client import Client, call_on_loop
 from tests.harness.sites import MASTER, MIRROR, TwoSites, free_addresses
 
-MODES = ("stock", "dmuc", "dmuc_ff", "direct", "direct_ff")
+MODES = ("stock", "dmuc", "dmuc_ff", "direct", "direct_ff", "dmuc_mc")
+#: Modes that run only some scenarios (the others would repeat dmuc's).
+MODE_SCENARIOS = {"dmuc_mc": ("throughput",)}
 STOCK_FAIRFAX, STOCK_RALEIGH = "rooms.fairfax.test", "rooms.raleigh.test"
 PASSWORD = "bench"
 MUC = "http://jabber.org/protocol/muc"
@@ -146,7 +151,8 @@ class BenchSites:
             os.path.join(base_dir, mode), fire_and_forget=mode.endswith("_ff"),
             deployment="direct" if self.direct else "prosody",
             addresses=free_addresses(), monitor=MONITOR,
-            muc_domains=((STOCK_FAIRFAX,), (STOCK_RALEIGH,)), log_level="info")
+            muc_domains=((STOCK_FAIRFAX,), (STOCK_RALEIGH,)), log_level="info",
+            multicast_senders=(MIRROR,) if mode == "dmuc_mc" else None)
         self.relay = self.sites.relay
         self.fairfax_names = ["f%d" % n for n in range(1, 6)]
         self.raleigh_names = ["r%d" % n for n in range(1, raleigh_users + 1)]

@@ -15,7 +15,9 @@ from dmuc.master.handler import MasterMUC
 from dmuc.mirror.handler import MirrorMUC
 from dmuc.storage.memory import MemoryRoomStore
 from dmuc.xmpp.addressing import mirror_room_jid
-from dmuc.xmpp.stanzas import parse_xml
+from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.multicast import PROBE_NODE
+from dmuc.xmpp.stanzas import child, copy_element, parse_xml, strip_children
 from tests.stanza_helpers import component_stanza
 
 MASTER = "conference.fairfax.test"
@@ -35,7 +37,15 @@ class TwoSites:
     @ivar link: list of (direction, stanza) that crossed between sites.
     """
 
-    def __init__(self, trusted=None, fire_and_forget=False, compact=True):
+    def __init__(self, trusted=None, fire_and_forget=False, compact=True, multicast=None):
+        """
+        @param multicast: raleigh.test's server offers XEP-0033 multicast
+            as dmuc's Prosody module does: C{True} to the mirror, C{False}
+            to others only (it refuses the mirror); C{None}: no multicast.
+            L{multicasts} counts the multicast stanzas it delivered.
+        """
+        self.multicast = multicast
+        self.multicasts = []
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.trusted = trusted if trusted is not None else {MIRROR: ("raleigh.test",)}
@@ -164,8 +174,36 @@ class TwoSites:
                 continue
             if host in self._managers:
                 self._managers[host].stub.send(component_stanza(stanza.toXml()))
+            elif to == "raleigh.test" and self.multicast is not None:
+                self._multicast_server(frm, stanza)
             else:
                 self.inbox[to].append(stanza)
+
+    def _multicast_server(self, frm, stanza):
+        """raleigh.test with etc/prosody-modules/mod_dmuc_multicast.lua."""
+        allowed = self.multicast and frm.split("/")[0].split("@")[-1] == MIRROR
+        if stanza.name == "iq":
+            if allowed:
+                answer = parse_xml("<iq type='result'><query xmlns='%s' node='%s'>"
+                                   "<feature var='%s'/></query></iq>"
+                                   % (ns.DISCO_INFO, PROBE_NODE, ns.ADDRESS))
+            else:
+                answer = parse_xml("<iq type='error'><error type='auth'><forbidden xmlns="
+                                   "'urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+            answer["from"], answer["to"], answer["id"] = "raleigh.test", frm, stanza["id"]
+            self._queue.append(("raleigh.test", answer))
+            return
+        addresses = child(stanza, "addresses", ns.ADDRESS)
+        if not allowed or addresses is None:
+            self.inbox["raleigh.test"].append(stanza)
+            return
+        self.multicasts.append(stanza)
+        copy = copy_element(stanza)
+        strip_children(copy, ns.ADDRESS)
+        for address in addresses.elements(ns.ADDRESS, "address"):
+            one = copy_element(copy)
+            one["to"] = address["jid"]
+            self._queue.append((frm, one))
 
     def _bounce(self, frm, stanza, kind="cancel", condition="remote-server-not-found"):
         """What Prosody does with a stanza for an unreachable server (or,

@@ -21,6 +21,7 @@ from dmuc.mirror.room import MirrorRoom, PendingJoin, name_ourselves
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.addressing import MalformedAddress, master_room_jid, mirror_room_jid
 from dmuc.xmpp.component import ComponentHandler
+from dmuc.xmpp.multicast import Multicast
 from dmuc.xmpp.timestamps import format_timestamp
 from dmuc.xmpp.stanzas import (
     StanzaError, child, copy_element, error_reply, make_stanza, parse_jid, payload,
@@ -52,6 +53,17 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self._stopping = set()     # master services that said they stop
         self._saved_shapes = {}   # room JID -> what of it a crash may not lose, as saved
         self._leaving = LeavesInFlight()
+        self.multicast = Multicast(self, self.local_domains)
+
+    def connectionInitialized(self):
+        ComponentHandler.connectionInitialized(self)
+        # Whether our server takes one stanza for many of our users.
+        self.multicast.probe()
+
+    def send_to_all(self, prepared, addresses):
+        """A L{prepare}d stanza to each of C{addresses} (our users' full
+        JIDs): by multicast where the local server lets us."""
+        self.multicast.send(prepared, addresses)
 
     @defer.inlineCallbacks
     def load(self):
@@ -158,7 +170,8 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
     def _to_service(self, stanza, name, sender):
         kind = stanza.getAttribute("type")
         if name == "iq" and kind in ("result", "error"):
-            self._master_disco_answer(stanza, sender)
+            if not self.multicast.answer(stanza):
+                self._master_disco_answer(stanza, sender)
             return
         if name == "presence":
             self._master_notice(stanza, sender)

@@ -389,7 +389,7 @@ class MirrorRoom:
         for those who do not (the occupant the presence is about sees its
         own).
         """
-        versions = {}
+        versions = {}   # key -> (prepared, its recipients)
         for occupant in self.local_users():
             if occupant.nick == exclude or (only is not None and not only(occupant)):
                 continue
@@ -397,11 +397,12 @@ class MirrorRoom:
             if view:
                 key = self.may_see_jids(occupant) or ("self" if self._is_self(stanza, occupant)
                                                       else "other")
-            prepared = versions.get(key)
-            if prepared is None:
+            if key not in versions:
                 out = self._view(stanza, occupant) if view else self.translate(stanza)
-                prepared = versions[key] = self.host.prepare(out)
-            self._send_each(prepared, occupant)
+                versions[key] = (self.host.prepare(out), [])
+            versions[key][1].append(occupant)
+        for prepared, occupants in versions.values():
+            self._send_to_users(prepared, occupants)
 
     def fan_out_room_message(self, message):
         """
@@ -417,10 +418,10 @@ class MirrorRoom:
         else:
             self.fan_out(message)
 
-    def _send_each(self, prepared, occupant):
-        """A prepared stanza to every device of one of our users."""
-        for address in occupant.addresses():
-            self.host.send(prepared.to(address))
+    def _send_to_users(self, prepared, occupants):
+        """A prepared stanza to every device of these users of ours (in one
+        stanza where the local server takes multicast)."""
+        self.host.send_to_all(prepared, [a for o in occupants for a in o.addresses()])
 
     # -- sync from the master
 
@@ -937,9 +938,7 @@ class MirrorRoom:
             self._remember(copy, timestamp)
         users = self.local_users()
         if users:
-            prepared = self.host.prepare(copy)
-            for occupant in users:
-                self._send_each(prepared, occupant)
+            self._send_to_users(self.host.prepare(copy), users)
 
     # -- netsplit (PROTOCOL.md 6)
 
@@ -1020,9 +1019,7 @@ class MirrorRoom:
         users = self.local_users()
         if users:
             message["id"] = self.host.new_id()
-            prepared = self.host.prepare(message)
-            for occupant in users:
-                self._send_each(prepared, occupant)
+            self._send_to_users(self.host.prepare(message), users)
 
     def local_presence(self, occupant, stanza):
         """A status change or leave while split: our users only."""

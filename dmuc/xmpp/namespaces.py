@@ -20,6 +20,7 @@ DISCO_INFO = "http://jabber.org/protocol/disco#info"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 DATA_FORMS = "jabber:x:data"
 DELAY = "urn:xmpp:delay"
+ADDRESS = "http://jabber.org/protocol/address"   # XEP-0033 multicast
 STANZA_ID = "urn:xmpp:sid:0"
 PING = "urn:xmpp:ping"
 HINTS = "urn:xmpp:hints"

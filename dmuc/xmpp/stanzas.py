@@ -252,6 +252,19 @@ class Prepared:
             return SerializedStanza(self, jid, self.stanza.toXml())
         return SerializedStanza(self, jid, self._head + _escaped(jid) + self._tail)
 
+    def multicast(self, domain, jids):
+        """The stanza to the server C{domain} for every one of C{jids}
+        (XEP-0033 blind copies: the server drops the list as it delivers)."""
+        addresses = "".join("<address type='bcc' jid='%s'/>" % _escaped(jid) for jid in jids)
+        addresses = "<addresses xmlns='%s'>%s</addresses>" % (ns.ADDRESS, addresses)
+        text = self.to(domain).toXml()
+        end = "</%s>" % self.name
+        if text.endswith(end):
+            text = text[:-len(end)] + addresses + end
+        else:   # an empty stanza, <presence .../>
+            text = "%s>%s%s" % (text[:-2], addresses, end)
+        return SerializedStanza(self, domain, text)
+
 
 # The same occupants get every broadcast of their room.
 @functools.lru_cache(maxsize=8192)

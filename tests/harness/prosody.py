@@ -159,7 +159,7 @@ class ProsodyServer:
     def __init__(self, base_dir, domain, ip="127.0.0.1", muc_domains=(),
                  components=None, hosts_file=None, extra_config="", muc_modules=(),
                  s2s_port=DEFAULT_S2S_PORT, c2s_port=0, log_level="debug",
-                 pki=None, secure_auth=True, cafile=None):
+                 pki=None, secure_auth=True, cafile=None, host_config=""):
         """
         Write the configuration; nothing runs until L{start}.
 
@@ -178,6 +178,8 @@ class ProsodyServer:
         @param extra_config: Lua appended to the global section; later
             settings override ours, and it may open sections of its own.
             Keep C{log}: L{start} reads the log to know Prosody is ready.
+        @param host_config: Lua for the VirtualHost's own section (a
+            C{modules_enabled} there adds to the global list).
         @param s2s_port: 5269, so that S2S works without SRV records; pass
             0 for any free port when the test does no S2S.
         @param c2s_port: a fixed client port (C{make run} uses 5222 so
@@ -202,6 +204,7 @@ class ProsodyServer:
         self.components = dict(components or {})
         self.hosts_file = hosts_file
         self.extra_config = extra_config
+        self.host_config = host_config
         self.log_level = log_level
         self.directory = os.path.abspath(os.path.join(base_dir, domain))
         self.data_path = os.path.join(self.directory, "data")
@@ -284,6 +287,8 @@ class ProsodyServer:
             lines.append(self.extra_config)
         lines.append("")
         lines.append("VirtualHost %s" % _lua_string(self.domain))
+        if self.host_config:
+            lines.append(self.host_config)
         for muc_domain in self.muc_domains:
             lines += [
                 "",

@@ -36,7 +36,7 @@ import random
 import socket
 
 from tests.harness.dmuc_process import DmucProcess
-from tests.harness.prosody import ProsodyServer, require_prosody
+from tests.harness.prosody import ProsodyServer, _lua_string, require_prosody
 from tests.harness.relay import LinkRelay
 
 FAIRFAX, RALEIGH = "fairfax.test", "raleigh.test"
@@ -101,7 +101,8 @@ class TwoSites:
     def __init__(self, base_dir, fire_and_forget=False, c2s_ports=(0, 0),
                  addresses=FIXED_ADDRESSES, monitor=None, split_mode="local",
                  muc_domains=((), ()), log_level="debug", muc_modules=(),
-                 pki=None, secure_auth=True, deployment=None, s2s=None):
+                 pki=None, secure_auth=True, deployment=None, s2s=None,
+                 multicast_senders=None):
         """
         @param addresses: eight loopback addresses, .2 to .9 of a block
             (tests pass L{free_addresses}()); see the module docstring.
@@ -122,6 +123,9 @@ class TwoSites:
         @param deployment: one of L{DEPLOYMENTS}; by default
             C{DMUC_DEPLOYMENT} from the environment, else C{prosody}.
         @param s2s: more keys for both dmuc processes' [s2s] sections.
+        @param multicast_senders: components raleigh's Prosody lets
+            multicast (XEP-0033) to its users, with the module dmuc ships
+            (C{etc/prosody-modules}); by default it has no multicast.
         """
         require_prosody()
         self.deployment = deployment or default_deployment()
@@ -145,11 +149,13 @@ class TwoSites:
                                      c2s_port=c2s_ports[0], muc_domains=muc_domains[0],
                                      log_level=log_level, muc_modules=muc_modules,
                                      pki=pki, secure_auth=secure_auth)
+        extra, host = multicast_config(multicast_senders)
         self.raleigh = ProsodyServer(base_dir, RALEIGH, ip=ip.raleigh, hosts_file=raleigh_hosts,
                                      components=raleigh_components,
                                      c2s_port=c2s_ports[1], muc_domains=muc_domains[1],
                                      log_level=log_level, muc_modules=muc_modules,
-                                     pki=pki, secure_auth=secure_auth)
+                                     pki=pki, secure_auth=secure_auth,
+                                     extra_config=extra, host_config=host)
         routes = {
             (ip.to_raleigh, S2S_PORT): ((ip.raleigh, S2S_PORT), "fairfax>raleigh"),
             (ip.to_fairfax, S2S_PORT): ((ip.fairfax, S2S_PORT), "raleigh>fairfax"),
@@ -282,3 +288,18 @@ def start_two_sites(testcase, base_dir, **kwargs):
     testcase.addCleanup(sites.stop)
     sites.start()
     return sites
+
+
+#: dmuc's Prosody modules (etc/prosody-modules).
+PROSODY_MODULES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "etc", "prosody-modules")
+
+
+def multicast_config(senders):
+    """The global and VirtualHost Lua that loads dmuc's multicast module
+    for C{senders}, as docs/deploy.md shows it; empty for C{None}."""
+    if senders is None:
+        return "", ""
+    return ("plugin_paths = { %s }" % _lua_string(PROSODY_MODULES),
+            "    modules_enabled = { \"dmuc_multicast\" }\n"
+            "    dmuc_multicast_senders = { %s }" % ", ".join(_lua_string(s) for s in senders))

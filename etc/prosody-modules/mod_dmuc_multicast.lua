@@ -1,0 +1,110 @@
+-- mod_dmuc_multicast: XEP-0033 (Extended Stanza Addressing) multicast on a
+-- Prosody 0.12 VirtualHost, for the dmuc mirror component only.
+--
+-- A dmuc mirror hands its local users every room stanza.  With this module
+-- it sends the server one stanza for all of them, to the host's own JID,
+-- with an <addresses/> element of 'bcc' addresses; the module delivers a
+-- copy to each, without the <addresses/> element (XEP-0033 section 4.3:
+-- blind copies are never shown), so clients see the stanza exactly as a
+-- direct one.  Prosody then parses one stanza where it parsed one per user.
+--
+-- Load it on the VirtualHost of the mirror's users, and name the component:
+--
+--   plugin_paths = { "/path/to/dmuc/etc/prosody-modules" }
+--   VirtualHost "raleigh.test"
+--       modules_enabled = { "dmuc_multicast" }
+--       dmuc_multicast_senders = { "mirror.raleigh.test" }
+--
+-- Anyone else, the host's own users included, gets 'forbidden': an open
+-- multicast service is a spam relay.  The mirror asks first, with a disco#info
+-- query of the node urn:xmpp:dmuc:multicast on the host: a listed sender gets
+-- the XEP-0033 feature, anyone else 'forbidden' (and the mirror then sends one
+-- stanza per user, as without the module).  A stanza with more addresses than
+-- dmuc_multicast_max_addresses (default 1000), or an address that is not a
+-- valid JID of this host, or of a type other than 'bcc', is refused whole
+-- with 'bad-request' and nothing delivered.
+
+local st = require "util.stanza";
+local jid = require "util.jid";
+
+local ADDRESS = "http://jabber.org/protocol/address";
+local PROBE_NODE = "urn:xmpp:dmuc:multicast";
+
+local senders = module:get_option_set("dmuc_multicast_senders", {});
+local max_addresses = module:get_option_number("dmuc_multicast_max_addresses", 1000);
+
+module:add_feature(ADDRESS);
+
+-- The recipients of a multicast stanza, or nil and why not.
+local function recipients(addresses)
+	local list = {};
+	for address in addresses:childtags("address", ADDRESS) do
+		local to = address.attr.jid and jid.prep(address.attr.jid);
+		if address.attr.type ~= "bcc" or address.attr.uri or not to then
+			return nil, "Only 'bcc' addresses with a valid JID are accepted";
+		end
+		if jid.host(to) ~= module.host then
+			return nil, "Only addresses of "..module.host.." are accepted";
+		end
+		list[#list + 1] = to;
+		if #list > max_addresses then
+			return nil, "More than "..max_addresses.." addresses";
+		end
+	end
+	if #list == 0 then
+		return nil, "No addresses";
+	end
+	return list;
+end
+
+local function multicast(event)
+	local origin, stanza = event.origin, event.stanza;
+	local addresses = stanza:get_child("addresses", ADDRESS);
+	if not addresses or stanza.attr.type == "error" then
+		return; -- not ours: let the host deal with it
+	end
+	local sender = jid.host(stanza.attr.from);
+	if not senders:contains(sender) then
+		module:log("warn", "Refused a multicast stanza from %s: not in dmuc_multicast_senders",
+			tostring(stanza.attr.from));
+		origin.send(st.error_reply(stanza, "auth", "forbidden",
+			"This server's multicast is for its dmuc mirror only"));
+		return true;
+	end
+	local list, why = recipients(addresses);
+	if not list then
+		module:log("warn", "Refused a multicast stanza from %s: %s", stanza.attr.from, why);
+		origin.send(st.error_reply(stanza, "modify", "bad-request", why));
+		return true;
+	end
+	module:log("debug", "Multicast of a %s from %s to %d users", stanza.name,
+		stanza.attr.from, #list);
+	local copy = st.clone(stanza);
+	copy:remove_children("addresses", ADDRESS);
+	for _, to in ipairs(list) do
+		local one = st.clone(copy);
+		one.attr.to = to;
+		module:send(one, origin);
+	end
+	return true;
+end
+
+-- The mirror's question: may I multicast here?
+module:hook("host-disco-info-node", function(event)
+	if event.node ~= PROBE_NODE then
+		return;
+	end
+	local stanza = event.stanza;
+	if not senders:contains(jid.host(stanza.attr.from)) then
+		event.origin.send(st.error_reply(stanza, "auth", "forbidden",
+			"Not in dmuc_multicast_senders on "..module.host));
+		return true;
+	end
+	event.reply:tag("feature", { var = ADDRESS }):up();
+	event.exists = true;
+end);
+
+-- Before the host's own handlers (a message to the host would otherwise be
+-- answered as one for the server itself).
+module:hook("message/host", multicast, 10);
+module:hook("presence/host", multicast, 10);
