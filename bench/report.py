@@ -405,16 +405,14 @@ def notes(results):
             "- **Messages, fire-and-forget.** At R=%d the link carries %.1fx fewer *stanzas* "
             "than stock (%d against %d: one copy per message, the protocol's limit) but %.1fx "
             "fewer *bytes*, because a dmuc stanza is bigger than a stock one: %.0f bytes on "
-            "average against %.0f. What makes the difference is the DMUC envelope that "
-            "PROTOCOL.md prescribes: an upload carries `<fmuc from='real JID'/>` (about 70 "
-            "bytes), `<nomirror/>` (47) and an `<origin-id/>` (60, for exactly-once delivery "
-            "after a split) and is addressed from the longer mirror occupant JID; a copy to a "
-            "mirror carries the `<stanza-id/>` (about 100 bytes) and the master's `<time/>` "
-            "(70, so that every node orders history alike). Stock Prosody's copies carry only "
-            "the body and an occupant-id. What would close the gap: an envelope sent once per "
-            "occupant instead of once per message (a protocol change: the master knows the "
-            "real JID from the join), or compression on the S2S link, which folds the "
-            "repeated namespaces: the direct link modes.%s" % (
+            "average against %.0f. What is left of the difference after the compact profile "
+            "(docs/decisions.md) is an upload from the mirror occupant JID (about 35 bytes "
+            "longer than a user's JID) with the compact envelope `<u o s n/>` (about 70 bytes: "
+            "the origin-id for exactly-once delivery after a split, the time it was sent, "
+            "fire-and-forget), and a copy's `<t i s/>` (about 60 bytes: the master's stanza-id "
+            "and time, so that every node orders history alike). What would close it: "
+            "compression on the S2S link, which folds the repeated names: the direct link "
+            "modes.%s" % (
                 row["remote_users"], stanza_ratio, row["dmuc_ff_stanzas"], row["stock_stanzas"],
                 row.get("dmuc_ff_saving", 0), row["dmuc_ff_bytes"] / row["dmuc_ff_stanzas"],
                 row["stock_bytes"] / row["stock_stanzas"],
@@ -424,11 +422,17 @@ def notes(results):
             "- **Messages without fire-and-forget** cannot reach one copy per site by design: "
             "the mirror delivers its users' messages only when the master has given them their "
             "place, so each raleigh message crosses twice (up, then down the master's short "
-            "acknowledgement, about 230 bytes, instead of the full copy; %d stanzas for %d "
-            "messages at R=%d). That is the price of one order at every site; "
-            "`fire_and_forget = true` saves the acknowledgement. With senders taking turns over "
-            "everyone, most messages come from raleigh when R is large." % (
-                row["dmuc_stanzas"], results["plan"]["messages"], row["remote_users"]))
+            "acknowledgement, about 175 bytes, instead of the full copy; %d stanzas for %d "
+            "messages at R=%d, against %d fire-and-forget). That is the price of one order at "
+            "every site; `fire_and_forget = true` saves the acknowledgement. With senders "
+            "taking turns over everyone, most messages come from raleigh when R is large, and "
+            "each then costs an upload and an acknowledgement where fire-and-forget costs the "
+            "upload only: the saving is about %.0f%% of fire-and-forget's. What would close "
+            "it: acknowledging several messages in one stanza when they come in a burst (the "
+            "acknowledgement is mostly its addresses)." % (
+                row["dmuc_stanzas"], results["plan"]["messages"], row["remote_users"],
+                row.get("dmuc_ff_stanzas", 0),
+                100.0 * row.get("dmuc_saving", 0) / (row.get("dmuc_ff_saving") or 1)))
     tp = s.get("throughput", {})
     if "stock" in tp and ("dmuc_ff" in tp or "dmuc" in tp):
         mode = "dmuc_ff" if "dmuc_ff" in tp else "dmuc"
@@ -437,7 +441,7 @@ def notes(results):
     if mode and tp[mode]["messages_per_s"]["median"] < 0.8 * tp["stock"]["messages_per_s"]["median"]:
         stock_cpu = tp["stock"]["cpu_s_per_stanza"].get("prosody_raleigh", 0)
         per_mode = []
-        for m in ("dmuc_ff", "dmuc"):
+        for m in ("dmuc_ff", "dmuc", "dmuc_mc"):
             if m in tp:
                 cpu = tp[m]["cpu_s_per_stanza"]
                 total = sum(cpu.values()) or 1
@@ -454,11 +458,14 @@ def notes(results):
             "delivers. Every copy the mirror sends is a stanza Prosody must read from the "
             "component stream, parse, route and serialise again, where mod_muc hands its "
             "in-memory stanza to the session: most of the cost of a mirror room's fan-out is "
-            "Prosody's, not dmuc's. Without fire-and-forget Prosody's cost per stanza is "
-            "higher still; the project has not yet found why. What would fix it: letting the "
-            "component send one stanza per message for all local recipients (XEP-0033 "
-            "multicast, which Prosody 0.12 does not offer to components), or the mirror's "
-            "fan-out as a Prosody module." % ("; ".join(per_mode), 1e6 * stock_cpu))
+            "Prosody's, not dmuc's. With XEP-0033 multicast (%s, Prosody with the module in "
+            "etc/prosody-modules) the mirror hands Prosody one stanza per message for all its "
+            "users, and Prosody still copies, routes and serialises one stanza per user. In "
+            "earlier runs ordered mode cost Prosody about twice fire-and-forget's per stanza; "
+            "in recent runs the two are close, and the cause of the earlier figure was not "
+            "found. What would close the rest: the mirror's fan-out inside Prosody (a module "
+            "that delivers the room's stanzas as mod_muc does)." % (
+                "; ".join(per_mode), 1e6 * stock_cpu, MODE_NAMES["dmuc_mc"]))
     constrained = s.get("constrained", {})
     if "stock" in constrained and "dmuc_ff" in constrained:
         extra = (constrained["dmuc_ff"]["latency_fairfax_ms"]["p50"]
