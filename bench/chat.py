@@ -14,6 +14,8 @@ unique: the benchmark's recorders know a message by its body.
 
 import random
 
+from dmuc.muc.compact import base36
+
 SEED = 20261201
 
 WORDS = """
@@ -62,7 +64,7 @@ class Chat:
 
     def body(self):
         self.serial += 1
-        return "%s #%s" % (self.sentence(), _base36(self.serial))
+        return "%s #%s" % (self.sentence(), base36(self.serial))
 
     def sentence(self):
         r = self.random
@@ -98,13 +100,3 @@ class Chat:
         path = "/".join(r.choice(WORDS) for _ in range(r.randint(1, 3)))
         query = "?id=%d" % r.randint(1, 99999) if r.random() < 0.4 else ""
         return "https://%s/%s%s" % (r.choice(DOMAINS), path, query)
-
-
-def _base36(n):
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        n, d = divmod(n, 36)
-        out = digits[d] + out
-        if not n:
-            return out

@@ -12,18 +12,14 @@ from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.multicast import MAX_ADDRESSES, Multicast
 from dmuc.xmpp.stanzas import Prepared, child, parse_xml
 from tests.stanza_helpers import logged
+from tests import test_dmuc_flows
 from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, bodies, join, say
 from tests.two_site_helpers import MROOM, ROOM, TwoSites
 
 
 def conversation(multicast):
     # The mirror asks its server as its stream comes up.
-    sites = TwoSites(multicast=multicast)
-    join(sites, KEVIN, "Kevin", ROOM)
-    join(sites, WAYNE, "Wayne")
-    join(sites, KEITH, "Keith")
-    for user in (KEVIN, WAYNE, KEITH):
-        sites.take(user)
+    sites = test_dmuc_flows.conversation(multicast=multicast)
     del sites.multicasts[:]
     return sites
 

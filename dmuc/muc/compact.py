@@ -55,11 +55,16 @@ def stamp(seconds):
     millis = int(round(seconds * 1000))
     if millis < 0:
         raise ValueError("a time before the epoch: %r" % (seconds,))
+    return base36(millis)
+
+
+def base36(number):
+    """A non-negative integer in base 36, lower case."""
     text = ""
     while True:
-        millis, digit = divmod(millis, 36)
+        number, digit = divmod(number, 36)
         text = _DIGITS[digit] + text
-        if not millis:
+        if not number:
             return text
 
 
