@@ -58,7 +58,8 @@ SELF_PING = "<iq type='get' to='%s/Kevin'><ping xmlns='urn:xmpp:ping'/></iq>" % 
 def main():
     options = parse_options()
     base = options.dir or tempfile.mkdtemp(prefix="dmuc-poezio-")
-    sites = TwoSites(base, addresses=free_addresses(), monitor=MONITOR, log_level="info")
+    sites = TwoSites(base, addresses=free_addresses(), monitor=MONITOR, log_level="info",
+                     multicast_senders=(MIRROR,) if options.multicast else None)
     commands = queue.Queue()
     try:
         sites.start()
@@ -70,6 +71,13 @@ def main():
         kevin.join()
         kevin.client.iq(PERSISTENT)
         kevin.client.take_all()
+        keith = None
+        if options.multicast:
+            # A second raleigh user: the mirror's fan-out then has two
+            # recipients, one multicast stanza for both.
+            keith = Client.connect("keith@raleigh.test/desk", "keith", sites.raleigh.ip,
+                                   sites.raleigh.c2s_port)
+            keith.send("<presence to='%s/Keith'><x xmlns='%s'/></presence>" % (MROOM, MUC))
         fifo = os.path.join(base, "control")
         os.mkfifo(fifo)
         start_reader(lambda: open(fifo), commands, forever=True)
@@ -88,6 +96,9 @@ def parse_options():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", help="where configs, logs and databases go "
                         "(default: a new temporary directory)")
+    parser.add_argument("--multicast", action="store_true",
+                        help="raleigh's Prosody takes XEP-0033 multicast from the mirror "
+                        "(etc/prosody-modules), and keith@raleigh.test is in the room too")
     return parser.parse_args()
 
 
