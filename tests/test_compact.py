@@ -10,7 +10,7 @@ from twisted.trial import unittest
 
 from dmuc.muc import compact, room_copy
 from dmuc.xmpp import namespaces as ns
-from dmuc.xmpp.stanzas import child
+from dmuc.xmpp.stanzas import child, parse_xml
 from tests.stanza_helpers import error_condition, logged
 from tests.test_ack import view
 from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, bodies, conversation, join, say
@@ -416,3 +416,60 @@ class SyncTests(unittest.TestCase):
                           ("muc#roomconfig_historylength", "20")])
         config = sites.mirror.rooms[MROOM].config
         self.assertEqual((config.moderated, config.history_length), (True, 20))
+
+
+class BatchedAcknowledgementTests(unittest.TestCase):
+    """Acknowledgements made in one turn of the reactor (a burst read from
+    the link) share a stanza, and never overtake the room's order."""
+
+    def setUp(self):
+        self.sites = conversation()
+        self.sites.link_count()
+
+    def burst(self, *said, turn=True):
+        """Messages whose uploads reach the master together; with C{turn}
+        false the reactor does not turn after them."""
+        for user, room, text in said:
+            stanza = parse_xml("<message to='%s' type='groupchat'><body>%s</body></message>"
+                               % (room, text))
+            stanza["from"] = user
+            self.sites._queue.append((user, stanza))
+        if turn:
+            self.sites._run()
+        else:
+            self.sites._deliver_queue()
+
+    def test_a_burst_is_acknowledged_in_one_stanza(self):
+        self.burst((WAYNE, MROOM, "one"), (KEITH, MROOM, "two"), (WAYNE, MROOM, "three"))
+        down = [s for d, s in self.sites.link if d == "fairfax>raleigh"]
+        self.assertEqual(len(down), 1, [s.toXml() for s in down])
+        self.assertEqual(len(list(down[0].elements(ns.DMUC_COMPACT, "a"))), 3)
+        for user in (WAYNE, KEITH, KEVIN):
+            self.assertEqual(bodies(self.sites.take(user)), ["one", "two", "three"])
+        master = [e.stanza_id for e in self.sites.master.rooms[ROOM].history[-3:]]
+        mirror = [e.stanza_id for e in self.sites.mirror.rooms[MROOM].history[-3:]]
+        self.assertEqual(mirror, master)
+
+    def test_nothing_overtakes_an_acknowledgement(self):
+        # Wayne's upload reaches the master, then Kevin's message comes,
+        # then Keith's upload, all before the reactor turns.
+        self.burst((WAYNE, MROOM, "first"), turn=False)
+        self.burst((KEVIN, ROOM, "second"), (KEITH, MROOM, "third"))
+        down = [s for d, s in self.sites.link if d == "fairfax>raleigh"]
+        self.assertEqual([len(list(s.elements(ns.DMUC_COMPACT, "a"))) or bodies([s])
+                          for s in down], [1, ["second"], 1])
+        for user in (WAYNE, KEITH, KEVIN):
+            self.assertEqual(bodies(self.sites.take(user)), ["first", "second", "third"])
+
+    def test_one_malformed_acknowledgement_spoils_not_the_others(self):
+        lines = logged(self, LogLevel.warn)
+        room = self.sites.mirror.rooms[MROOM]
+        self.sites.stall("fairfax>raleigh")
+        self.burst((WAYNE, MROOM, "kept"), (KEITH, MROOM, "also kept"))
+        (frm, batch), = self.sites._held
+        bad = batch.addElement((ns.DMUC_SYNC, "ack"))
+        bad["origin"], bad["id"], bad["stamp"] = "x", "y", "not a time"
+        self.sites.heal()
+        self.assertEqual(bodies(self.sites.take(KEITH)), ["kept", "also kept"])
+        self.assertEqual(room.in_flight, {})
+        self.assertTrue(any("malformed acknowledgement" in line for line in lines), lines)

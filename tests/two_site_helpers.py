@@ -153,6 +153,15 @@ class TwoSites:
         self._run()
 
     def _run(self):
+        # What the services leave for the reactor's next turn (calls at
+        # "now": the master's acknowledgements) is part of the exchange.
+        self._deliver_queue()
+        while self.clock.getDelayedCalls() and any(
+                c.getTime() <= self.clock.seconds() for c in self.clock.getDelayedCalls()):
+            self.clock.advance(0)
+            self._deliver_queue()
+
+    def _deliver_queue(self):
         while self._queue:
             frm, stanza = self._queue.popleft()
             to = stanza.getAttribute("to")

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from dmuc.muc import registration, voice
 from dmuc.master.room import NOT_IN_ROOM, Room
 from dmuc.master.tombstones import DEFAULT_EXPIRY, Tombstones
-from dmuc.muc import compact, forms, invitations, restart
+from dmuc.muc import compact, forms, invitations, restart, room_copy
 from dmuc.muc import archive
 from dmuc.muc.history import order_key
 from dmuc.muc.model import HistoryRequest, JoinRequest, Sender
@@ -68,6 +68,8 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         self.tombstones = Tombstones(self, tombstone_expiry)
         self.offers_compact = compact
         self._compact_mirrors = set()   # mirror services that wrote compactly
+        self._acks = {}                 # mirror service -> [(room JID, <a/>)] to send
+        self._acks_flush = None
         self.redirect_to_mirrors = redirect_to_mirrors
         self._relayed_invitations = {}   # IQ id -> the invitation a mirror delivers
 
@@ -295,6 +297,47 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         compact profile sends it to the mirror service, which knows the
         mirror room from the sender (the master room)."""
         return via.rpartition("@")[2] if self.speaks_compact(via) else via
+
+    # -- acknowledgements, several to a stanza
+
+    def send_ack(self, room_jid, via, origin_id, stanza_id, timestamp):
+        """
+        Acknowledge a message of the mirror room C{via} (L{room_copy.ack}).
+        In the compact profile the acknowledgements made while we read one
+        burst from the link go in one stanza: it is sent before anything
+        else for that mirror and at the latest when the reactor turns, so
+        nothing waits and the room's order is kept.
+        """
+        if not self.speaks_compact(via):
+            self.send(room_copy.ack(room_jid, via, origin_id, stanza_id, timestamp))
+            return
+        host = via.rpartition("@")[2]
+        pending = self._acks.get(host)
+        if pending and pending[-1][0] != room_jid:
+            self._flush_acks(host)
+        self._acks.setdefault(host, []).append(
+            (room_jid, compact.ack(origin_id, stanza_id, timestamp)))
+        if self._acks_flush is None:
+            self._acks_flush = self.clock.callLater(0, self._flush_all_acks)
+
+    def send(self, stanza):
+        if self._acks:
+            to = stanza.getAttribute("to") or ""
+            host = to.split("/", 1)[0].rpartition("@")[2]
+            if host in self._acks:
+                self._flush_acks(host)
+        ComponentHandler.send(self, stanza)
+
+    def _flush_acks(self, host):
+        pending = self._acks.pop(host, [])
+        if pending:
+            ComponentHandler.send(self, compact.acks(pending[0][0], host,
+                                                     [element for _, element in pending]))
+
+    def _flush_all_acks(self):
+        self._acks_flush = None
+        for host in list(self._acks):
+            self._flush_acks(host)
 
     def _known_mirror_occupant(self, jid):
         # Answers (results, errors) from a mirror occupant carry no

@@ -903,9 +903,8 @@ class Room:
                 and occupant.via in self.synced_mirrors):
             # The mirror holds the message: it builds this very copy from
             # the id and time (issue 11), in this order among the others.
-            make_ack = compact.ack if self.host.speaks_compact(occupant.via) else room_copy.ack
-            self.host.send(make_ack(self.jid, self.host.mirror_address(occupant.via),
-                                    room_copy.origin_id(stanza), stanza_id, timestamp))
+            self.host.send_ack(self.jid, occupant.via, room_copy.origin_id(stanza),
+                               stanza_id, timestamp)
             skip_mirror = occupant.via
         # Mirrors get the time the room gave the message, so that every
         # node's history has one order (PROTOCOL.md 6, docs/monitor.md).

@@ -787,17 +787,19 @@ class MirrorRoom:
 
     def handle_ack(self, message):
         """
-        The master's acknowledgement of a message our user sent up
-        (L{room_copy.ack}): build the copy the master gave every other
-        site, and treat it as the master's copy, in this place in the
-        room's order.
+        The master's acknowledgements of messages our users sent up
+        (L{room_copy.ack}; several in one message in the compact profile):
+        for each, build the copy the master gave every other site, and
+        treat it as the master's copy, in this place in the room's order.
         """
-        parsed = room_copy.parse_ack(message)
-        if parsed is None:
-            log.warn("{room}: ignored a malformed acknowledgement from the master: {xml}",
-                     room=self.jid, xml=message.toXml()[:300])
-            return
-        origin, stanza_id, timestamp = parsed
+        for parsed in room_copy.parse_acks(message):
+            if parsed is None:
+                log.warn("{room}: ignored a malformed acknowledgement from the master: {xml}",
+                         room=self.jid, xml=message.toXml()[:300])
+                continue
+            self._acknowledged(*parsed)
+
+    def _acknowledged(self, origin, stanza_id, timestamp):
         flying = self.in_flight.get(origin)
         sender = self.roster.get(flying[0]) if flying is not None else None
         if sender is None or not sender.occupant_id:

@@ -14,7 +14,8 @@ message's envelope and markers were bigger than most messages
 - the master's copy of a room message for a mirror carries C{<t i s/>}
   in place of C{<stanza-id by=ROOM/>} and C{<time/>}, and no occupant-id
   when the mirror already knows the sender's (from its presence);
-- the acknowledgement is C{<a o i s/>};
+- the acknowledgement is C{<a o i s/>}, several in one message when the
+  master acknowledges several at once (L{acks});
 - a history item (first sync, resync) carries C{<t i s/>} in place of its
   stanza-id and C{<delay/>}, and no occupant-id when the sender is still
   in the room under that nick;
@@ -190,11 +191,18 @@ def expand_copy(message, master_room, occupant_id):
     message.addElement((ns.DMUC_SYNC, "time"))["stamp"] = format_timestamp(timestamp)
 
 
-def ack(room_jid, mirror_room, origin_id, stanza_id, timestamp):
-    """L{room_copy.ack} in the compact form: C{<a o i s/>}."""
-    message = make_stanza("message", frm=room_jid, to=mirror_room)
-    element = message.addElement((NS, "a"))
+def ack(origin_id, stanza_id, timestamp):
+    """L{room_copy.ack}'s element in the compact form: C{<a o i s/>}."""
+    element = domish.Element((NS, "a"))
     element["o"], element["i"], element["s"] = origin_id, stanza_id, stamp(timestamp)
+    return element
+
+
+def acks(room_jid, to, elements):
+    """One message with the L{ack}s of C{room_jid}, in order."""
+    message = make_stanza("message", frm=room_jid, to=to)
+    for element in elements:
+        message.addChild(element)
     return message
 
 
@@ -203,15 +211,17 @@ def is_compact_ack(message):
 
 
 def expand_ack(message):
-    """At the mirror: C{<a/>} made the L{room_copy.ack} it stands for.
-    @raise ValueError: a malformed time."""
-    compact = child(message, "a", NS)
-    timestamp = parse_stamp(compact.getAttribute("s", ""))
-    message.children.remove(compact)
-    full = message.addElement((ns.DMUC_SYNC, "ack"))
-    full["origin"] = compact.getAttribute("o", "")
-    full["id"] = compact.getAttribute("i", "")
-    full["stamp"] = format_timestamp(timestamp)
+    """At the mirror: each C{<a/>} made the L{room_copy.ack} element it
+    stands for, in order.  @raise ValueError: a malformed time."""
+    for index, node in enumerate(message.children):
+        if getattr(node, "uri", None) != NS or node.name != "a":
+            continue
+        full = domish.Element((ns.DMUC_SYNC, "ack"))
+        full["origin"] = node.getAttribute("o", "")
+        full["id"] = node.getAttribute("i", "")
+        full["stamp"] = format_timestamp(parse_stamp(node.getAttribute("s", "")))
+        full.parent = message
+        message.children[index] = full
 
 
 # -- synchronisation

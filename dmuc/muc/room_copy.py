@@ -90,12 +90,16 @@ def ack(room_jid, mirror_room, origin_id, stanza_id, timestamp):
     return message
 
 
-def parse_ack(message):
-    """@return: C{(origin id, stanza id, time)} of an L{ack} message, or
-    C{None} when C{message} is none or is malformed."""
-    element = child(message, "ack", ns.DMUC_SYNC)
-    if element is None:
-        return None
+def parse_acks(message):
+    """@return: C{(origin id, stanza id, time)} of each acknowledgement in
+    C{message} (the compact profile sends several at once), in order;
+    C{None} for a malformed one."""
+    return [parse_ack(element) for element in message.elements(ns.DMUC_SYNC, "ack")]
+
+
+def parse_ack(element):
+    """@return: C{(origin id, stanza id, time)} of an acknowledgement
+    element, or C{None} when it is malformed."""
     origin, stanza_id = element.getAttribute("origin"), element.getAttribute("id")
     try:
         timestamp = parse_timestamp(element.getAttribute("stamp") or "")
