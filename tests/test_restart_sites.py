@@ -85,6 +85,10 @@ class MasterRestartSitesTests(TwoSitesInAConversation, unittest.TestCase):
 
     def test_master_killed_during_a_conversation(self):
         self.say(self.kevin, ROOM, "k0")
+        # k0 has its place before Wayne writes: sent at once, w0 could
+        # reach the master first (seen once in CI), and both sites would
+        # rightly order it first.
+        self.kevin.wait_for(lambda s: body(s) == "k0", timeout=10)
         self.say(self.wayne, MROOM, "w0")
         self.wayne.wait_for(lambda s: body(s) == "k0", timeout=10)
         self.kevin.wait_for(lambda s: body(s) == "w0", timeout=10)
