@@ -81,6 +81,48 @@ class BytesTests(unittest.TestCase):
             self.assertEqual(child(message, "origin-id", ns.STANZA_ID)["id"],
                              "client-chose-this")
 
+    def test_an_origin_id_equal_to_the_id_is_not_repeated(self):
+        # Conversations, Gajim and Dino give a message one id, as its id
+        # and as its origin-id: the envelope says so in five bytes.
+        sites = conversation()
+        sites.link_count()
+        sites.send(WAYNE, "<message to='%s' type='groupchat' id='c0ffee-1'><body>mine</body>"
+                   "<origin-id xmlns='%s' id='c0ffee-1'/></message>" % (MROOM, ns.STANZA_ID))
+        up, = [s for d, s in sites.link if d == "raleigh>fairfax"]
+        self.assertEqual(up.toXml().count("c0ffee-1"), 1)
+        self.assertEqual(child(up, "u", ns.DMUC_COMPACT)["o"], "")
+        for user in (KEVIN, KEITH, WAYNE):
+            message, = sites.take(user)
+            self.assertEqual(message["id"], "c0ffee-1")
+            self.assertEqual(child(message, "origin-id", ns.STANZA_ID)["id"], "c0ffee-1")
+
+    def test_a_message_without_an_id_gets_one_for_both(self):
+        sites = conversation()
+        sites.link_count()
+        sites.send(WAYNE, "<message to='%s' type='groupchat'><body>bare</body></message>"
+                   % MROOM)
+        up, = [s for d, s in sites.link if d == "raleigh>fairfax"]
+        self.assertTrue(up.getAttribute("id"))
+        self.assertEqual(child(up, "u", ns.DMUC_COMPACT)["o"], "")
+        for user in (KEVIN, KEITH):
+            message, = sites.take(user)
+            self.assertEqual(child(message, "origin-id", ns.STANZA_ID)["id"], up["id"])
+
+    def test_a_client_id_without_an_origin_id_keeps_a_minted_one(self):
+        # A client's ids need not be unique (some count from 1 at every
+        # start): the origin-id that keeps a message from being stored
+        # twice after a split is the mirror's own.
+        sites = conversation()
+        sites.link_count()
+        sites.send(WAYNE, "<message to='%s' type='groupchat' id='1'><body>one</body></message>"
+                   % MROOM)
+        up, = [s for d, s in sites.link if d == "raleigh>fairfax"]
+        origin = child(up, "u", ns.DMUC_COMPACT)["o"]
+        self.assertNotIn(origin, ("", "1"))
+        message, = sites.take(KEVIN)
+        self.assertEqual((message["id"], child(message, "origin-id", ns.STANZA_ID)["id"]),
+                         ("1", origin))
+
     def test_users_see_the_same_in_both_profiles(self):
         seen = {}
         for profile in (False, True):

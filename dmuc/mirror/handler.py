@@ -527,11 +527,12 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             fire = self.fire_and_forget and child(stanza, "subject", stanza.uri) is None
             ack = False
             if child(stanza, "subject", stanza.uri) is None:
-                if not stanza.getAttribute("id"):
+                minted = not stanza.getAttribute("id")
+                if minted:
                     # As Prosody (and the master) would: the copy we may
                     # build from the master's acknowledgement has it too.
                     stanza["id"] = self.new_id()
-                room.track_in_flight(stanza, sender)
+                room.track_in_flight(stanza, sender, id_is_ours=minted)
                 ack = not fire and room.wants_ack(sender)
             self._send_up(stanza, user, room, sender.nick, nomirror=fire, sent=self.now(),
                           ack=ack)

@@ -764,16 +764,20 @@ class MirrorRoom:
 
     # -- messages from the master
 
-    def track_in_flight(self, message, sender):
+    def track_in_flight(self, message, sender, id_is_ours=False):
         """
         Every message our users send up gets an origin-id, and is kept
         until the master's copy comes back: if the link splits first, it
         becomes a split message, sent again at the netjoin, and the
         origin-id keeps it from being stored twice.
+
+        @param id_is_ours: we gave the message its id, unique as the
+            origin-id must be, so it serves as both (a client's own id
+            may not be unique: some count from 1 at every start).
         """
         origin = room_copy.origin_id(message)
         if origin is None:
-            origin = self.host.new_id()
+            origin = message["id"] if id_is_ours else self.host.new_id()
             message.addElement((ns.STANZA_ID, "origin-id"))["id"] = origin
         self.in_flight[origin] = (sender.nick, copy_element(message), self.host.now())
         while len(self.in_flight) > 1000:

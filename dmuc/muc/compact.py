@@ -10,7 +10,8 @@ message's envelope and markers were bigger than most messages
   master knows the user behind a mirror occupant JID from its join, so
   C{f} names the user only when it is another device;  C{s} is the time
   the user sent it, C{n='1'} a fire-and-forget message, C{o} the id of
-  its origin-id (the element would cost twice as much);
+  its origin-id (the element would cost twice as much), empty when it is
+  the stanza's own id;
 - the master's copy of a room message for a mirror carries C{<t i s/>}
   in place of C{<stanza-id by=ROOM/>} and C{<time/>}, and no occupant-id
   when the mirror already knows the sender's (from its presence);
@@ -97,7 +98,10 @@ def add_envelope(up, user, known_user=None, sent=None, ack=False, nomirror=False
         envelope["f"] = user
     origins = list(up.elements(ns.STANZA_ID, "origin-id"))
     if len(origins) == 1 and origins[0].getAttribute("id"):
-        envelope["o"] = origins[0]["id"]
+        origin = origins[0]["id"]
+        # Most clients give a message one id as both (Conversations,
+        # Gajim, Dino): an empty C{o} says so.
+        envelope["o"] = "" if origin == up.getAttribute("id") else origin
         up.children.remove(origins[0])
     if sent is not None:
         envelope["s"] = stamp(sent)
@@ -140,8 +144,11 @@ def expand_upload(stanza, known_user):
         full[room_copy.ACK_REQUEST] = "1"
     if envelope.getAttribute("n") == "1":
         stanza.addElement((ns.FMUC, "nomirror"))
-    if envelope.getAttribute("o"):
-        stanza.addElement((ns.STANZA_ID, "origin-id"))["id"] = envelope["o"]
+    origin = envelope.getAttribute("o")
+    if origin == "" and stanza.getAttribute("id"):
+        origin = stanza["id"]
+    if origin:
+        stanza.addElement((ns.STANZA_ID, "origin-id"))["id"] = origin
     stanza.children.remove(envelope)
 
 
