@@ -22,10 +22,10 @@ just counts the bytes written; time is a L{Clock}.
     local users of a mirror room: the mirror finds its occupant, keeps it
     in flight and sends it up to the master (one stanza out).
   - C{mirror_user_presence_N}: a status change of one of the N local
-    users: the mirror sends it up, then handles the master's answer (the
-    occupant's presence with 110): roster updated, room copy saved, sent
-    to the user and the N-1 others.  Both stanzas are fed together; N is
-    50 and 500 (C{sizes}), to show what grows with the room.
+    users: the mirror sends it up and shows it here itself (the master
+    sends nothing back in the compact profile): roster updated, room copy
+    saved, sent to the user (110) and the N-1 others.  N is 50 and 500
+    (C{sizes}), to show what grows with the room.
   - C{sqlite_appends_burst}: history appends with the SQLite store, all
     asked for at once, timed until the last one is written.
   - C{sqlite_appends_trickle}: the same, one append per reactor turn, as
@@ -229,17 +229,11 @@ def groupchat_from_mirror_user(n, serial):
 
 
 def status_of_mirror_user(n, serial):
-    """A local user's status change, and the master's answer to it (the
-    mirror occupant's own presence, 110), as one chunk of input."""
+    """A local user's status change: the mirror sends it up and shows it
+    to its users itself (the master answers nothing: compact profile)."""
     show = ("away", "chat", "dnd", "xa")[serial % 4]
     return ("<presence from='m%02d@raleigh.test/r' to='%s/m%02d'><show>%s</show>"
-            "<status>%d</status></presence>"
-            "<presence from='%s/m%02d' to='%s/m%02d'><show>%s</show><status>%d</status>"
-            "<occupant-id xmlns='%s' id='sz7ctO9DWtbzZw0IsSOFE3fHsZ27VyeybU7uKRvXYqc='/>"
-            "<x xmlns='%s'><item affiliation='none' role='participant' "
-            "jid='m%02d@raleigh.test/r'/><status code='110'/></x></presence>"
-            % (n, MROOM, n, show, serial, ROOM, n, MROOM, n, show, serial,
-               ns.OCCUPANT_ID, ns.MUC_USER, n))
+            "<status>%d</status></presence>" % (n, MROOM, n, show, serial))
 
 
 def _xml(text):
@@ -326,8 +320,11 @@ def measure_mirror_users(settings, profiles=None):
         sized = dict(settings, occupants=size)
         for name, make in (("mirror_user_groupchat",
                             lambda i: groupchat_from_mirror_user(speaker, i)),
+                           # Another user: the speaker's messages are never
+                           # acknowledged here, and a user's status change
+                           # waits for its messages (ordered mode).
                            ("mirror_user_presence",
-                            lambda i: status_of_mirror_user(speaker, i))):
+                            lambda i: status_of_mirror_user(speaker - 1, i))):
             key = "%s_%d" % (name, size)
             figures[key] = fan_out_figures(key, sites, MIRROR, make, sized, profiles)
         # Pending saves are part of what the room costs: write them now,

@@ -337,14 +337,67 @@ class PresenceTests(unittest.TestCase):
         self.assertEqual(len(occupant_ids([keith])), 1)
         self.assertIsNone(child(keith, "o", ns.DMUC_COMPACT))
 
-    def test_a_mirror_users_own_presence_too(self):
+    def test_a_mirror_users_status_change_crosses_once(self):
+        # Up to the master, which tells the other sites; the mirror shows
+        # its own users, so nothing comes back (issue 11).
         self.sites.send(WAYNE, "<presence to='%s/Wayne'><show>dnd</show></presence>" % MROOM)
-        own, = self.down()
-        self.assertIsNotNone(child(own, "o", ns.DMUC_COMPACT))
+        up, = [s for d, s in self.sites.link if d == "raleigh>fairfax"]
+        self.assertEqual(child(up, "u", ns.DMUC_COMPACT)["n"], "1")
+        self.assertEqual(self.down(), [])
         wayne, = self.sites.take(WAYNE)
+        keith, = self.sites.take(KEITH)
         kevin, = self.sites.take(KEVIN)
         self.assertEqual(occupant_ids([wayne]), occupant_ids([kevin]))
+        self.assertEqual(occupant_ids([keith]), occupant_ids([kevin]))
         self.assertEqual(len(occupant_ids([wayne])), 1)
+        for presence in (wayne, keith, kevin):
+            self.assertEqual(str(child(presence, "show", presence.uri)), "dnd")
+        self.assertEqual(codes(wayne), ["110"])
+        self.assertEqual(codes(keith), [])
+
+    def test_users_see_the_same_status_change_in_both_profiles(self):
+        seen = {}
+        for profile in (False, True):
+            sites = conversation(compact=profile)
+            sites.send(WAYNE, "<presence to='%s/Wayne'><show>away</show>"
+                       "<status>lunch</status></presence>" % MROOM)
+            seen[profile] = [presence_view(p) for user in (WAYNE, KEITH, KEVIN)
+                             for p in sites.take(user)]
+        self.assertEqual(len(seen[True]), 3)
+        self.assertEqual(seen[True], seen[False])
+
+    def test_a_role_the_room_hides_is_shown_to_its_user_only(self):
+        configure(self.sites, [("muc#roomconfig_presencebroadcast", "moderator")])
+        for user in (KEVIN, WAYNE, KEITH):
+            self.sites.take(user)
+        self.sites.link_count()
+        self.sites.send(WAYNE, "<presence to='%s/Wayne'><show>xa</show></presence>" % MROOM)
+        self.assertEqual(self.down(), [])
+        wayne, = self.sites.take(WAYNE)
+        self.assertEqual(codes(wayne), ["110"])
+        self.assertEqual(self.sites.take(KEITH), [])
+        self.assertEqual(self.sites.take(KEVIN), [])
+
+    def test_after_the_users_own_message_once_the_master_placed_it(self):
+        # Ordered mode shows Wayne's message when the master places it:
+        # his status change right after it must not overtake it here,
+        # as it does not at the other sites.
+        self.sites.stall("fairfax>raleigh")
+        say(self.sites, WAYNE, "brb", MROOM)
+        self.sites.send(WAYNE, "<presence to='%s/Wayne'><show>away</show></presence>" % MROOM)
+        self.assertEqual(self.sites.take(KEITH), [])
+        self.sites.heal()
+        seen = [s.name for s in self.sites.take(KEITH)]
+        self.assertEqual(seen, ["message", "presence"])
+        self.assertEqual([s.name for s in self.sites.take(KEVIN)], ["message", "presence"])
+
+    def test_a_master_without_the_profile_answers_as_before(self):
+        sites = conversation(compact=False)
+        sites.link_count()
+        sites.send(WAYNE, "<presence to='%s/Wayne'><show>dnd</show></presence>" % MROOM)
+        self.assertEqual(len([s for d, s in sites.link if d == "fairfax>raleigh"]), 1)
+        self.assertEqual(len(sites.take(WAYNE)), 1)
+        self.assertEqual(len(sites.take(KEITH)), 1)
 
     def test_a_join_carries_the_occupant_id(self):
         join(self.sites, "fred@fairfax.test/desk", "Fred", ROOM)
@@ -515,3 +568,17 @@ class BatchedAcknowledgementTests(unittest.TestCase):
         self.assertEqual(bodies(self.sites.take(KEITH)), ["kept", "also kept"])
         self.assertEqual(room.in_flight, {})
         self.assertTrue(any("malformed acknowledgement" in line for line in lines), lines)
+
+
+def codes(presence):
+    x = child(presence, "x", ns.MUC_USER)
+    return sorted(s["code"] for s in x.elements(ns.MUC_USER, "status"))
+
+
+def presence_view(presence):
+    """What a user sees of a presence, without the room's own ids."""
+    copy = parse_xml(presence.toXml())
+    for element in list(copy.elements()):
+        if element.uri == ns.OCCUPANT_ID:
+            copy.children.remove(element)
+    return copy["to"], copy.toXml()

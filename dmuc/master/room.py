@@ -254,13 +254,16 @@ class Room:
                 and occupant.address != occupant.real_jid.full()   # not DMUC3's literal join
                 and self.host.speaks_compact(occupant.via))
 
-    def _publicise(self, occupant, codes=(), self_codes=(), leaving=None, **kwargs):
+    def _publicise(self, occupant, codes=(), self_codes=(), leaving=None,
+                   shown_by_mirror=False, **kwargs):
         """
         Tell everyone about C{occupant}: the other occupants first, then the
         occupant itself with status 110 last, as Prosody orders them.
 
         @param leaving: the address of a session leaving an occupant that
             stays (its self-presence is its leave).
+        @param shown_by_mirror: the occupant's mirror showed its users this
+            presence already (L{_shown_by_mirror}): it gets no copy.
         """
         unavailable = occupant.role is None
         if self.config.broadcasts(occupant.role):
@@ -270,7 +273,8 @@ class Room:
             self._tell_others(occupant, codes, unavailable=True, **kwargs)
         occupant.shown_role = occupant.role
         own = tuple(codes) + tuple(self_codes) + ("110",)
-        self._tell_sessions(occupant, own, leaving, unavailable=unavailable, **kwargs)
+        if not shown_by_mirror:
+            self._tell_sessions(occupant, own, leaving, unavailable=unavailable, **kwargs)
         occupant.id_shown = not unavailable and self.config.broadcasts(occupant.role)
 
     def _tell_sessions(self, occupant, codes, leaving=None, unavailable=False, **kwargs):
@@ -403,7 +407,7 @@ class Room:
                 self._send_history(occupant, request.history, sender.address)
                 self._send_subject(occupant, sender.address)
             else:
-                self._publicise(occupant)
+                self._publicise(occupant, shown_by_mirror=_shown_by_mirror(occupant, stanza))
         elif occupant.others:
             # Prosody splits the session off into the new nick; here the
             # user's devices keep one nick (docs/conformance.md).
@@ -1354,6 +1358,19 @@ def _add_presence_state(item, occupant, occupant_id):
         presence = item.addElement((ns.CLIENT, "presence"))
         for element in occupant.presence.elements():
             presence.addChild(copy_element(element))
+
+
+def _shown_by_mirror(occupant, presence):
+    """
+    Whether a status change came from a mirror that showed it to its users
+    itself (C{<nomirror/>}, the compact profile's C{n='1'}): then the
+    change crosses the link once, up (issue 11).  Only for an occupant
+    the mirror presents as one session; the mirror's own join of a user
+    (DMUC3's literal one) still gets its self-presence.
+    """
+    return (occupant.via is not None and not occupant.others
+            and occupant.address != occupant.real_jid.full()
+            and child(presence, "nomirror", ns.FMUC) is not None)
 
 
 def _may_share(occupant, sender):

@@ -371,9 +371,28 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             # Should the master have forgotten the user (a restart), the
             # user joins again with this presence, not the one before.
             current.presence = template(stanza)
+            if self._shows_status_itself(room, current):
+                self._send_up(stanza, user, room, current.nick, nomirror=True)
+                room.show_status_change(current)
+                return
         elif kind == "unavailable":
             self._leaving.sent(room.jid, current.nick)
         self._send_up(stanza, user, room, current.nick)
+
+    def _shows_status_itself(self, room, occupant):
+        """
+        Whether our user's status change is shown here at once and goes up
+        marked so (C{n='1'}), the master sending nothing back: the change
+        crosses the link once.  Only with a master that speaks the compact
+        profile (an older one would send its copy anyway), and for an
+        occupant in the room with nothing of its own in flight: in ordered
+        mode a message the user sent before, not placed by the master yet,
+        is shown first (the master's answer then comes after it).
+        """
+        return (self.master_speaks_compact(parse_jid(room.master_jid).host)
+                and occupant.nick not in room.pending
+                and occupant.nick not in room.renaming
+                and (self.fire_and_forget or not room.awaits_master(occupant.nick)))
 
     def _change_nick(self, stanza, user, nick, room, occupant):
         """

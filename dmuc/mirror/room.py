@@ -553,6 +553,18 @@ class MirrorRoom:
         if unavailable:
             self.host.user_left(self, occupant)
 
+    def show_status_change(self, occupant):
+        """
+        Our user's status change (its presence template is the new one),
+        shown here as the master's self-presence would show it: the master
+        tells the other sites and sends us nothing back (compact profile).
+        """
+        presence = occupant_presence(
+            occupant.presence, self.master_occupant(occupant.nick), occupant.affiliation,
+            occupant.role, real_jid=occupant.user.full(), codes=("110",),
+            occupant_id=occupant.occupant_id)
+        self.handle_self_presence(presence, occupant.nick)
+
     def _renamed(self, occupant, presence):
         """
         The master renamed our user (303): everyone here sees it as
@@ -782,6 +794,11 @@ class MirrorRoom:
         self.in_flight[origin] = (sender.nick, copy_element(message), self.host.now())
         while len(self.in_flight) > 1000:
             del self.in_flight[next(iter(self.in_flight))]
+
+    def awaits_master(self, nick):
+        """Whether a message C{nick} sent is on its way to the master and
+        not placed in the room's order yet."""
+        return any(flying == nick for flying, _, _ in self.in_flight.values())
 
     def wants_ack(self, sender):
         """Whether the master may answer our user's message with an
