@@ -330,7 +330,8 @@ The users are slixmpp clients (the throughput run's receivers excepted, see ther
 bodies read like chat (`bench/chat.py`: sentences of 1 to 30 words from about 400 everyday words,
 mostly short, with punctuation, numbers, the odd URL and emoji; a fixed seed, so the same
 conversation in every mode), each ending in a short unique tag; a repeated text would compress far
-better than people talk. Bytes are counted in both directions, without the harness's own round
+better than people talk. Each message has a random id that is also its origin-id (XEP-0359), as
+Conversations, Gajim and Dino send them. Bytes are counted in both directions, without the harness's own round
 trips, three ways:
 
 - **stanza bytes on the link**: what the stanzas took on the link. On a plain stream (stock, dmuc)
@@ -475,10 +476,10 @@ def notes(results):
                 "- **Constrained link, raleigh to fairfax** (target: no later than stock, p50): "
                 "a raleigh user's message reaches fairfax users %.0f ms later with dmuc "
                 "(fire-and-forget) than with stock Prosody. At %d bit/s every byte of the upload "
-                "costs %.2f ms, and a stock upload is the bare message from the user's JID, where "
-                "dmuc's comes from the longer mirror occupant JID (about 35 bytes more) with the "
-                "compact envelope `<u o s/>` (about 60 bytes: the origin-id for exactly-once "
-                "delivery after a split, and the time it was sent). On the direct link, "
+                "costs %.2f ms, and a stock upload is the user's message as it wrote it, where "
+                "dmuc's comes from the mirror occupant JID with the compact envelope "
+                "`<u o='' s/>` (about 40 bytes: the time it was sent; the origin-id is the "
+                "message's id). On the direct link, "
                 "compressed, it is faster than stock (%s)." % (
                     extra, constrained["stock"]["bandwidth_bps"],
                     8000.0 / constrained["stock"]["bandwidth_bps"],

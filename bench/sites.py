@@ -22,6 +22,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections import Counter
 from xml.sax.saxutils import escape
 
@@ -120,8 +121,12 @@ class User:
         self.send("<presence type='unavailable' to='%s/%s'/>" % (room, nick or self.name))
 
     def say(self, room, body):
-        self.send("<message to='%s' type='groupchat'><body>%s</body></message>"
-                  % (room, escape(body)))
+        """A room message as Conversations, Gajim and Dino write one: a
+        random id, and the same as its origin-id (XEP-0359)."""
+        message_id = uuid.uuid4().hex
+        self.send("<message to='%s' type='groupchat' id='%s'><body>%s</body>"
+                  "<origin-id xmlns='urn:xmpp:sid:0' id='%s'/></message>"
+                  % (room, message_id, escape(body), message_id))
 
     def wait_joined(self, room, timeout=30):
         """Wait for the subject that ends a join of C{room}."""
