@@ -79,12 +79,13 @@ local function multicast(event)
 	end
 	module:log("debug", "Multicast of a %s from %s to %d users", stanza.name,
 		stanza.attr.from, #list);
-	local copy = st.clone(stanza);
-	copy:remove_children("addresses", ADDRESS);
+	-- One stanza readdressed for each recipient, as mod_muc's
+	-- route_to_occupant does: a copy per recipient would cost more than
+	-- the delivery (whoever keeps a stanza, as mod_smacks does, copies it).
+	stanza:remove_children("addresses", ADDRESS);
 	for _, to in ipairs(list) do
-		local one = st.clone(copy);
-		one.attr.to = to;
-		module:send(one, origin);
+		stanza.attr.to = to;
+		module:send(stanza, origin);
 	end
 	return true;
 end
