@@ -128,7 +128,7 @@ def merge(per_mode, plan):
     """Per-mode figures into the scenarios' rows: one row per size, one
     column per mode."""
     merged = {}
-    for kind in ("joins", "messages", "presence"):
+    for kind in ("joins", "messages", "paced", "presence"):
         rows = []
         for remote in plan["remote_users"]:
             row = {"remote_users": remote}
@@ -200,7 +200,8 @@ def targets(s):
     def check(name, target, measured, met):
         checks.append({"name": name, "target": target, "measured": measured, "met": bool(met)})
 
-    for kind, remote, factor in (("messages", 20, 15), ("messages", 50, 35), ("joins", 20, 10)):
+    for kind, remote, factor in (("messages", 20, 15), ("messages", 50, 35),
+                                 ("paced", 20, 15), ("paced", 50, 35), ("joins", 20, 10)):
         for row in s.get(kind, []):
             if row["remote_users"] == remote:
                 for mode in ("dmuc", "dmuc_ff"):

@@ -183,8 +183,9 @@ def room_life(bench, remote, messages=200, history=50):
     """
     The life of one room with 5 fairfax users and C{remote} raleigh
     users: its history written, raleigh users joining one after another
-    (joins), a conversation of mixed senders (messages), every user
-    changing status twice (presence).
+    (joins), a conversation of mixed senders (messages), a shorter one
+    at a human pace (paced), every user changing status twice
+    (presence).
     """
     name = "room-%d" % remote
     local, raleigh = bench.fairfax_users, bench.raleigh_users[:remote]
@@ -204,6 +205,18 @@ def room_life(bench, remote, messages=200, history=50):
         for user in everyone:
             user.wait_bodies(bodies, 120)
     figures["messages"] = measured(bench, converse)
+
+    # The same at a human pace: each message reaches everyone before the
+    # next is written, so nothing the sites send can share a stanza.
+    paced = bench.chat.bodies(max(1, messages // 4))
+
+    def converse_paced():
+        for index, body in enumerate(paced):
+            sender = everyone[index % len(everyone)]
+            sender.say(bench.room_for(sender, name), body)
+            for user in everyone:
+                user.wait_bodies([body], 60)
+    figures["paced"] = measured(bench, converse_paced)
 
     statuses = ["bench-%s-%s-%d" % (name, user.name, n) for user in everyone for n in (1, 2)]
 
