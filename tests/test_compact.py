@@ -123,6 +123,18 @@ class BytesTests(unittest.TestCase):
         self.assertEqual((message["id"], child(message, "origin-id", ns.STANZA_ID)["id"]),
                          ("1", origin))
 
+    def test_a_copy_folds_the_origin_id_too(self):
+        sites = conversation()
+        sites.link_count()
+        sites.send(KEVIN, "<message to='%s' type='groupchat' id='c0ffee-2'><body>down</body>"
+                   "<origin-id xmlns='%s' id='c0ffee-2'/></message>" % (ROOM, ns.STANZA_ID))
+        copy, = [s for d, s in sites.link if d == "fairfax>raleigh"]
+        self.assertEqual(copy.toXml().count("c0ffee-2"), 1)
+        self.assertEqual(child(copy, "t", ns.DMUC_COMPACT)["o"], "")
+        for user in (WAYNE, KEITH):
+            message, = sites.take(user)
+            self.assertEqual(child(message, "origin-id", ns.STANZA_ID)["id"], "c0ffee-2")
+
     def test_users_see_the_same_in_both_profiles(self):
         seen = {}
         for profile in (False, True):
@@ -470,6 +482,30 @@ class SyncTests(unittest.TestCase):
         self.assertEqual(seen[True], seen[False])
         self.assertEqual([s[3] for s in seen[True]], [True, True])
 
+    def test_a_history_item_folds_the_origin_id(self):
+        sites = conversation()
+        sites.send(KEVIN, "<message to='%s' type='groupchat' id='c0ffee-3'><body>kept</body>"
+                   "<origin-id xmlns='%s' id='c0ffee-3'/></message>" % (ROOM, ns.STANZA_ID))
+        sites.cut = True
+        sites.mirror.split("conference.fairfax.test", "test")
+        sites.master.split("mirror.raleigh.test", "test")
+        sites.send(KEVIN, "<message to='%s' type='groupchat' id='c0ffee-4'><body>missed</body>"
+                   "<origin-id xmlns='%s' id='c0ffee-4'/></message>" % (ROOM, ns.STANZA_ID))
+        sites.cut = False
+        sites.link_count()
+        sites.master.netjoin("mirror.raleigh.test")
+        sites.mirror.netjoin("conference.fairfax.test")
+        sites._run()
+        answer = [s for d, s in sites.link if d == "fairfax>raleigh" and "c0ffee-4" in s.toXml()]
+        self.assertEqual(len(answer), 1)
+        self.assertEqual(answer[0].toXml().count("c0ffee-4"), 1)
+        missed, = [m for m in sites.take(KEITH) if bodies([m]) == ["missed"]]
+        self.assertEqual(child(missed, "origin-id", ns.STANZA_ID)["id"], "c0ffee-4")
+        history = [s for s in join(sites, "rita@raleigh.test/x", "Rita")
+                   if s.name == "message" and bodies([s])]
+        self.assertEqual([child(m, "origin-id", ns.STANZA_ID)["id"] for m in history],
+                         ["c0ffee-3", "c0ffee-4"])
+
     def test_a_resync_item_costs_about_the_message(self):
         sizes = {}
         for profile in (False, True):
@@ -569,6 +605,19 @@ class BatchedAcknowledgementTests(unittest.TestCase):
         self.assertEqual(room.in_flight, {})
         self.assertTrue(any("malformed acknowledgement" in line for line in lines), lines)
 
+
+    def test_a_compact_one_with_a_bad_time_spoils_not_the_others(self):
+        lines = logged(self, LogLevel.warn)
+        room = self.sites.mirror.rooms[MROOM]
+        self.sites.stall("fairfax>raleigh")
+        self.burst((WAYNE, MROOM, "kept"), (KEITH, MROOM, "also kept"))
+        (frm, batch), = self.sites._held
+        bad = batch.addElement((ns.DMUC_COMPACT, "a"))
+        bad["o"], bad["i"], bad["s"] = "x", "y", "NOT-A-TIME"
+        self.sites.heal()
+        self.assertEqual(bodies(self.sites.take(KEITH)), ["kept", "also kept"])
+        self.assertEqual(room.in_flight, {})
+        self.assertTrue(any("malformed acknowledgement" in line for line in lines), lines)
 
 def codes(presence):
     x = child(presence, "x", ns.MUC_USER)

@@ -12,8 +12,8 @@ message's envelope and markers were bigger than most messages
   the user sent it, C{n='1'} a fire-and-forget message, C{o} the id of
   its origin-id (the element would cost twice as much), empty when it is
   the stanza's own id;
-- the master's copy of a room message for a mirror carries C{<t i s/>}
-  in place of C{<stanza-id by=ROOM/>} and C{<time/>}, and no occupant-id
+- the master's copy of a room message for a mirror carries C{<t i s o/>}
+  in place of C{<stanza-id by=ROOM/>}, C{<time/>} and the origin-id, and no occupant-id
   when the mirror already knows the sender's (from its presence);
 - the acknowledgement is C{<a o i s/>}, several in one message when the
   master acknowledges several at once (L{acks});
@@ -96,13 +96,7 @@ def add_envelope(up, user, known_user=None, sent=None, ack=False, nomirror=False
     envelope = up.addElement((NS, "u"))
     if user != known_user:
         envelope["f"] = user
-    origins = list(up.elements(ns.STANZA_ID, "origin-id"))
-    if len(origins) == 1 and origins[0].getAttribute("id"):
-        origin = origins[0]["id"]
-        # Most clients give a message one id as both (Conversations,
-        # Gajim, Dino): an empty C{o} says so.
-        envelope["o"] = "" if origin == up.getAttribute("id") else origin
-        up.children.remove(origins[0])
+    _fold_origin_id(up, envelope)
     if sent is not None:
         envelope["s"] = stamp(sent)
     if nomirror:
@@ -144,12 +138,64 @@ def expand_upload(stanza, known_user):
         full[room_copy.ACK_REQUEST] = "1"
     if envelope.getAttribute("n") == "1":
         stanza.addElement((ns.FMUC, "nomirror"))
-    origin = envelope.getAttribute("o")
-    if origin == "" and stanza.getAttribute("id"):
-        origin = stanza["id"]
-    if origin:
-        stanza.addElement((ns.STANZA_ID, "origin-id"))["id"] = origin
+    _unfold_origin_id(stanza, envelope)
     stanza.children.remove(envelope)
+
+
+def _fold_origin_id(message, element):
+    """
+    The message's origin-id (XEP-0359) as the attribute C{o} of
+    C{element}, the element left out (it would cost twice as much); C{o}
+    is empty when the origin-id is the message's own id, as most clients
+    (Conversations, Gajim, Dino) send it.
+    """
+    origins = list(message.elements(ns.STANZA_ID, "origin-id"))
+    if len(origins) == 1 and origins[0].getAttribute("id"):
+        origin = origins[0]["id"]
+        element["o"] = "" if origin == message.getAttribute("id") else origin
+        message.children.remove(origins[0])
+
+
+def _unfold_origin_id(message, element):
+    """The inverse of L{_fold_origin_id}."""
+    origin = element.getAttribute("o")
+    if origin == "" and message.getAttribute("id"):
+        origin = message["id"]
+    if origin:
+        message.addElement((ns.STANZA_ID, "origin-id"))["id"] = origin
+
+
+def _fold_marks(message, stamp_text, marker, dropped):
+    """
+    C{<t i s o/>} in place of the room's stanza-id (C{marker}) and the
+    element that said the time (C{dropped}), with the origin-id folded
+    in: what a copy and a history item have in common.
+    """
+    compact = message.addElement((NS, "t"))
+    compact["s"] = stamp(parse_timestamp(stamp_text))
+    if marker is not None:
+        compact["i"] = marker["id"]
+    message.children = [c for c in message.children if c is not dropped and c is not marker]
+    _fold_origin_id(message, compact)
+    return compact
+
+
+def _unfold_marks(message, master_room, occupant_id):
+    """
+    The inverse of L{_fold_marks} at the mirror, with the sender's
+    occupant-id put back: the C{<t/>} element, and its time in seconds.
+    @raise ValueError: a malformed time.
+    """
+    compact = child(message, "t", NS)
+    timestamp = parse_stamp(compact.getAttribute("s", ""))
+    message.children.remove(compact)
+    _unfold_origin_id(message, compact)
+    if occupant_id and child(message, "occupant-id", ns.OCCUPANT_ID) is None:
+        message.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = occupant_id
+    if compact.getAttribute("i"):
+        marker = message.addElement((ns.STANZA_ID, "stanza-id"))
+        marker["id"], marker["by"] = compact["i"], master_room
+    return compact, timestamp
 
 
 # -- the master's copies and acknowledgements
@@ -164,12 +210,7 @@ def compact_copy(message, omit_occupant_id):
     time = child(message, "time", ns.DMUC_SYNC)
     if time is None:
         return message
-    compact = message.addElement((NS, "t"))
-    compact["s"] = stamp(parse_timestamp(time["stamp"]))
-    marker = child(message, "stanza-id", ns.STANZA_ID)
-    if marker is not None:
-        compact["i"] = marker["id"]
-    message.children = [c for c in message.children if c is not time and c is not marker]
+    _fold_marks(message, time["stamp"], child(message, "stanza-id", ns.STANZA_ID), time)
     if omit_occupant_id:
         strip_children(message, ns.OCCUPANT_ID)
     return message
@@ -187,14 +228,7 @@ def expand_copy(message, master_room, occupant_id):
 
     @raise ValueError: a malformed time.
     """
-    compact = child(message, "t", NS)
-    timestamp = parse_stamp(compact.getAttribute("s", ""))
-    message.children.remove(compact)
-    if occupant_id and child(message, "occupant-id", ns.OCCUPANT_ID) is None:
-        message.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = occupant_id
-    if compact.getAttribute("i"):
-        marker = message.addElement((ns.STANZA_ID, "stanza-id"))
-        marker["id"], marker["by"] = compact["i"], master_room
+    _, timestamp = _unfold_marks(message, master_room, occupant_id)
     message.addElement((ns.DMUC_SYNC, "time"))["stamp"] = format_timestamp(timestamp)
 
 
@@ -219,14 +253,18 @@ def is_compact_ack(message):
 
 def expand_ack(message):
     """At the mirror: each C{<a/>} made the L{room_copy.ack} element it
-    stands for, in order.  @raise ValueError: a malformed time."""
+    stands for, in order; one with a malformed time gets none, so that
+    L{room_copy.parse_ack} finds it malformed and the others stand."""
     for index, node in enumerate(message.children):
         if getattr(node, "uri", None) != NS or node.name != "a":
             continue
         full = domish.Element((ns.DMUC_SYNC, "ack"))
         full["origin"] = node.getAttribute("o", "")
         full["id"] = node.getAttribute("i", "")
-        full["stamp"] = format_timestamp(parse_stamp(node.getAttribute("s", "")))
+        try:
+            full["stamp"] = format_timestamp(parse_stamp(node.getAttribute("s", "")))
+        except ValueError:
+            full["stamp"] = ""
         full.parent = message
         message.children[index] = full
 
@@ -243,19 +281,15 @@ def history_item(message, room_jid, omit_occupant_id):
     the occupant-id when C{omit_occupant_id}.
     """
     delay = child(message, "delay", ns.DELAY)
-    marker = child(message, "stanza-id", ns.STANZA_ID)
     if delay is None:
         return message
-    compact = message.addElement((NS, "t"))
-    compact["s"] = stamp(parse_timestamp(delay["stamp"]))
-    if marker is not None:
-        compact["i"] = marker["id"]
+    compact = _fold_marks(message, delay["stamp"], child(message, "stanza-id", ns.STANZA_ID),
+                          delay)
     sender = message.getAttribute("from") or ""
     if sender.startswith(room_jid + "/") and message.getAttribute("type") == "groupchat":
         compact["n"] = sender[len(room_jid) + 1:]
         del message.attributes["from"]
         del message.attributes["type"]
-    message.children = [c for c in message.children if c is not delay and c is not marker]
     if omit_occupant_id:
         strip_children(message, ns.OCCUPANT_ID)
     return message
@@ -273,19 +307,12 @@ def expand_history_item(message, master_room, occupant_id):
     """At the mirror: a compact history item made the full one (with the
     stanza-id by C{master_room}, a C{<delay/>} from it and the sender's
     occupant-id).  @raise ValueError: a malformed time."""
-    compact = child(message, "t", NS)
-    if compact is None:
+    if child(message, "t", NS) is None:
         return
-    timestamp = parse_stamp(compact.getAttribute("s", ""))
-    message.children.remove(compact)
+    compact, timestamp = _unfold_marks(message, master_room, occupant_id)
     if compact.getAttribute("n"):
         message["from"] = "%s/%s" % (master_room, compact["n"])
         message["type"] = "groupchat"
-    if occupant_id and child(message, "occupant-id", ns.OCCUPANT_ID) is None:
-        message.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = occupant_id
-    if compact.getAttribute("i"):
-        marker = message.addElement((ns.STANZA_ID, "stanza-id"))
-        marker["id"], marker["by"] = compact["i"], master_room
     delay = message.addElement((ns.DELAY, "delay"))
     delay["from"], delay["stamp"] = master_room, format_timestamp(timestamp)
 
