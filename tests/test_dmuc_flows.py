@@ -158,6 +158,25 @@ class MirrorConversationTests(unittest.TestCase):
         answer, = self.sites.take(WAYNE)
         self.assertEqual((answer["id"], answer["from"], answer["type"]), ("v", MROOM + "/Kevin", "result"))
 
+    def test_iqs_between_sites_carry_no_real_jid(self):
+        # The envelope names the mirror user's real JID: it is for the
+        # master, never for the occupant on the other end (Prosody routes
+        # an occupant's IQ with nothing but the occupant JID).
+        self.sites.send(WAYNE, "<iq type='get' id='v' to='%s/Kevin'><query xmlns='jabber:iq:version'/></iq>"
+                        % MROOM)
+        request, = self.sites.take(KEVIN)
+        self.sites.send(KEVIN, "<iq type='get' id='t' to='%s/Wayne'><time xmlns='urn:xmpp:time'/></iq>"
+                        % ROOM)
+        asked, = self.sites.take(WAYNE)
+        self.sites.send(WAYNE, "<iq type='result' id='%s' to='%s/Kevin'><time xmlns='urn:xmpp:time'>"
+                        "<tzo>+00:00</tzo><utc>2026-12-01T10:00:00Z</utc></time></iq>"
+                        % (asked["id"], MROOM))
+        answer, = self.sites.take(KEVIN)
+        self.assertEqual((answer["id"], answer["from"]), ("t", ROOM + "/Wayne"))
+        for stanza in (request, answer):
+            self.assertNotIn("wayne@raleigh.test", stanza.toXml())
+            self.assertEqual([e.name for e in stanza.elements()], [stanza.firstChildElement().name])
+
     def test_nick_conflict_refused_at_the_mirror(self):
         """A nick the mirror knows taken costs the link nothing (nick
         changes themselves: tests/test_mirror_nick_change.py)."""

@@ -1007,7 +1007,7 @@ class Room:
         routed_id = self.host.new_id()
         self._pending_iqs[routed_id] = (iq.getAttribute("id"), sender.address,
                                         target.address)
-        forwarded = copy_element(iq)
+        forwarded = _without_envelope(copy_element(iq))
         forwarded.children = [c for c in forwarded.children
                               if not room_copy.is_room_marker(c, self.jid)]
         forwarded["id"] = routed_id
@@ -1030,7 +1030,7 @@ class Room:
         if responder is None:
             return
         del self._pending_iqs[iq["id"]]
-        response = copy_element(iq)
+        response = _without_envelope(copy_element(iq))
         response["id"] = original_id
         response["from"] = self.occupant_jid(responder.nick)
         response["to"] = requester
@@ -1358,6 +1358,12 @@ def _add_presence_state(item, occupant, occupant_id):
         presence = item.addElement((ns.CLIENT, "presence"))
         for element in occupant.presence.elements():
             presence.addChild(copy_element(element))
+
+
+def _without_envelope(stanza):
+    """C{stanza} without the DMUC envelope a mirror put on it: the real
+    JID in it is for the master, never for the occupant it goes on to."""
+    return strip_children(stanza, ns.FMUC, ns.DMUC_COMPACT, ns.DMUC3)
 
 
 def _shown_by_mirror(occupant, presence):
