@@ -240,3 +240,63 @@ class StopNoticeTests(unittest.TestCase):
                    if s.name == "message" and "/" not in s["from"] and bodies([s])]
         self.assertEqual(notices, ["The room's service %s is back; the room is whole again."
                                    % MASTER])
+
+
+class FireAndForgetSplitTests(unittest.TestCase):
+    """A fire-and-forget message is shown at once and never answered: a
+    split after it must not show it again, nor lose it."""
+
+    def setUp(self):
+        self.sites = TwoSites(fire_and_forget=True)
+        join(self.sites, KEVIN, "Kevin", ROOM)
+        join(self.sites, WAYNE, "Wayne")
+        join(self.sites, KEITH, "Keith")
+        say(self.sites, WAYNE, "said before the split", MROOM)
+        for user in (KEVIN, WAYNE, KEITH):
+            self.sites.take(user)
+
+    def split_and_heal(self):
+        self.sites.cut = True
+        self.sites.advance(100)
+        self.assertEqual(self.sites.mirror.monitors.monitors[MASTER].state, SPLIT)
+        self.sites.cut = False
+        self.sites.advance(30)
+        self.assertEqual(self.sites.mirror.monitors.monitors[MASTER].state, UP)
+
+    def test_not_shown_again_at_the_split(self):
+        self.split_and_heal()
+        for user in (WAYNE, KEITH, KEVIN):
+            self.assertEqual(occupant_bodies(self.sites.take(user)), [])
+        self.assertEqual(history_bodies(self.sites.master.rooms[ROOM]),
+                         ["said before the split"])
+        self.assertEqual(history_bodies(self.sites.mirror.rooms[MROOM]),
+                         ["said before the split"])
+
+    def test_readonly_mode_does_not_refuse_it_late(self):
+        self.sites.mirror.split_mode = "readonly"
+        self.split_and_heal()
+        self.assertEqual([s for s in self.sites.take(WAYNE) if s.getAttribute("type") == "error"],
+                         [])
+
+    def test_lost_on_the_way_it_still_arrives(self):
+        # The link drops the message itself: the mirror kept it and sends
+        # it at the netjoin, once.
+        self.sites.cut = True
+        say(self.sites, WAYNE, "lost on the way", MROOM)
+        self.sites.advance(100)
+        self.sites.cut = False
+        self.sites.advance(30)
+        self.assertEqual(history_bodies(self.sites.master.rooms[ROOM]),
+                         ["said before the split", "lost on the way"])
+        self.assertEqual(occupant_bodies(self.sites.take(KEITH)).count("lost on the way"), 1)
+        self.assertEqual(occupant_bodies(self.sites.take(KEVIN)), ["lost on the way"])
+
+    def test_long_delivered_it_is_not_sent_again(self):
+        # Minutes after it went up, a split costs the link nothing for it.
+        self.sites.advance(200)
+        self.sites.link_count()
+        self.split_and_heal()
+        self.assertFalse(any("said before the split" in s.toXml() for d, s in self.sites.link
+                             if d == "raleigh>fairfax"))
+        self.assertEqual(history_bodies(self.sites.master.rooms[ROOM]),
+                         ["said before the split"])

@@ -551,7 +551,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                     # As Prosody (and the master) would: the copy we may
                     # build from the master's acknowledgement has it too.
                     stanza["id"] = self.new_id()
-                room.track_in_flight(stanza, sender, id_is_ours=minted)
+                room.track_in_flight(stanza, sender, id_is_ours=minted, shown=fire)
                 ack = not fire and room.wants_ack(sender)
             self._send_up(stanza, user, room, sender.nick, nomirror=fire, sent=self.now(),
                           ack=ack)

@@ -28,6 +28,13 @@ from dmuc.xmpp.timestamps import format_timestamp, parse_timestamp
 
 log = Logger(namespace="dmuc.mirror")
 
+#: How long a fire-and-forget message is kept after it went up (seconds):
+#: the master never answers one, and a link that lost it bounces it, or
+#: is found split, well within this time (Prosody's S2S gives up on a
+#: connection after 60 s).  A split within it sends the message again at
+#: the netjoin, where the master keeps one copy (its origin-id).
+SHOWN_KEPT = 120
+
 
 @dataclass
 class RemoteOccupant:
@@ -186,6 +193,16 @@ class PendingJoin:
 
 
 @dataclass
+class InFlight:
+    """A message of one of our users on its way to the master."""
+
+    nick: str
+    message: object
+    sent: float
+    shown: bool = False   # fire-and-forget: our users have it already
+
+
+@dataclass
 class SplitMessage:
     """A message written here during a netsplit, kept for the master."""
 
@@ -220,7 +237,7 @@ class MirrorRoom:
         self.split_stopped = False
         self.resyncing = False
         self.split_messages = []
-        self.in_flight = {}   # origin-id -> (nick, message) sent up, not echoed yet
+        self.in_flight = {}   # origin-id -> InFlight: sent up, not placed yet
         # The master said its archive holds nothing older than our copy's.
         self.archive_complete = False
         self._waiting = []   # confirmations held until history arrives
@@ -585,9 +602,9 @@ class MirrorRoom:
         occupant.nick = new
         self.roster[new] = occupant
         # A message in flight is kept under the nick it is known by now.
-        for origin, (nick, message, sent) in list(self.in_flight.items()):
-            if nick == old:
-                self.in_flight[origin] = (new, message, sent)
+        for flying in self.in_flight.values():
+            if flying.nick == old:
+                flying.nick = new
         self._save()
         log.info("{user} is now {nick} in {room}", user=occupant.user.full(), nick=new,
                  room=self.master_jid)
@@ -776,7 +793,7 @@ class MirrorRoom:
 
     # -- messages from the master
 
-    def track_in_flight(self, message, sender, id_is_ours=False):
+    def track_in_flight(self, message, sender, id_is_ours=False, shown=False):
         """
         Every message our users send up gets an origin-id, and is kept
         until the master's copy comes back: if the link splits first, it
@@ -786,19 +803,30 @@ class MirrorRoom:
         @param id_is_ours: we gave the message its id, unique as the
             origin-id must be, so it serves as both (a client's own id
             may not be unique: some count from 1 at every start).
+        @param shown: a fire-and-forget message, shown to our users
+            already: the master sends nothing back, and it is kept for
+            L{SHOWN_KEPT} seconds in case the link lost it.
         """
         origin = room_copy.origin_id(message)
         if origin is None:
             origin = message["id"] if id_is_ours else self.host.new_id()
             message.addElement((ns.STANZA_ID, "origin-id"))["id"] = origin
-        self.in_flight[origin] = (sender.nick, copy_element(message), self.host.now())
+        self._forget_old_shown()
+        self.in_flight[origin] = InFlight(sender.nick, copy_element(message), self.host.now(),
+                                          shown)
         while len(self.in_flight) > 1000:
             del self.in_flight[next(iter(self.in_flight))]
 
     def awaits_master(self, nick):
         """Whether a message C{nick} sent is on its way to the master and
         not placed in the room's order yet."""
-        return any(flying == nick for flying, _, _ in self.in_flight.values())
+        return any(f.nick == nick and not f.shown for f in self.in_flight.values())
+
+    def _forget_old_shown(self):
+        too_old = self.host.now() - SHOWN_KEPT
+        for origin, flying in list(self.in_flight.items()):
+            if flying.shown and flying.sent < too_old:
+                del self.in_flight[origin]
 
     def wants_ack(self, sender):
         """Whether the master may answer our user's message with an
@@ -822,16 +850,15 @@ class MirrorRoom:
 
     def _acknowledged(self, origin, stanza_id, timestamp):
         flying = self.in_flight.get(origin)
-        sender = self.roster.get(flying[0]) if flying is not None else None
+        sender = self.roster.get(flying.nick) if flying is not None else None
         if sender is None or not sender.occupant_id:
             # Moved to the split messages, or our user left: the netjoin's
             # resync brings the master's copy.
             log.info("{room}: an acknowledgement for a message we no longer wait for "
                      "({origin}); the next resync brings it", room=self.jid, origin=origin)
             return
-        nick, sent_message, _ = flying
-        copy = room_copy.room_copy(sent_message, self.master_jid, nick, sender.occupant_id,
-                                   stanza_id)
+        copy = room_copy.room_copy(flying.message, self.master_jid, flying.nick,
+                                   sender.occupant_id, stanza_id)
         self.handle_groupchat(room_copy.with_time(copy, timestamp))
 
     def handle_groupchat(self, message):
@@ -993,16 +1020,21 @@ class MirrorRoom:
             self._answer_held_pings(nick, joined=True)
             if not (pending.rejoin or pending.refresh):
                 self.local_join(pending.user, nick, pending.request, pending.presence)
+        self._forget_old_shown()
         in_flight, self.in_flight = self.in_flight, {}
-        for nick, message, sent in in_flight.values():
-            sender = self.roster.get(nick)
+        for flying in in_flight.values():
+            sender = self.roster.get(flying.nick)
             if sender is None or sender.user is None:
                 continue
-            if keep_messages:
-                self.local_message(message, sender, sent)
+            if flying.shown:
+                # Our users have it; the master may not: it goes up at the
+                # netjoin, whatever the split mode, and is stored once.
+                self._keep_for_master(flying.message, sender, flying.sent)
+            elif keep_messages:
+                self.local_message(flying.message, sender, flying.sent)
             else:
                 self._deliver(sender.user, error_reply_from(
-                    message, self.jid, StanzaError(
+                    flying.message, self.jid, StanzaError(
                         "recipient-unavailable", text="Not delivered: the room's site "
                         "became unreachable (network split)")))
         self._save()
@@ -1084,14 +1116,21 @@ class MirrorRoom:
     def local_message(self, message, sender, written=None):
         """A message while split (split_mode local): our users get it now,
         the master at the netjoin, with its time and an origin-id."""
+        copy, now = self._keep_for_master(message, sender, written)
+        self.fan_out_local_message(copy, sender, now)
+
+    def _keep_for_master(self, message, sender, written=None):
+        """A message of our user kept for the master's netjoin (saved at
+        once: a crash must not lose it).  @return: the copy kept, and its
+        time."""
         copy = copy_element(message)
         if room_copy.origin_id(copy) is None:
             copy.addElement((ns.STANZA_ID, "origin-id"))["id"] = self.host.new_id()
         now = written if written is not None else self.host.now()
         self.split_messages.append(SplitMessage(sender.nick, sender.user.full(), now,
                                                 copy.toXml()))
-        self._save()   # on disk before anyone sees it: a crash must not lose it
-        self.fan_out_local_message(copy, sender, now)
+        self._save()
+        return copy, now
 
     # -- XEP-0410 self-ping
 
@@ -1132,11 +1171,16 @@ class MirrorRoom:
             p.rejoin for p in self.pending.values())
 
     def keep_in_flight(self):
+        self._forget_old_shown()
         in_flight, self.in_flight = self.in_flight, {}
-        for nick, message, sent in in_flight.values():
-            sender = self.roster.get(nick)
-            if sender is not None and sender.user is not None:
-                self.local_message(message, sender, sent)
+        for flying in in_flight.values():
+            sender = self.roster.get(flying.nick)
+            if sender is None or sender.user is None:
+                continue
+            if flying.shown:
+                self._keep_for_master(flying.message, sender, flying.sent)
+            else:
+                self.local_message(flying.message, sender, flying.sent)
 
     def begin_resync(self):
         """
