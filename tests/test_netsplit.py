@@ -300,3 +300,38 @@ class FireAndForgetSplitTests(unittest.TestCase):
                              if d == "raleigh>fairfax"))
         self.assertEqual(history_bodies(self.sites.master.rooms[ROOM]),
                          ["said before the split"])
+
+
+class SubjectTests(unittest.TestCase):
+    """The subject a mirror's users see is the master room's, from the
+    first join on, and after a split in which it changed."""
+
+    def subject_of(self, stanzas):
+        return [(s["from"], str(s.subject)) for s in stanzas
+                if s.name == "message" and s.subject is not None and s.body is None]
+
+    def test_set_before_the_mirror_came(self):
+        for compact in (True, False):
+            sites = TwoSites(compact=compact)
+            join(sites, KEVIN, "Kevin", ROOM)
+            sites.send(KEVIN, "<message to='%s' type='groupchat'><subject>Weekly sync</subject>"
+                       "</message>" % ROOM)
+            sites.take(KEVIN)
+            self.assertEqual(self.subject_of(join(sites, WAYNE, "Wayne")),
+                             [(MROOM + "/Kevin", "Weekly sync")])
+
+    def test_changed_during_a_split(self):
+        sites = TwoSites()
+        join(sites, KEVIN, "Kevin", ROOM)
+        join(sites, WAYNE, "Wayne")
+        sites.take(WAYNE)
+        sites.cut = True
+        sites.advance(100)
+        sites.send(KEVIN, "<message to='%s' type='groupchat'><subject>Moved to Friday</subject>"
+                   "</message>" % ROOM)
+        sites.cut = False
+        sites.advance(30)
+        self.assertEqual(self.subject_of(sites.take(WAYNE)),
+                         [(MROOM + "/Kevin", "Moved to Friday")])
+        self.assertEqual(self.subject_of(join(sites, KEITH, "Keith")),
+                         [(MROOM + "/Kevin", "Moved to Friday")])

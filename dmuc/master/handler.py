@@ -402,7 +402,14 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             answer.addChild(room.roster_for_mirror(mirror.userhost()))
         history = answer.addElement((ns.MUC, "history"))
         brief = self.speaks_compact(mirror.full())
-        for message in room.history_for_mirror(request, query.getAttribute("after")):
+        messages = list(room.history_for_mirror(request, query.getAttribute("after")))
+        subject = room.subject_for_mirror()
+        if subject is not None:
+            # Last, whatever the request's limits: the mirror's users see
+            # the room's subject from the first join on, and one changed
+            # during a split.
+            messages.append(subject)
+        for message in messages:
             if brief:
                 compact.history_item(message, room.jid, room.mirror_knows_occupant_id(message))
             # Inside a foreign element a stanza names its namespace.

@@ -727,6 +727,13 @@ class Room:
         self._send_to_session(address or occupant.address,
                               self._subject_message(with_delay=True))
 
+    def subject_for_mirror(self):
+        """The subject as the last item of a mirror's history answer (with
+        its time), or C{None} while nobody has set one."""
+        if self.subject is None and self.subject_nick is None:
+            return None
+        return self._subject_message(with_delay=True)
+
     def _subject_message(self, with_delay):
         frm = self.occupant_jid(self.subject_nick) if self.subject_nick else self.jid
         message = make_stanza("message", frm=frm, type="groupchat")

@@ -481,6 +481,10 @@ class MirrorRoom:
                 self._deliver(local.user, self._roster_presence(occupant, local))
 
     def apply_history(self, messages):
+        subjects = [m for m in messages if _is_subject_change(m)]
+        messages = [m for m in messages if not _is_subject_change(m)]
+        if subjects:
+            self._take_subject(subjects[-1], tell_users=self.resyncing)
         if self.resyncing:
             # Only what we missed came; our users get it, with its delay.
             for message in messages:
@@ -866,13 +870,8 @@ class MirrorRoom:
         stamp = child(message, "time", ns.DMUC_SYNC)
         if stamp is not None:
             message.children.remove(stamp)
-        subject = child(message, "subject", message.uri)
-        body = child(message, "body", message.uri)
-        if subject is not None and body is None:
-            self.subject = str(subject) or None
-            self.subject_from = message.getAttribute("from")
-            self.subject_delay = self.host.now()
-            self._save()
+        if _is_subject_change(message):
+            self._take_subject(message)
         elif history.is_historic(message) and self._remember(message, _stamp(stamp)) is None:
             return   # had it already (a resync, or our own split copy)
         self.fan_out(message)
@@ -943,6 +942,23 @@ class MirrorRoom:
         delay["from"] = self.jid
         delay["stamp"] = format_timestamp(entry.timestamp)
         return message
+
+    def _take_subject(self, message, tell_users=False):
+        """
+        The master's subject (a change, or the one its history answer
+        ends with, whose <delay/> says when it was set).
+        @param tell_users: our users get it now if it is news to them (a
+            change they missed during a split).
+        """
+        text = str(child(message, "subject", message.uri)) or None
+        changed = (text, message.getAttribute("from")) != (self.subject, self.subject_from)
+        delay = child(message, "delay", ns.DELAY)
+        self.subject, self.subject_from = text, message.getAttribute("from")
+        self.subject_delay = _stamp(delay) if delay is not None else self.host.now()
+        self._save()
+        if tell_users and changed:
+            for local in self.local_users():
+                self._deliver(local.user, self._subject_message())
 
     def _subject_message(self):
         frm = self.subject_from or self.master_jid
@@ -1332,3 +1348,9 @@ def _new_nick(presence):
 def _occupant_id(presence):
     element = child(presence, "occupant-id", ns.OCCUPANT_ID)
     return element.getAttribute("id") if element is not None else None
+
+
+def _is_subject_change(message):
+    """A subject change: a subject and no body (XEP-0045 8.1)."""
+    return (child(message, "subject", message.uri) is not None
+            and child(message, "body", message.uri) is None)
