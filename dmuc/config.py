@@ -149,7 +149,7 @@ def _trusted_mirrors(raw):
     """
     C{mirror.raleigh.test} or C{mirror.raleigh.test=raleigh.test,other.test},
     entries separated by white space (one per line reads best).  Without
-    C{=} a mirror may speak for its parent domain only (PROTOCOL.md 8).
+    C{=} a mirror may speak for its parent domain only (docs/protocol.md 8).
     """
     mirrors = {}
     for entry in raw.split():
@@ -368,7 +368,7 @@ class S2SConfig:
 
 @dataclass
 class MonitorConfig:
-    """The link monitor (PROTOCOL.md 6); seconds."""
+    """The link monitor (docs/protocol.md 6); seconds."""
 
     ping_interval: float = 60
     ping_timeout: float = 20

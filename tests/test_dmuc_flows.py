@@ -1,5 +1,5 @@
 """
-PROTOCOL.md 1-5, 7 and 8 on a master and a mirror wired in memory: what
+docs/protocol.md 1-5, 7 and 8 on a master and a mirror wired in memory: what
 users on both sites see, and what crosses the link between the sites.
 The same flows run over real Prosody S2S in tests/test_two_sites.py.
 """
@@ -297,7 +297,7 @@ class PrivacyRuleTests(unittest.TestCase):
 
 
 class TrustTests(unittest.TestCase):
-    """PROTOCOL.md 7 and 8: every case refused, logged, nothing disturbed."""
+    """docs/protocol.md 7 and 8: every case refused, logged, nothing disturbed."""
 
     def setUp(self):
         self.sites = TwoSites()
@@ -390,7 +390,7 @@ class TrustTests(unittest.TestCase):
 
 
 class LiteralJoinTests(unittest.TestCase):
-    """PROTOCOL.md 5: DMUC3 example 4 as written."""
+    """docs/protocol.md 5: DMUC3 example 4 as written."""
 
     def test_literal_join_accepted_and_mirror_addressed_at_service(self):
         sites = TwoSites()

@@ -161,7 +161,7 @@ class ProsodyMUCTests(unittest.TestCase):
              (self.ann.jid, "get", qname(NS.DISCO_INFO, "query"))])
 
     def test_scram_login(self):
-        """The slixmpp settings of docs/HARNESS.md log in with SCRAM."""
+        """The harness's slixmpp settings log in with SCRAM."""
         client = connect(self, self.server, "scram", mechanism=None)
         self.assertTrue(client.jid.startswith("scram@fairfax.test/"))
         with open(self.server.log_path) as log:

@@ -1,5 +1,5 @@
 """
-PROTOCOL.md 6 on a master and a mirror wired in memory: splits detected by
+docs/protocol.md 6 on a master and a mirror wired in memory: splits detected by
 bounces and by missed pings, what users see, and the resync at netjoin:
 every message exactly once, in timestamp order, everywhere.
 """

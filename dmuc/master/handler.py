@@ -53,7 +53,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
                  redirect_to_mirrors=False, compact=True):
         """
         @param trusted_mirrors: mirror service domain -> the user domains it
-            may speak for (PROTOCOL.md 8).
+            may speak for (docs/protocol.md 8).
         @param redirect_to_mirrors: send a user of a mirror-served domain
             who joins a room directly to its mirror room (DMUC1).
         @param tombstone_expiry: seconds a destroyed persistent room answers
@@ -217,7 +217,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         else:
             self._to_room(room, stanza, name, sender)
 
-    # -- trust (PROTOCOL.md 7, 8)
+    # -- trust (docs/protocol.md 7, 8)
 
     def _sender(self, stanza, jid, room_jid):
         """

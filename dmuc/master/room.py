@@ -491,7 +491,7 @@ class Room:
     def _sync_mirror(self, via, joining):
         """
         A mirror's first user joins: push the configuration and the roster
-        to the mirror room (PROTOCOL.md 2).  The mirror asks for history
+        to the mirror room (docs/protocol.md 2).  The mirror asks for history
         itself.
         """
         self.synced_mirrors.add(via)
@@ -511,7 +511,7 @@ class Room:
 
     def roster_for_mirror(self, via, joining=None):
         """
-        The roster a mirror gets (PROTOCOL.md 2): the occupants present
+        The roster a mirror gets (docs/protocol.md 2): the occupants present
         (before C{joining}, whose occupancy decides what the mirror may see).
         """
         roster = domish.Element((ns.DMUC_SYNC, "roster"))
@@ -600,7 +600,7 @@ class Room:
 
     def mirror_split(self, peer):
         """
-        The link to mirror service C{peer} is down (PROTOCOL.md 6): its
+        The link to mirror service C{peer} is down (docs/protocol.md 6): its
         users leave everyone else's view with status 333, and it is sent
         nothing more until it joins them again at the netjoin.
         """
@@ -636,7 +636,7 @@ class Room:
 
     def _check_mirror_left(self, via):
         """After its last user left, tell the mirror and send it nothing
-        more (PROTOCOL.md 4)."""
+        more (docs/protocol.md 4)."""
         if via is None or via in self.mirrors() or via not in self.synced_mirrors:
             return
         self.synced_mirrors.discard(via)
@@ -918,7 +918,7 @@ class Room:
                                stanza_id, timestamp)
             skip_mirror = occupant.via
         # Mirrors get the time the room gave the message, so that every
-        # node's history has one order (PROTOCOL.md 6, docs/monitor.md).
+        # node's history has one order (docs/protocol.md 6, docs/monitor.md).
         for_mirrors = room_copy.with_time(message, timestamp)
         # A mirror knows the occupant-id of an occupant whose presence it
         # was sent; one the room does not broadcast it may not have seen.
@@ -930,7 +930,7 @@ class Room:
     def _written_during_split(self, occupant, message):
         """
         A message a mirror kept during a split comes with its original
-        <delay/> (from the mirror room) and an origin-id (PROTOCOL.md 6).
+        <delay/> (from the mirror room) and an origin-id (docs/protocol.md 6).
         @return: (timestamp, origin id, the time it was written), or
             C{None} for a live message.
         """

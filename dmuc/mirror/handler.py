@@ -1,5 +1,5 @@
 """
-The mirror service's protocol edge (PROTOCOL.md 1-5, 7).
+The mirror service's protocol edge (docs/protocol.md 1-5, 7).
 
 Stanzas come from two sides: local users (of C{local_domains}) addressing
 mirror rooms, and master rooms addressing mirror rooms or their occupants.
@@ -215,7 +215,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self.send(invitations.as_from_mirror_room(message, master_room, self.domain))
         self.send(result_reply(iq))
 
-    # -- master feature check (PROTOCOL.md 1), once per master service
+    # -- master feature check (docs/protocol.md 1), once per master service
 
     def _with_master_features(self, master_host, proceed, refuse):
         state = self._masters.get(master_host)
@@ -499,7 +499,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
 
     def _envelope(self, up, user, known=None, sent=None, ack=False, nomirror=False):
         """
-        The envelope of a stanza going up for our user C{user} (PROTOCOL.md
+        The envelope of a stanza going up for our user C{user} (docs/protocol.md
         7): compact (dmuc/muc/compact.py) when the master offers it, where
         C{known}, the device the master surely knows behind the occupant,
         need not be named.
@@ -661,7 +661,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         answer["from"] = routed.answer_from
         answer["to"] = routed.requester
         if routed.requester.startswith(room.master_jid + "/"):
-            # Up to the master, as every IQ of an occupant (PROTOCOL.md 3):
+            # Up to the master, as every IQ of an occupant (docs/protocol.md 3):
             # for the occupant's user, whoever of its answered.
             self._envelope(answer, routed.responder)
         self.send(answer)
@@ -686,7 +686,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
 
     def _from_master(self, stanza, name, sender, recipient, master_jid, room_jid):
         if sender.userhost() != master_jid:
-            # Only the room itself speaks for the room (PROTOCOL.md 7).
+            # Only the room itself speaks for the room (docs/protocol.md 7).
             log.warn("{room}: refused {name} from {jid}: not the master room {master}",
                      room=room_jid, name=name, jid=sender.full(), master=master_jid)
             raise StanzaError("not-allowed", text="Not this room's master")
@@ -863,7 +863,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
 
     def _upload_split_messages(self, room):
         """After a netjoin: what our users wrote during the split goes to
-        the master, in one IQ (PROTOCOL.md 6)."""
+        the master, in one IQ (docs/protocol.md 6)."""
         messages = room.split_upload()
         if not messages:
             return
@@ -1057,7 +1057,7 @@ def _is_bounce(stanza):
 
 
 def _strip_envelopes(stanza):
-    """A client's own <fmuc/> or <dmuc/> is never forwarded (PROTOCOL.md 7),
+    """A client's own <fmuc/> or <dmuc/> is never forwarded (docs/protocol.md 7),
     nor a DMUC <time/>, which decides where a message goes in history."""
     strip_children(stanza, ns.FMUC, ns.DMUC3, ns.DMUC_SYNC, ns.DMUC_COMPACT)
 

@@ -1,5 +1,5 @@
 """
-A mirror room: the local copy of a master room (PROTOCOL.md 2-4).
+A mirror room: the local copy of a master room (docs/protocol.md 2-4).
 
 It keeps the master's configuration, roster, history and subject as
 pushed by the master, knows which occupants are users of this site, and
@@ -783,7 +783,7 @@ class MirrorRoom:
                     *destroyed, occupant_id=occupant.occupant_id), nick)
         elif pending is not None and pending.rejoin:
             # The nick was taken at the master during the split: the
-            # master's occupant keeps it (PROTOCOL.md 6).
+            # master's occupant keeps it (docs/protocol.md 6).
             self._answer_held_pings(nick, joined=False)
             self._remove_local(self.roster.get(nick), "333",
                                "The nick %s was taken in the room during a network "
@@ -1006,7 +1006,7 @@ class MirrorRoom:
         if users:
             self._send_to_users(self.host.prepare(copy), users)
 
-    # -- netsplit (PROTOCOL.md 6)
+    # -- netsplit (docs/protocol.md 6)
 
     def enter_split(self, keep_messages=True, stopped=False):
         """

@@ -1,6 +1,6 @@
 """
 The link monitor: one per peer service (master service <-> mirror
-service), not per room (PROTOCOL.md 6).
+service), not per room (docs/protocol.md 6).
 
 It watches what arrives from the peer.  After C{ping_interval} seconds of
 silence it sends one XEP-0199 ping; no answer within C{ping_timeout}, or a

@@ -4,7 +4,7 @@ of a JID at the mirror service.
 
     chat@conference.fairfax.test  <->  chat\\40conference.fairfax.test@mirror.raleigh.test
 
-Unescaping is strict (PROTOCOL.md 1, 8): every backslash must start one of
+Unescaping is strict (docs/protocol.md 1, 8): every backslash must start one of
 XEP-0106's ten escapes, and the result must be a bare JID with a node.
 Anything else raises L{MalformedAddress}, answered with C{jid-malformed}.
 """

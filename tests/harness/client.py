@@ -150,7 +150,8 @@ class _RecordingXMPP(slixmpp.ClientXMPP):
     """A ClientXMPP that copies each incoming stanza into an L{Inbox}."""
 
     def __init__(self, jid, password, inbox, loop, mechanism):
-        # Prosody's plain-text test setup (see docs/HARNESS.md).
+        # Prosody's plain-text test setup (tests/harness/prosody.py): no TLS,
+        # so slixmpp must be allowed PLAIN and SCRAM without it.
         mechanisms = {"unencrypted_plain": True, "unencrypted_scram": True}
         if mechanism:
             mechanisms["use_mech"] = mechanism
