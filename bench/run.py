@@ -200,6 +200,14 @@ def targets(s):
     def check(name, target, measured, met):
         checks.append({"name": name, "target": target, "measured": measured, "met": bool(met)})
 
+    for kind in ("messages", "joins", "presence"):
+        for row in s.get(kind, []):
+            if row["remote_users"] == 1:
+                for mode in DMUC_MODES:
+                    saving = row.get("%s_saving" % mode)
+                    if saving is not None:
+                        check("%s, R=1, %s" % (kind, mode), "never worse than stock (>= 1.0x)",
+                              "%.1fx" % saving, saving >= 1.0)
     for kind, remote, factor in (("messages", 20, 15), ("messages", 50, 35),
                                  ("paced", 20, 15), ("paced", 50, 35), ("joins", 20, 10)):
         for row in s.get(kind, []):
@@ -249,12 +257,36 @@ def targets(s):
                   "; ".join("N=%d: %d B" % (m, b) for m, b in per_missed) +
                   "; history changes bytes by at most %.2fx" % max(spreads),
                   per_missed[-1][1] > per_missed[0][1] and max(spreads) < 1.25)
+            (low, low_bytes), (high, high_bytes) = per_missed[0], per_missed[-1]
+            per = (high_bytes - low_bytes) / float(high - low)
+            check("resync, %s, per missed message" % mode, "<= 250 bytes (uncompressed)",
+                  "%.0f B ((%d - %d) / %d)" % (per, high_bytes, low_bytes, high - low),
+                  per <= 250)
     constrained = s.get("constrained", {})
     for mode in ("dmuc_ff", "direct_ff"):
         if mode in constrained:
             p50 = constrained[mode]["latency_raleigh_ms"]["p50"]
             check("constrained link, %s, raleigh to raleigh" % mode, "p50 < 50 ms",
                   "%.1f ms" % p50, p50 < 50)
+    for mode in ("dmuc", "direct"):
+        figures = constrained.get(mode, {})
+        if "link_bytes_per_message" in figures:
+            # One round trip: the delay both ways, and the time the link
+            # takes to carry the upload one way and its acknowledgement
+            # back (what this mode put on the link per message).
+            trip = 1000 * (2 * figures["delay_s"]
+                           + 8.0 * figures["link_bytes_per_message"] / figures["bandwidth_bps"])
+            p50 = figures["latency_raleigh_ms"]["p50"]
+            check("constrained link, %s, raleigh to raleigh" % mode,
+                  "p50 within one round trip", "%.0f ms; one round trip %.0f ms (%d bytes a "
+                  "message)" % (p50, trip, figures["link_bytes_per_message"]), p50 <= trip)
+    stock = constrained.get("stock")
+    for mode in DMUC_MODES:
+        if stock and mode in constrained:
+            p50 = constrained[mode]["latency_fairfax_ms"]["p50"]
+            check("constrained link, %s, raleigh to fairfax" % mode, "p50 no later than stock",
+                  "%.0f ms against %.0f" % (p50, stock["latency_fairfax_ms"]["p50"]),
+                  p50 <= stock["latency_fairfax_ms"]["p50"])
     tp = s.get("throughput", {})
     for mode in DMUC_MODES:
         if mode in tp and "stock" in tp:

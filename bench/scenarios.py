@@ -362,6 +362,7 @@ def constrained(bench, messages=20, remote=5, fill=20, delay=0.3, bandwidth=9600
     enter(bench, local + raleigh, name)
     wait_quiet(bench.relay)
     bench.relay.shape(delay=delay, bandwidth=bandwidth)
+    bench.relay.reset()
     to_raleigh, to_fairfax = [], []
     try:
         for n in range(messages):
@@ -373,6 +374,10 @@ def constrained(bench, messages=20, remote=5, fill=20, delay=0.3, bandwidth=9600
                 user.wait_bodies([body], 120)
             to_raleigh += [u.recorder.bodies[body] - sent for u in raleigh if u is not sender]
             to_fairfax += [u.recorder.bodies[body] - sent for u in local]
+        # What one message cost the link, both ways: the time to carry it
+        # is part of a round trip (see run.targets).
+        wait_quiet(bench.relay)
+        crossed = sum(bench.relay.bytes(d) for d in bench.relay.directions)
         fill_s = _fill(bench, bench.raleigh_users[remote:remote + fill], "fill")
     finally:
         bench.relay.shape()
@@ -383,6 +388,7 @@ def constrained(bench, messages=20, remote=5, fill=20, delay=0.3, bandwidth=9600
             "remote_users": remote,
             "latency_raleigh_ms": spread(to_raleigh, 1000),
             "latency_fairfax_ms": spread(to_fairfax, 1000),
+            "link_bytes_per_message": round(crossed / float(messages)),
             "fill_users": fill, "fill_s": round(fill_s, 2)}
 
 
