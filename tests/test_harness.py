@@ -15,6 +15,7 @@ from twisted.trial import unittest
 from tests.harness import prosody
 from tests.harness.client import connect
 from tests.harness.prosody import ProsodyServer, start_prosody
+from tests.harness.sites import free_addresses
 from tests.harness.xml import (
     NS, error_condition, find, matcher, parse, qname, status_codes,
     tostring)
@@ -236,15 +237,18 @@ class ProsodyServerTests(unittest.TestCase):
         find each other through the hosts file, and route a message.
         """
         base = prosody.temp_directory(self)
+        # Addresses nobody else uses now (make run has its own): port 5269
+        # is shared by address.
+        fairfax_ip, dulles_ip = free_addresses()[:2]
         hosts = os.path.join(base, "hosts")
         with open(hosts, "w") as hosts_file:
-            hosts_file.write("127.0.0.2 fairfax.test rooms.fairfax.test\n"
-                             "127.0.0.3 dulles.test\n")
+            hosts_file.write("%s fairfax.test rooms.fairfax.test\n"
+                             "%s dulles.test\n" % (fairfax_ip, dulles_ip))
         fairfax = start_prosody(
-            self, "fairfax.test", base_dir=base, ip="127.0.0.2",
+            self, "fairfax.test", base_dir=base, ip=fairfax_ip,
             muc_domains=("rooms.fairfax.test",), hosts_file=hosts)
         dulles = start_prosody(
-            self, "dulles.test", base_dir=base, ip="127.0.0.3",
+            self, "dulles.test", base_dir=base, ip=dulles_ip,
             components={"mirror.dulles.test": "secret"}, hosts_file=hosts)
         self.assertEqual((fairfax.s2s_port, dulles.s2s_port), (5269, 5269))
         self.assertNotEqual(fairfax.c2s_port, dulles.c2s_port)
