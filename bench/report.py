@@ -481,9 +481,10 @@ def notes(results):
                 "a raleigh user's message reaches fairfax users %.0f ms later with dmuc "
                 "(fire-and-forget) than with stock Prosody. At %d bit/s every byte of the upload "
                 "costs %.2f ms, and a stock upload is the user's message as it wrote it, where "
-                "dmuc's comes from the mirror occupant JID with the compact envelope "
-                "`<u o='' s/>` (about 40 bytes: the time it was sent; the origin-id is the "
-                "message's id). On the direct link, "
+                "dmuc's comes from the mirror occupant JID (longer than the user's) with the "
+                "compact envelope `<u o='' s/>` in place of the client's origin-id (the time it "
+                "was sent; the origin-id is the message's id); the rest is the hops through the "
+                "mirror and the master, each a component of its server. On the direct link, "
                 "compressed, it is faster than stock (%s)." % (
                     extra, constrained["stock"]["bandwidth_bps"],
                     8000.0 / constrained["stock"]["bandwidth_bps"],
@@ -491,6 +492,28 @@ def notes(results):
                         MODE_NAMES[m], constrained[m]["latency_fairfax_ms"]["p50"],
                         constrained["stock"]["latency_fairfax_ms"]["p50"])
                         for m in ("direct", "direct_ff") if m in constrained)))
+    for mode in ("dmuc", "direct"):
+        figures = constrained.get(mode, {})
+        if "link_bytes_per_message" not in figures:
+            continue
+        trip = 1000 * (2 * figures["delay_s"]
+                       + 8.0 * figures["link_bytes_per_message"] / figures["bandwidth_bps"])
+        p50 = figures["latency_raleigh_ms"]["p50"]
+        if p50 > trip:
+            out.append(
+                "- **Constrained link, raleigh to raleigh, %s** (target: one round trip): %.0f ms "
+                "against %.0f ms, the least the link allows (the delay both ways, %.0f ms, "
+                "and the message's %d bytes on the link, up and acknowledged, at %d bit/s); "
+                "stock takes %s. The %.0f ms over it are the hops through the servers at each "
+                "end (user to Prosody to the mirror to Prosody, and the master's the same "
+                "way), a few milliseconds each; nothing on the link is left to save there "
+                "but `fire_and_forget = true` (%s)." % (
+                    MODE_NAMES[mode], p50, trip, 2000 * figures["delay_s"],
+                    figures["link_bytes_per_message"], figures["bandwidth_bps"],
+                    "%.0f ms" % constrained["stock"]["latency_raleigh_ms"]["p50"]
+                    if "stock" in constrained else "longer", p50 - trip,
+                    "%.0f ms" % constrained[mode + "_ff"]["latency_raleigh_ms"]["p50"]
+                    if mode + "_ff" in constrained else "a few ms"))
     out += direct_notes(row)
     paced = {r["remote_users"]: r for r in s.get("paced", [])}
     short = [(r, paced[r].get("dmuc_saving", 0), f) for r, f in ((20, 15), (50, 35))
