@@ -99,3 +99,49 @@ class StanzasFromOutsidersTests(unittest.TestCase):
         self.assertTrue(error.getAttribute("id"))
         self.assertEqual(error["from"], MROOM)
         self.assertIsNone(error_of(error).getAttribute("by"))
+
+
+class MasterUnreachableTests(unittest.TestCase):
+    """
+    The mirror asks the master's service what it speaks before the first
+    join.  When that question cannot reach it (S2S to its domain failed)
+    the user and the log say so, with the server's error, as Prosody tells
+    a user who joins a room on a server it cannot reach; a service that
+    answers without DMUC is another case.
+    """
+
+    def setUp(self):
+        from twisted.logger import LogLevel
+        from tests.stanza_helpers import logged
+        self.sites = TwoSites()
+        join(self.sites, KEVIN, "Kevin", ROOM)
+        self.lines = logged(self, LogLevel.info, LogLevel.warn)
+
+    def test_server_error_reaches_the_user_and_the_log(self):
+        self.sites.cut = True
+        error, = join(self.sites, WAYNE, "Wayne")
+        self.assertEqual(error_condition(error), ("cancel", "remote-server-not-found"))
+        self.assertEqual(error["from"], MROOM + "/Wayne")
+        self.assertIn("conference.fairfax.test", error_text(error))
+        self.assertFalse(any("DMUC" in line for line in self.lines), self.lines)
+        self.assertTrue(any("cannot reach conference.fairfax.test" in line
+                            and "remote-server-not-found" in line for line in self.lines),
+                        self.lines)
+
+    def test_it_is_asked_again_at_the_next_join(self):
+        self.sites.cut = True
+        join(self.sites, WAYNE, "Wayne")
+        self.sites.cut = False
+        presence = join(self.sites, WAYNE, "Wayne")
+        self.assertIn("110", [s["code"] for p in presence if p.name == "presence"
+                              for x in p.elements() if x.name == "x"
+                              for s in x.elements() if s.name == "status"])
+
+    def test_a_service_without_dmuc_is_named_so_and_the_refusal_logged(self):
+        # What the mirror keeps once a service answered without DMUC.
+        self.sites.mirror._masters["conference.fairfax.test"] = False
+        error, = join(self.sites, WAYNE, "Wayne")
+        self.assertEqual(error_condition(error), ("cancel", "service-unavailable"))
+        self.assertIn("does not offer DMUC", error_text(error))
+        self.assertTrue(any("refused wayne@raleigh.test/laptop's join" in line
+                            for line in self.lines), self.lines)

@@ -345,3 +345,26 @@ class WhatMirrorUsersSeeTests(TwoSiteTestCase):
                          [MROOM + "/Carol", MROOM + "/Kevin", MROOM + "/Wayne"])
         self.assertEqual(presences[-1], MROOM + "/Keith")
         self.assertEqual(backlog(again), [["body"], ["reactions", "store"]])
+
+
+class UnreachableMasterSitesTests(unittest.TestCase):
+    """Raleigh's Prosody cannot reach fairfax when a user joins through
+    the mirror for the first time: the user gets the server's error and
+    the mirror's log says which server it cannot reach, not that the
+    master lacks DMUC (what a failed S2S looked like before)."""
+
+    def test_the_user_and_the_log_name_the_unreachable_server(self):
+        sites = start_two_sites(self, temp_directory(self))
+        sites.relay.cut()
+        wayne = connect(self, sites.raleigh, "wayne", resource="laptop")
+        room = "chat\\40%s@%s" % (MASTER, MIRROR)
+        wayne.send(join_xml(room, "Wayne"))
+        error = wayne.wait_for(matcher("presence", type="error"), timeout=60)
+        self.assertIn(error_condition(error),
+                      (("cancel", "remote-server-not-found"), ("wait", "remote-server-timeout")))
+        text = find(error, "error/{urn:ietf:params:xml:ns:xmpp-stanzas}text").text
+        self.assertIn("%s cannot be reached" % MASTER, text)
+        with open(sites.mirror.log_path) as log:
+            lines = log.read()
+        self.assertIn("cannot reach %s" % MASTER, lines)
+        self.assertNotIn("DMUC", lines.split("cannot reach", 1)[1].split("\n", 1)[0])

@@ -24,8 +24,8 @@ from dmuc.xmpp.component import ComponentHandler
 from dmuc.xmpp.multicast import Multicast
 from dmuc.xmpp.timestamps import format_timestamp
 from dmuc.xmpp.stanzas import (
-    StanzaError, child, copy_element, error_reply, make_stanza, parse_jid, payload,
-    result_reply, strip_children)
+    StanzaError, child, child_text, copy_element, error_condition, error_reply, make_stanza,
+    parse_jid, payload, result_reply, strip_children)
 
 log = Logger(namespace="dmuc.mirror")
 
@@ -229,7 +229,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         if isinstance(state, frozenset):
             proceed()
         elif state is False:
-            refuse()
+            refuse(None)
         elif isinstance(state, list):
             state.append((proceed, refuse))
         else:
@@ -257,14 +257,26 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             if isinstance(waiting, frozenset) and ok:
                 self._masters[sender.host] = frozenset(features)
             return
-        if stanza.getAttribute("type") == "result":
-            self._masters[sender.host] = frozenset(features) if ok else False
+        if stanza.getAttribute("type") != "result":
+            # The question never reached the service (S2S to its domain
+            # failed, or it is down): say so, with what the server said.
+            del self._masters[sender.host]   # ask again at the next join
+            unreachable = _unreachable(stanza, sender.host)
+            log.warn("cannot reach {master}: {why}; joins to its rooms fail until it "
+                     "answers (asked again at the next join)", master=sender.host,
+                     why=unreachable.text)
+            for _, refuse in waiting:
+                refuse(unreachable)
+            return
+        self._masters[sender.host] = frozenset(features) if ok else False
+        if ok:
+            log.info("{master}: speaks DMUC", master=sender.host)
         else:
-            del self._masters[sender.host]   # ask again next time
-        log.info("{master}: {verdict}", master=sender.host,
-                 verdict="speaks DMUC" if ok else "has no DMUC feature; joins refused")
+            log.warn("{master} answers without DMUC (no {feature} feature): joins to its "
+                     "rooms are refused; is it a dmuc master service?", master=sender.host,
+                     feature=ns.DMUC_SYNC)
         for proceed, refuse in waiting:
-            (proceed if ok else refuse)()
+            proceed() if ok else refuse(None)
 
     # -- from local users
 
@@ -465,10 +477,13 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                 x.addElement("password", content=request.password)
             self._send_up(up, user, room, nick)
 
-        def refuse():
-            error = error_reply(stanza, StanzaError(
-                "service-unavailable", text="The master room's service does not speak DMUC"))
-            self.send(error)
+        def refuse(unreachable=None):
+            error = unreachable or StanzaError(
+                "service-unavailable", text="The room's service %s does not offer DMUC, so "
+                "this mirror cannot join you to it" % master_host)
+            log.info("refused {user}'s join of {room}: {why}", user=user.full(),
+                     room=master_jid, why=error.text)
+            self.send(error_reply(stanza, error))
 
         if self.monitors.is_split(master_host) and room_jid not in self.rooms:
             raise StanzaError("recipient-unavailable",
@@ -1061,3 +1076,14 @@ def _strip_envelopes(stanza):
     nor a DMUC <time/>, which decides where a message goes in history."""
     strip_children(stanza, ns.FMUC, ns.DMUC3, ns.DMUC_SYNC, ns.DMUC_COMPACT)
 
+
+def _unreachable(answer, master_host):
+    """The error a user gets when the master's service cannot be asked:
+    the server's condition, and its words (Prosody's bounce names the S2S
+    failure), as Prosody tells a user whose server cannot reach a room."""
+    condition = error_condition(answer) or "remote-server-not-found"
+    error = child(answer, "error", answer.uri)
+    text = child_text(error, "text", ns.STANZAS) if error is not None else None
+    kind = error.getAttribute("type", "cancel") if error is not None else "cancel"
+    return StanzaError(condition, type=kind, text="The room's server %s cannot be reached "
+                       "(%s%s)" % (master_host, condition, ": " + text if text else ""))
