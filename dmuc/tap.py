@@ -20,6 +20,19 @@ class Options(usage.Options):
         ["config", "c", None, "Path of the dmuc configuration file (INI)."],
     ]
 
+    def opt_version(self):
+        """Print dmuc's version (with Twisted's and wokkel's) and exit."""
+        import platform
+
+        import twisted
+        from wokkel import __version__ as wokkel_version
+
+        import dmuc
+        print("dmuc %s (Twisted %s, wokkel %s, Python %s)" % (
+            dmuc.__version__, twisted.__version__, wokkel_version,
+            platform.python_version()))
+        raise SystemExit(0)
+
     def postOptions(self):
         if not self["config"]:
             raise usage.UsageError("--config PATH is required")

@@ -191,6 +191,17 @@ class S2SConfigTests(unittest.TestCase):
 
 class TwistdTests(unittest.TestCase):
 
+    def test_version_is_dmucs(self):
+        import dmuc
+        import twisted
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        result = subprocess.run([twistd, "dmuc", "--version"],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        line, = result.stdout.strip().splitlines()
+        self.assertTrue(line.startswith("dmuc %s (Twisted %s, wokkel "
+                                        % (dmuc.__version__, twisted.__version__)), line)
+
     def test_twistd_refuses_bad_config_with_one_line(self):
         path = os.path.join(temp_directory(self), "dmuc.ini")
         with open(path, "w") as f:
