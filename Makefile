@@ -2,7 +2,8 @@
 #
 #   make run    start two sites (fairfax: master, raleigh: mirror) on this machine
 #   make test   install everything, then run the whole suite (pytest, then trial),
-#               and the two-site tests again with the services on a direct link
+#               the two-site tests again with the services on a direct link, and
+#               the unit tests on the oldest supported Twisted (22.4)
 #   make demo   play a conversation across the two sites, print what crossed the link
 #   make bench  stock Prosody against dmuc (through Prosody and on its own direct
 #               link) on two sites: bench/results/latest.json, docs/benchmarks.md
@@ -16,7 +17,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all install prosody test pytest trial direct run demo bench clean
+.PHONY: all install prosody test pytest trial direct legacy run demo bench clean
 
 all: test
 
@@ -48,7 +49,13 @@ prosody:
 TWO_SITE_TESTS := $(shell grep -l "harness.sites import" tests/test_*.py \
                     | grep -v -e test_deployments -e test_harness_tls)
 
-test: pytest direct trial
+# The tests that need no network: `make legacy` runs them on the oldest
+# Twisted dmuc supports, in a virtualenv of its own.
+UNIT_TESTS := $(shell grep -L -e "harness" -e "prosody" tests/test_*.py)
+OLDEST_TWISTED := 22.4.0
+LEGACY_VENV ?= .venv-twisted-$(OLDEST_TWISTED)
+
+test: pytest direct trial legacy
 
 pytest: install prosody
 	$(PY) -m pytest -q
@@ -58,6 +65,16 @@ direct: install prosody
 
 trial: install prosody
 	cd $(CURDIR) && $(VENV)/bin/trial tests
+
+$(LEGACY_VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(LEGACY_VENV)
+	$(LEGACY_VENV)/bin/pip install --quiet --upgrade pip
+	$(LEGACY_VENV)/bin/pip install --quiet -e ".[test]" "Twisted[tls]==$(OLDEST_TWISTED)"
+	touch $@
+
+legacy: $(LEGACY_VENV)/.installed
+	$(LEGACY_VENV)/bin/python -c 'import twisted; print("Twisted", twisted.__version__)'
+	$(LEGACY_VENV)/bin/python -m pytest -q $(UNIT_TESTS)
 
 run: install prosody
 	$(PY) tools/run_site.py
@@ -69,4 +86,4 @@ bench: install prosody
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) _trial_temp run .pytest_cache *.egg-info
+	rm -rf $(VENV) $(LEGACY_VENV) _trial_temp run .pytest_cache *.egg-info
