@@ -300,6 +300,18 @@ class PersistenceTests(unittest.TestCase):
         self.assertIn("refused by the XMPP server: not-authorized", dmuc.log_text())
         self.assertIn("reconnecting in", dmuc.log_text())
 
+    def test_the_client_port_is_named(self):
+        # Prosody's c2s port answers the component's stream; the log says
+        # which port it is, not that the server lacks a Component block.
+        site = MasterSite(self)
+        site.sections["xmpp"]["port"] = site.server.c2s_port
+        dmuc = DmucProcess(os.path.join(site.directory, "dmuc"), site.sections)
+        self.addCleanup(dmuc.stop)
+        with self.assertRaises(Exception):
+            dmuc.start(timeout=3)
+        self.assertIn("is its client (c2s) port, not its component port", dmuc.log_text())
+        self.assertNotIn("no Component block", dmuc.log_text())
+
     def test_database_holds_the_history(self):
         """The SQLite file is the embedded default, at the configured path."""
         site = MasterSite(self)

@@ -18,6 +18,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import component, xmlstream
+from twisted.words.xish.xmlstream import XmlStreamFactoryMixin
 from wokkel.subprotocols import StreamManager
 
 log = Logger(namespace="dmuc.xmpp")
@@ -42,6 +43,13 @@ class _ReconnectingFactory(xmlstream.XmlStreamFactory):
         xmlstream.XmlStreamFactory.__init__(self, authenticator)
         self.label = label
 
+    def buildProtocol(self, addr):
+        # Twisted's factory resets the back-off as soon as TCP connects;
+        # a server that refuses the stream (a wrong secret) would then be
+        # retried twice a second for ever.  The delay is reset once the
+        # stream is authenticated (ComponentConnection._authd).
+        return XmlStreamFactoryMixin.buildProtocol(self, addr)
+
     def clientConnectionFailed(self, connector, reason):
         log.warn("{label}: cannot connect to {host}:{port}: {reason}",
                  label=self.label, host=connector.host, port=connector.port,
@@ -63,6 +71,21 @@ class _ReconnectingFactory(xmlstream.XmlStreamFactory):
                      label=self.label, delay=delay)
 
 
+class _Authenticator(component.ConnectComponentAuthenticator):
+    """
+    XEP-0114's authenticator, noting how the server answered: a client
+    (c2s) port answers a component's stream as a client stream
+    (C{jabber:client}), and its refusal would read like a missing
+    Component block.
+    """
+
+    answered_as_client = False
+
+    def streamStarted(self, rootElement):
+        self.answered_as_client = rootElement.defaultUri == "jabber:client"
+        component.ConnectComponentAuthenticator.streamStarted(self, rootElement)
+
+
 class ComponentConnection(StreamManager, service.Service):
     """
     A XEP-0114 component connection that reconnects and says what it does.
@@ -74,7 +97,7 @@ class ComponentConnection(StreamManager, service.Service):
     def __init__(self, jid, secret, host, port, reactor=None):
         if reactor is None:
             from twisted.internet import reactor
-        authenticator = component.ConnectComponentAuthenticator(jid, secret)
+        authenticator = _Authenticator(jid, secret)
         factory = _ReconnectingFactory(authenticator, jid)
         factory.clock = reactor
         StreamManager.__init__(self, factory, reactor)
@@ -149,6 +172,10 @@ class ComponentConnection(StreamManager, service.Service):
             log.error("{jid}: refused by the XMPP server: not-authorized "
                       "(the secret does not match the server's component_secret)",
                       jid=self.jid)
+        elif condition == "host-unknown" and self.factory.authenticator.answered_as_client:
+            log.error("{jid}: refused by the XMPP server: host-unknown; {host}:{port} is its "
+                      "client (c2s) port, not its component port (Prosody: component_ports, "
+                      "5347 by default)", jid=self.jid, host=self.host, port=self.port)
         elif condition == "host-unknown":
             log.error("{jid}: refused by the XMPP server: host-unknown "
                       "(the server has no Component block for this domain)",
