@@ -327,7 +327,8 @@ class TrustTests(unittest.TestCase):
         join(sites, KEVIN, "Kevin", ROOM)
         sites.take(KEVIN)
         self.assertRefused_in(sites, join(sites, WAYNE, "Wayne"))
-        self.assertLogged("refused", "untrusted", MROOM + "/Wayne")
+        self.assertLogged("refused", "the mirror service mirror.raleigh.test is not in [master] "
+                          "trusted_mirrors", MROOM + "/Wayne")
 
     def assertRefused_in(self, sites, stanzas):
         self.assertEqual(error_condition(stanzas[0]), ("cancel", "not-allowed"))
@@ -345,7 +346,7 @@ class TrustTests(unittest.TestCase):
         self.sites.send("eve@fairfax.test/x", "<presence to='%s/Eve'>%s<fmuc xmlns='%s' "
                         "from='kevin@fairfax.test/desk'/></presence>" % (ROOM, MUC_X % "", ns.FMUC))
         self.assertRefused(self.sites.take("eve@fairfax.test/x"))
-        self.assertLogged("refused", "fmuc", "eve@fairfax.test/x")
+        self.assertLogged("refused", "a client sent the DMUC envelope", "eve@fairfax.test/x")
 
     def test_client_supplied_envelope_at_the_mirror_is_stripped(self):
         self.sites.send(WAYNE, "<presence to='%s/Wayne'>%s<fmuc xmlns='%s' from='%s'/>"

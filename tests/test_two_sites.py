@@ -206,7 +206,8 @@ class TrustOverS2STests(TwoSiteTestCase):
                    "</presence>" % (ROOM, NS.MUC))
         error = wayne.wait_for(matcher("presence", type="error"), timeout=10)
         self.assertEqual(error_condition(error), ("cancel", "not-allowed"))
-        self.assertIn("untrusted sender", self.sites.master.log_text())
+        self.assertIn("a client sent the DMUC envelope, which only trusted mirror services may "
+                      "use", self.sites.master.log_text())
         self.assertIn("eve@fairfax.test/desk", self.sites.mirror.log_text())
         # and the room works for everyone else
         self.join(wayne, MROOM, "Wayne")

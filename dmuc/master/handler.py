@@ -236,8 +236,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         envelope = child(stanza, "fmuc", ns.FMUC)
         if allowed is None:
             if envelope is not None or compact.is_compact_upload(stanza):
-                self._refuse("an untrusted sender (or a client) used the fmuc envelope",
-                             jid, room_jid)
+                self._refuse(_untrusted_envelope(jid), jid, room_jid)
             literal = child(stanza, "dmuc", ns.DMUC3)
             if literal is not None:
                 return self._literal_join_sender(literal, jid, room_jid)
@@ -813,3 +812,13 @@ def _number(text):
     except (TypeError, ValueError):
         return None
     return value if value >= 0 else None
+
+
+def _untrusted_envelope(jid):
+    """Why a DMUC envelope from C{jid} is refused, in the operator's
+    terms: a mirror this master does not trust, or a client forging it."""
+    if jid.user is None or "\\40" in jid.user:
+        return ("the mirror service %s is not in [master] trusted_mirrors (add it there if "
+                "it is yours)" % jid.host)
+    return ("a client sent the DMUC envelope, which only trusted mirror services may use "
+            "(a forged sender)")
