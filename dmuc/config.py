@@ -302,7 +302,7 @@ SCHEMA = {
         "ping_interval": (_seconds, "60"),
         "ping_timeout": (_seconds, "20"),
         "split_ping_interval": (_seconds, "10"),
-        "status_file": (_path, "dmuc-status.json"),
+        "status_file": (_path, "dmuc-status-{service}.json"),
     },
 }
 
@@ -373,7 +373,12 @@ class MonitorConfig:
     ping_interval: float = 60
     ping_timeout: float = 20
     split_ping_interval: float = 10
-    status_file: str = "dmuc-status.json"
+    status_file: str = "dmuc-status-{service}.json"
+
+    def status_file_for(self, service):
+        """The status file of the service C{service} (a domain): the
+        setting with C{{service}} replaced by it."""
+        return self.status_file.replace("{service}", service) if self.status_file else None
 
 
 @dataclass
@@ -435,6 +440,11 @@ def _check_connections(path, loaded):
     S2S needs the [s2s] section, and required encryption a certificate."""
     services = [(name, getattr(loaded, name)) for name in SERVICE_SECTIONS
                 if getattr(loaded, name) is not None]
+    if len(services) > 1 and "{service}" not in loaded.monitor.status_file:
+        raise ConfigError("%s: [monitor] status_file: %s would be written by each of %s: put "
+                          "{service} in the name (the default is dmuc-status-{service}.json)"
+                          % (path, loaded.monitor.status_file,
+                             " and ".join("[%s]" % name for name, _ in services)))
     for name, section in services:
         if section.connection == "component" and not section.secret:
             raise ConfigError("%s: [%s] secret: missing (required with connection = "

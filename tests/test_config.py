@@ -56,6 +56,19 @@ class LoadTests(unittest.TestCase):
         self.assertEqual((loaded.xmpp.host, loaded.xmpp.port), ("127.0.0.1", 5347))
         self.assertEqual(loaded.master.database, os.path.abspath("dmuc-master.sqlite"))
 
+    def test_each_service_has_its_own_status_file_by_default(self):
+        loaded = config.load(self.write("[master]\njid = c.example.org\nsecret = x\n"))
+        self.assertEqual(loaded.monitor.status_file, os.path.abspath("dmuc-status-{service}.json"))
+        self.assertEqual(loaded.monitor.status_file_for("c.example.org"),
+                         os.path.abspath("dmuc-status-c.example.org.json"))
+
+    def test_one_status_file_for_two_services_is_refused(self):
+        self.assertConfigError(
+            "[master]\njid = c.example.org\nsecret = x\n"
+            "[mirror]\njid = m.example.org\nsecret = x\nlocal_domains = example.org\n"
+            "[monitor]\nstatus_file = /tmp/status.json\n",
+            "[monitor] status_file:", "{service}")
+
     def test_tombstone_expiry(self):
         loaded = config.load(self.write("[master]\njid = c.example.org\nsecret = x\n"))
         self.assertEqual(loaded.master.tombstone_expiry, 31 * 86400)

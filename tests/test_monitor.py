@@ -171,3 +171,63 @@ class KeptStreamTests(unittest.TestCase):
         monitors.watch("mirror.raleigh.test")
         self.assertEqual(kept, [("mirror.raleigh.test", 7)])
         monitors.stop()
+
+
+class StatusFileTests(unittest.TestCase):
+    """The status file an operator (or a script) reads follows the link:
+    pings sent and the last sign of life, not only state changes."""
+
+    def setUp(self):
+        import json
+
+        from dmuc.monitor.peers import PeerMonitors
+        from dmuc.xmpp.stanzas import parse_xml
+        self.json, self.parse_xml = json, parse_xml
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.path = self.mktemp()
+        sent = self.sent = []
+
+        class Service:
+            domain = "mirror.raleigh.test"
+            clock = self.clock
+
+            def send(self, stanza):
+                sent.append(stanza)
+
+        self.monitors = PeerMonitors(Service(), MonitorSettings(60, 20, 10), self.path)
+        self.monitors.watch("conference.fairfax.test")
+        self.addCleanup(self.monitors.stop)
+
+    def status(self):
+        with open(self.path) as f:
+            peer, = self.json.load(f)["peers"]
+        return peer
+
+    def test_pings_and_answers_reach_the_file_within_a_second(self):
+        from dmuc.xmpp.stanzas import parse_jid
+        self.clock.advance(60)                     # silence: a ping goes
+        self.clock.advance(1)
+        self.assertEqual(self.status()["pings_sent"], 1)
+        ping = self.sent[-1]
+        answer = self.parse_xml("<iq type='result' id='%s' from='conference.fairfax.test' "
+                                "to='mirror.raleigh.test'/>" % ping["id"])
+        self.clock.advance(5)
+        self.monitors.observe(answer, parse_jid("conference.fairfax.test"))
+        self.clock.advance(1)
+        self.assertEqual(self.status()["last_heard"], "2023-11-14T22:14:26Z")
+        self.assertEqual(self.status()["state"], "up")
+
+    def test_a_busy_link_writes_at_most_once_a_second(self):
+        from unittest import mock
+
+        from dmuc.xmpp.stanzas import parse_jid
+        stanza = self.parse_xml("<message from='conference.fairfax.test' "
+                                "to='mirror.raleigh.test'/>")
+        with mock.patch("dmuc.monitor.peers.os.replace") as replace:
+            for _ in range(100):
+                self.monitors.observe(stanza, parse_jid("conference.fairfax.test"))
+                self.clock.advance(0.01)
+            self.clock.advance(1)
+        self.assertLessEqual(replace.call_count, 2)
+        self.assertGreaterEqual(replace.call_count, 1)

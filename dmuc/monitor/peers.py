@@ -18,6 +18,10 @@ from dmuc.xmpp import namespaces as ns
 
 log = Logger(namespace="dmuc.monitor")
 
+#: At most how often the status file is rewritten for pings and signs of
+#: life (seconds); a split or netjoin rewrites it at once.
+STATUS_DELAY = 1.0
+
 
 class PeerMonitors:
 
@@ -26,11 +30,12 @@ class PeerMonitors:
         self.settings = settings
         self.status_file = status_file
         self.monitors = {}
+        self._status_call = None
 
     def watch(self, peer):
         if peer not in self.monitors:
             monitor = LinkMonitor(self.service.domain, peer, self.service.clock,
-                                  self.service.send, self, self.settings)
+                                  self._send_ping, self, self.settings)
             self.monitors[peer] = monitor
             monitor.start()
             self.write_status()
@@ -43,6 +48,14 @@ class PeerMonitors:
     def stop(self):
         for monitor in self.monitors.values():
             monitor.stop()
+        if self._status_call is not None and self._status_call.active():
+            self._status_call.cancel()
+            self.write_status()
+        self._status_call = None
+
+    def _send_ping(self, stanza):
+        self.service.send(stanza)
+        self._status_soon()
 
     def peer_stopped(self, peer, reason):
         """The peer said it is stopping: split now, without waiting for a
@@ -79,6 +92,7 @@ class PeerMonitors:
             monitor.bounced(_condition(stanza))
             return
         monitor.heard(ping=_is_ping(stanza))
+        self._status_soon()
 
     # -- the listener interface of LinkMonitor
 
@@ -90,8 +104,20 @@ class PeerMonitors:
         self.write_status()
         self.service.netjoin(peer)
 
+    def _status_soon(self):
+        """The status file rewritten within L{STATUS_DELAY}, once however
+        much happens meanwhile: pings sent and the last sign of life are
+        news to an operator, a rewrite per stanza would not be."""
+        if not self.status_file or (self._status_call is not None
+                                    and self._status_call.active()):
+            return
+        self._status_call = self.service.clock.callLater(STATUS_DELAY, self.write_status)
+
     def write_status(self):
         """The status file: one JSON object per peer (docs/monitor.md)."""
+        if self._status_call is not None and self._status_call.active():
+            self._status_call.cancel()
+        self._status_call = None
         if not self.status_file:
             return
         status = {"service": self.service.domain,

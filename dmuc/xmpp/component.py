@@ -56,7 +56,7 @@ class ComponentHandler(XMPPHandler):
         if monitor is not None:
             settings = MonitorSettings(monitor.ping_interval, monitor.ping_timeout,
                                        monitor.split_ping_interval)
-            status_file = monitor.status_file
+            status_file = monitor.status_file_for(self.domain)
         self.monitors = PeerMonitors(self, settings, status_file)
 
     # -- the link monitor's listener; services override what they do
