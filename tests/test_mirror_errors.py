@@ -145,3 +145,22 @@ class MasterUnreachableTests(unittest.TestCase):
         self.assertIn("does not offer DMUC", error_text(error))
         self.assertTrue(any("refused wayne@raleigh.test/laptop's join" in line
                             for line in self.lines), self.lines)
+
+
+class RefusalsAreLoggedTests(unittest.TestCase):
+
+    def test_a_refusal_of_the_mirror_is_in_its_log(self):
+        from twisted.logger import LogLevel
+        from tests.stanza_helpers import logged
+        sites = TwoSites()
+        join(sites, KEVIN, "Kevin", ROOM)
+        join(sites, KEITH, "Keith")
+        lines = logged(self, LogLevel.info)
+        sites.send(WAYNE, "<message to='%s' type='groupchat' id='m1'><body>hi</body></message>"
+                   % MROOM)
+        error, = sites.take(WAYNE)
+        self.assertEqual(error_condition(error), ("cancel", "not-acceptable"))
+        refusals = [line for line in lines if line.startswith("refused ")]
+        self.assertEqual(refusals, [
+            "refused wayne@raleigh.test/laptop's message to %s: not-acceptable (%s)"
+            % (MROOM, NOT_IN_ROOM)])

@@ -155,6 +155,11 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             try:
                 self._from_user(stanza, name, sender, recipient, master_jid, room_jid)
             except StanzaError as error:
+                if stanza.getAttribute("type") not in ("error", "result"):
+                    log.info("refused {user}'s {name} to {to}: {condition}{text}",
+                             user=sender.full(), name=name, to=recipient.full(),
+                             condition=error.condition,
+                             text=" (%s)" % error.text if error.text else "")
                 raise _named_by_room(error, recipient, room_jid)
         else:
             log.warn("{room}: refused {name} from {jid}: not a user of {domains}",
