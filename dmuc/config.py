@@ -52,6 +52,14 @@ def _port(raw):
     return port
 
 
+def _listen(raw):
+    """C{host:port} for a local listener (the metrics endpoint)."""
+    host, colon, port = raw.strip().rpartition(":")
+    if not colon or not host:
+        raise ValueError("%r is not an address such as 127.0.0.1:9154" % (raw,))
+    return host.strip("[]"), _port(port)
+
+
 def _domain_jid(raw):
     jid = parse_jid(raw.strip())
     if jid is None or jid.user or jid.resource or "." not in jid.host:
@@ -298,6 +306,9 @@ SCHEMA = {
         "idle_timeout": (_seconds, "600"),
         "keepalive_interval": (_seconds, "60"),
     },
+    "metrics": {
+        "listen": (_listen, REQUIRED),
+    },
     "monitor": {
         "ping_interval": (_seconds, "60"),
         "ping_timeout": (_seconds, "20"),
@@ -382,6 +393,13 @@ class MonitorConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """The OpenMetrics endpoint, served only when [metrics] is given."""
+
+    listen: tuple = ("127.0.0.1", 9154)
+
+
+@dataclass
 class Config:
     """The whole validated configuration."""
 
@@ -391,10 +409,11 @@ class Config:
     mirror: MirrorConfig | None = None
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     s2s: S2SConfig | None = None
+    metrics: MetricsConfig | None = None
 
 
 _SECTION_TYPES = {"xmpp": XMPPConfig, "master": MasterConfig, "mirror": MirrorConfig,
-                  "monitor": MonitorConfig, "s2s": S2SConfig}
+                  "monitor": MonitorConfig, "s2s": S2SConfig, "metrics": MetricsConfig}
 
 
 def load(path):

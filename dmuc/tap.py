@@ -57,12 +57,19 @@ def makeService(options, reactor=None):
         # First, so that it stops last: the services' goodbyes (status
         # 332, stop notices to peers) still leave over it.
         s2s.setServiceParent(top)
+    services = []
     if parsed.master is not None:
         from dmuc.master import MasterService
-        MasterService(parsed.xmpp, parsed.master, parsed.monitor, reactor,
-                      s2s=s2s).setServiceParent(top)
+        services.append(MasterService(parsed.xmpp, parsed.master, parsed.monitor, reactor,
+                                      s2s=s2s))
     if parsed.mirror is not None:
         from dmuc.mirror import MirrorService
-        MirrorService(parsed.xmpp, parsed.mirror, parsed.monitor, reactor,
-                      s2s=s2s).setServiceParent(top)
+        services.append(MirrorService(parsed.xmpp, parsed.mirror, parsed.monitor, reactor,
+                                      s2s=s2s))
+    for one in services:
+        one.setServiceParent(top)
+    if parsed.metrics is not None:
+        from dmuc.metrics import MetricsService
+        MetricsService(parsed.metrics, [one.handler for one in services],
+                       reactor=reactor).setServiceParent(top)
     return top

@@ -69,6 +69,20 @@ class LoadTests(unittest.TestCase):
             "[monitor]\nstatus_file = /tmp/status.json\n",
             "[monitor] status_file:", "{service}")
 
+    def test_metrics_off_unless_configured(self):
+        loaded = config.load(self.write("[master]\njid = c.example.org\nsecret = x\n"))
+        self.assertIsNone(loaded.metrics)
+        loaded = config.load(self.write("[master]\njid = c.example.org\nsecret = x\n"
+                                        "[metrics]\nlisten = 127.0.0.1:9154\n"))
+        self.assertEqual(loaded.metrics.listen, ("127.0.0.1", 9154))
+
+    def test_metrics_listen_must_be_an_address(self):
+        self.assertConfigError("[master]\njid = c.example.org\nsecret = x\n"
+                               "[metrics]\nlisten = 9154\n",
+                               "[metrics] listen:", "127.0.0.1:9154")
+        self.assertConfigError("[master]\njid = c.example.org\nsecret = x\n"
+                               "[metrics]\n", "[metrics] listen: missing")
+
     def test_tombstone_expiry(self):
         loaded = config.load(self.write("[master]\njid = c.example.org\nsecret = x\n"))
         self.assertEqual(loaded.master.tombstone_expiry, 31 * 86400)

@@ -312,6 +312,24 @@ class PersistenceTests(unittest.TestCase):
         self.assertIn("is its client (c2s) port, not its component port", dmuc.log_text())
         self.assertNotIn("no Component block", dmuc.log_text())
 
+    def test_metrics_endpoint(self):
+        import socket
+        import urllib.request
+        site = MasterSite(self)
+        with socket.socket() as probe:
+            probe.bind((site.server.ip, 0))
+            port = probe.getsockname()[1]
+        site.sections["metrics"] = {"listen": "%s:%d" % (site.server.ip, port)}
+        site.start_dmuc()
+        kevin = site.client("kevin")
+        kevin.send(join_xml("Kevin"))
+        kevin.wait_for(lambda s: 110 in status_codes(s))
+        with urllib.request.urlopen("http://%s:%d/metrics" % (site.server.ip, port),
+                                    timeout=10) as answer:
+            text = answer.read().decode()
+        self.assertIn('dmuc_rooms{service="%s"} 1.0' % SERVICE, text)
+        self.assertIn('dmuc_occupants{service="%s"} 1.0' % SERVICE, text)
+
     def test_database_holds_the_history(self):
         """The SQLite file is the embedded default, at the configured path."""
         site = MasterSite(self)

@@ -286,6 +286,10 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             raise StanzaError("bad-request", text="Malformed DMUC envelope: %s" % (e,))
         self._compact_mirrors.add(jid.host)
 
+    def occupant_count(self):
+        """Occupants of every room, for the metrics."""
+        return sum(len(room.occupants) for room in self.rooms.values())
+
     def speaks_compact(self, via):
         """Whether the mirror (room) C{via} wrote to us in the compact
         profile, and so reads it (dmuc/muc/compact.py)."""

@@ -247,6 +247,10 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         iq.addElement((ns.DISCO_INFO, "query"))
         self.send(iq)
 
+    def occupant_count(self):
+        """Our own users in every room, for the metrics."""
+        return sum(len(room.local_users()) for room in self.rooms.values())
+
     def master_speaks_compact(self, master_host):
         features = self._masters.get(master_host)
         return isinstance(features, frozenset) and ns.DMUC_COMPACT in features
@@ -827,7 +831,12 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                 if roster is not None:
                     room.apply_roster(roster)
                 history = child(answer, "history", ns.MUC)
-                room.apply_history(self._history_items(room, history))
+                resync = room.resyncing
+                items = self._history_items(room, history)
+                room.apply_history(items)
+                if resync and room.resync_started is not None:
+                    self.resyncs.add(self.now() - room.resync_started, len(items),
+                                     len(iq.toXml().encode("utf-8")) if self.metered else 0)
                 self._upload_split_messages(room)
             return
         if kind == "error":

@@ -236,6 +236,7 @@ class MirrorRoom:
         self.split_keeps_messages = True
         self.split_stopped = False
         self.resyncing = False
+        self.resync_started = None
         self.split_messages = []
         self.in_flight = {}   # origin-id -> InFlight: sent up, not placed yet
         # The master said its archive holds nothing older than our copy's.
@@ -1206,6 +1207,7 @@ class MirrorRoom:
         """
         self.split = False
         self.resyncing = True
+        self.resync_started = self.host.now()
         joins = []
         for occupant in self.local_users():
             self.pending[occupant.nick] = PendingJoin(

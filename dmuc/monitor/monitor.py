@@ -58,6 +58,7 @@ class LinkMonitor:
         self.since = clock.seconds()
         self.last_heard = clock.seconds()
         self.pings_sent = 0
+        self.splits = 0
         self._ping_id = None
         self._ping_sent_at = None
         self._timer = None
@@ -162,6 +163,7 @@ class LinkMonitor:
             self._split("no answer to a ping within %g s" % self.settings.ping_timeout)
 
     def _split(self, reason):
+        self.splits += 1
         self._change(SPLIT, reason)
         self._ping_id = None
         if self._timeout is not None and self._timeout.active():

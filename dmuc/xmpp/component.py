@@ -11,6 +11,7 @@ L{StanzaError} to refuse.  Whatever a handler raises, the service answers
 
 import itertools
 import os
+from collections import Counter
 
 from twisted.logger import Logger
 from wokkel.subprotocols import XMPPHandler
@@ -36,7 +37,14 @@ class ComponentHandler(XMPPHandler):
     """
     @ivar domain: the service's JID, e.g. C{conference.fairfax.test}.
     @ivar clock: an C{IReactorTime}; tests pass a L{Clock}.
+    @ivar metered: whether the stanzas and bytes exchanged with each
+        watched peer are counted (in L{traffic}); on only with the metrics
+        endpoint, as counting bytes serialises each such stanza again.
+    @ivar traffic: C{(peer, "in" or "out", "stanzas" or "bytes")} -> count.
+    @ivar resyncs: what each resync after a netjoin took (L{ResyncStats}).
     """
+
+    metered = False
 
     def __init__(self, domain, store, clock, monitor=None):
         """
@@ -58,6 +66,8 @@ class ComponentHandler(XMPPHandler):
                                        monitor.split_ping_interval)
             status_file = monitor.status_file_for(self.domain)
         self.monitors = PeerMonitors(self, settings, status_file)
+        self.traffic = Counter()
+        self.resyncs = ResyncStats()
 
     # -- the link monitor's listener; services override what they do
 
@@ -77,7 +87,15 @@ class ComponentHandler(XMPPHandler):
     def send(self, stanza):
         if not stanza.getAttribute("from"):
             stanza["from"] = self.domain
+        if self.metered:
+            self._count(stanza.getAttribute("to"), "out", stanza)
         XMPPHandler.send(self, stanza)
+
+    def _count(self, address, direction, stanza):
+        host = (address or "").rpartition("@")[2].partition("/")[0]
+        if host in self.monitors.monitors:
+            self.traffic[host, direction, "stanzas"] += 1
+            self.traffic[host, direction, "bytes"] += len(stanza.toXml().encode("utf-8"))
 
     def prepare(self, stanza):
         """
@@ -141,6 +159,8 @@ class ComponentHandler(XMPPHandler):
                      domain=self.domain, name=name, s=stanza.getAttribute("from"))
             return
         self.monitors.observe(stanza, sender)
+        if self.metered:
+            self._count(sender.host, "in", stanza)
         try:
             if recipient is None:
                 raise StanzaError("jid-malformed")
@@ -162,3 +182,18 @@ class ComponentHandler(XMPPHandler):
 
     def _dispatch(self, stanza, name, sender, recipient):
         raise NotImplementedError
+
+
+class ResyncStats:
+    """How many resyncs, and their total seconds, messages and bytes: what
+    an OpenMetrics summary needs (count and sums)."""
+
+    def __init__(self):
+        self.count = 0
+        self.seconds = self.messages = self.bytes = 0
+
+    def add(self, seconds, messages, size):
+        self.count += 1
+        self.seconds += seconds
+        self.messages += messages
+        self.bytes += size
