@@ -24,7 +24,13 @@ process (label C{service}, its domain):
 
 Values are read from the services when scraped (a custom collector), so
 nothing is kept twice; only the per-peer traffic is counted as it goes.
+
+The same listener answers C{/status} with JSON for the C{dmuc} command
+(L{dmuc.cli}): each service's rooms with their occupants and each peer's
+link.  It names users: listen on loopback or a private address.
 """
+
+import json
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
@@ -100,6 +106,25 @@ def registry_for(handlers):
     return registry
 
 
+def status(handlers):
+    """What C{/status} answers: per service, its rooms and links."""
+    return {"services": [{"service": h.domain, "rooms": h.describe_rooms(),
+                          "links": [m.status() for _, m in sorted(h.monitors.monitors.items())]}
+                         for h in handlers]}
+
+
+class StatusResource(Resource):
+    isLeaf = True
+
+    def __init__(self, handlers):
+        Resource.__init__(self)
+        self.handlers = handlers
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(status(self.handlers), indent=1).encode("utf-8")
+
+
 class MetricsService(internet.TCPServer):
     """The HTTP listener of C{/metrics}."""
 
@@ -107,6 +132,7 @@ class MetricsService(internet.TCPServer):
         host, port = settings.listen
         root = Resource()
         root.putChild(b"metrics", MetricsResource(registry=registry_for(handlers)))
+        root.putChild(b"status", StatusResource(handlers))
         internet.TCPServer.__init__(self, port, Site(root), interface=host, reactor=reactor)
         self.host, self.port = host, port
 

@@ -10,6 +10,8 @@ restarts, and bad input.
 
 import os
 import sqlite3
+import subprocess
+import sys
 
 from twisted.trial import unittest
 
@@ -329,6 +331,16 @@ class PersistenceTests(unittest.TestCase):
             text = answer.read().decode()
         self.assertIn('dmuc_rooms{service="%s"} 1.0' % SERVICE, text)
         self.assertIn('dmuc_occupants{service="%s"} 1.0' % SERVICE, text)
+        # The operator's command asks the same listener, found from the config.
+        command = os.path.join(os.path.dirname(sys.executable), "dmuc")
+        rooms = subprocess.run([command, "-c", site.dmuc.config_path, "rooms"],
+                               capture_output=True, text=True, timeout=30)
+        self.assertEqual((rooms.returncode, rooms.stdout.splitlines()),
+                         (0, ["%s: 1 room(s)" % SERVICE, "  %s  1 in the room" % ROOM]))
+        who = subprocess.run([command, "-c", site.dmuc.config_path, "who", ROOM],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(who.stdout.split(), ["Kevin", "moderator", "owner",
+                                              "kevin@fairfax.test/res"])
 
     def test_database_holds_the_history(self):
         """The SQLite file is the embedded default, at the configured path."""

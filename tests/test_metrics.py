@@ -72,3 +72,50 @@ class MetricsTests(unittest.TestCase):
         self.assertGreaterEqual(self.value("dmuc_resync_messages_sum", service=MIRROR), 1)
         self.assertGreater(self.value("dmuc_resync_bytes_sum", service=MIRROR), 100)
         self.assertGreaterEqual(self.value("dmuc_resync_seconds_sum", service=MIRROR), 0)
+
+
+class StatusTests(unittest.TestCase):
+    """What /status tells the dmuc command, and how the command shows it."""
+
+    def setUp(self):
+        self.sites = TwoSites()
+        join(self.sites, KEVIN, "Kevin", ROOM)
+        join(self.sites, WAYNE, "Wayne")
+
+    def run_cli(self, *argv):
+        import io
+        from unittest import mock
+
+        from dmuc import cli
+        from dmuc.metrics import status
+        out = io.StringIO()
+        with mock.patch.object(cli, "_fetch", lambda url: status(
+                [self.sites.master, self.sites.mirror])):
+            code = cli.main(["--url", "http://127.0.0.1:9154"] + list(argv), out=out)
+        return code, out.getvalue().splitlines()
+
+    def test_rooms(self):
+        code, lines = self.run_cli("rooms")
+        self.assertEqual(code, 0)
+        self.assertEqual(lines, [
+            "%s: 1 room(s)" % MASTER, "  %s  2 in the room" % ROOM,
+            "%s: 1 room(s)" % MIRROR, "  %s  2 in the room (mirror of %s)" % (MROOM, ROOM)])
+
+    def test_who_at_the_master_names_the_mirror(self):
+        code, lines = self.run_cli("who", ROOM)
+        self.assertEqual(code, 0)
+        self.assertEqual([line.split() for line in lines], [
+            ["Kevin", "moderator", "owner", KEVIN],
+            ["Wayne", "participant", "none", WAYNE, "(via", MROOM + ")"]])
+
+    def test_links(self):
+        self.sites.cut = True
+        self.sites.advance(100)
+        code, lines = self.run_cli("links")
+        self.assertEqual(code, 0)
+        self.assertTrue(any(line.startswith("%s -> %s: split since " % (MIRROR, MASTER))
+                            for line in lines), lines)
+
+    def test_an_unknown_room_is_an_error(self):
+        code, lines = self.run_cli("who", "nowhere@" + MASTER)
+        self.assertEqual((code, lines), (1, []))

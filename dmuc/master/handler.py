@@ -290,6 +290,15 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         """Occupants of every room, for the metrics."""
         return sum(len(room.occupants) for room in self.rooms.values())
 
+    def describe_rooms(self):
+        """The rooms and who is in them, for an operator (C{dmuc rooms})."""
+        return [{"room": jid, "occupants": [
+                    {"nick": o.nick, "role": o.role,
+                     "affiliation": room.get_affiliation(o.real_jid),
+                     "jid": o.real_jid.full(), "via": o.via or ""}
+                    for o in sorted(room.occupants.values(), key=lambda o: o.nick)]}
+                for jid, room in sorted(self.rooms.items())]
+
     def speaks_compact(self, via):
         """Whether the mirror (room) C{via} wrote to us in the compact
         profile, and so reads it (dmuc/muc/compact.py)."""

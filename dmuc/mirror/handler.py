@@ -251,6 +251,16 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         """Our own users in every room, for the metrics."""
         return sum(len(room.local_users()) for room in self.rooms.values())
 
+    def describe_rooms(self):
+        """The room copies and who is in them (ours with their JIDs), for
+        an operator (C{dmuc rooms})."""
+        return [{"room": jid, "master": room.master_jid, "split": room.split, "occupants": [
+                    {"nick": o.nick, "role": o.role, "affiliation": o.affiliation,
+                     "jid": o.user.full() if o.user is not None else (o.jid or ""),
+                     "via": "" if o.user is not None else room.master_jid}
+                    for o in sorted(room.roster.values(), key=lambda o: o.nick)]}
+                for jid, room in sorted(self.rooms.items())]
+
     def master_speaks_compact(self, master_host):
         features = self._masters.get(master_host)
         return isinstance(features, frozenset) and ns.DMUC_COMPACT in features
