@@ -1,9 +1,12 @@
 -- What an existing Prosody 0.12 needs to host the dmuc master service.
 -- Add this to /etc/prosody/prosody.cfg.lua (or a file it includes) and
--- reload Prosody; then start dmuc with etc/dmuc-fairfax.ini.
+-- restart Prosody (a reload opens neither the component port nor the
+-- Component); then start dmuc with etc/dmuc-fairfax.ini.
 
 -- Where external components connect.  Keep it on loopback when dmuc runs
 -- on the same machine.
+-- Global options: above the first VirtualHost line of prosody.cfg.lua (after
+-- a VirtualHost they would be that host's, and ignored).
 component_ports = { 5347 }
 component_interface = "127.0.0.1"
 

@@ -1,7 +1,10 @@
 -- What an existing Prosody 0.12 at the remote site needs to host the dmuc
--- mirror service.  Add it to /etc/prosody/prosody.cfg.lua and reload Prosody;
--- then start dmuc with etc/dmuc-raleigh.ini.
+-- mirror service.  Add it to /etc/prosody/prosody.cfg.lua and restart Prosody
+-- (a reload opens neither the component port nor the Component); then
+-- start dmuc with etc/dmuc-raleigh.ini.
 
+-- Global options: above the first VirtualHost line of prosody.cfg.lua (after
+-- a VirtualHost they would be that host's, and ignored).
 component_ports = { 5347 }
 component_interface = "127.0.0.1"
 

@@ -342,6 +342,32 @@ class PersistenceTests(unittest.TestCase):
         self.assertEqual(who.stdout.split(), ["Kevin", "moderator", "owner",
                                               "kevin@fairfax.test/res"])
 
+    def test_the_systemd_unit_starts_dmuc(self):
+        # etc/systemd/dmuc@.service's command line, as written, with the
+        # virtualenv and the configuration of this test put in.
+        unit = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "etc", "systemd", "dmuc@.service")
+        with open(unit) as f:
+            line, = [l for l in f if l.startswith("ExecStart=")]
+        site = MasterSite(self)
+        probe = DmucProcess(os.path.join(site.directory, "dmuc"), site.sections)
+        command = (line[len("ExecStart="):].strip()
+                   .replace("/opt/dmuc/bin/", os.path.dirname(sys.executable) + "/")
+                   .replace("/etc/dmuc/%i.ini", probe.config_path).split())
+        process = subprocess.Popen(command, cwd=site.directory, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(process.wait, 10)
+        self.addCleanup(process.terminate)
+        lines = []
+        for output in process.stdout:
+            lines.append(output)
+            if "the component is online" in output:
+                break
+        self.assertIn("the component is online", "".join(lines))
+        kevin = site.client("kevin")
+        kevin.send(join_xml("Kevin"))
+        kevin.wait_for(lambda s: 110 in status_codes(s))
+
     def test_database_holds_the_history(self):
         """The SQLite file is the embedded default, at the configured path."""
         site = MasterSite(self)
