@@ -34,6 +34,7 @@ import atexit
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -159,7 +160,7 @@ class ProsodyServer:
     def __init__(self, base_dir, domain, ip="127.0.0.1", muc_domains=(),
                  components=None, hosts_file=None, extra_config="", muc_modules=(),
                  s2s_port=DEFAULT_S2S_PORT, c2s_port=0, log_level="debug",
-                 pki=None, secure_auth=True, cafile=None, host_config=""):
+                 pki=None, secure_auth=True, cafile=None, host_config="", site_config=None):
         """
         Write the configuration; nothing runs until L{start}.
 
@@ -193,6 +194,12 @@ class ProsodyServer:
             given: peers must show a certificate from a trusted CA.
         @param cafile: the CA certificate trusted for peers; C{pki}'s own
             by default (refusal tests trust another one).
+        @param site_config: the text of one of dmuc's example files
+            (C{etc/prosody-*.cfg.lua}), used as an operator adds it to
+            prosody.cfg.lua: its global options in the global part (with
+            this instance's address and component port in place of the
+            example's), its C{Component} blocks after the VirtualHost.  Its
+            components take the place of C{components}.
         """
         if not ip.startswith("127."):
             raise ValueError("test servers listen on loopback only: %r"
@@ -201,7 +208,10 @@ class ProsodyServer:
         self.ip = ip
         self.muc_domains = tuple(muc_domains)
         self.muc_modules = tuple(muc_modules)
-        self.components = dict(components or {})
+        self.site_global, self.site_components = _split_site_config(site_config or "")
+        self.components = (dict(re.findall(
+            r'Component\s+"([^"]+)"\s+component_secret\s*=\s*"([^"]*)"', self.site_components))
+            if site_config else dict(components or {}))
         self.hosts_file = hosts_file
         self.extra_config = extra_config
         self.host_config = host_config
@@ -257,10 +267,13 @@ class ProsodyServer:
             # missing one.
             "certificates = %s" % _lua_string(self.certs_path),
             "interfaces = { %s }" % _lua_string(self.ip),
-            "component_interface = %s" % _lua_string(self.ip),
             "c2s_ports = %s" % _lua_ports(self.c2s_port),
             "s2s_ports = %s" % _lua_ports(self.s2s_port),
+        ] + ([] if self.site_global else [
+            # An example file (site_config) sets these itself.
+            "component_interface = %s" % _lua_string(self.ip),
             "component_ports = %s" % _lua_ports(self.component_port),
+        ]) + [
             "http_ports = { }",
             "https_ports = { }",
             "c2s_direct_tls_ports = { }",
@@ -285,6 +298,10 @@ class ProsodyServer:
                          % _lua_string(os.path.abspath(self.hosts_file)))
         if self.extra_config:
             lines.append(self.extra_config)
+        if self.site_global:
+            lines.append(self.site_global
+                         .replace("{ 5347 }", _lua_ports(self.component_port))
+                         .replace('"127.0.0.1"', _lua_string(self.ip)))
         lines.append("")
         lines.append("VirtualHost %s" % _lua_string(self.domain))
         if self.host_config:
@@ -299,7 +316,10 @@ class ProsodyServer:
             if self.muc_modules:
                 lines.append("    modules_enabled = { %s }"
                              % ", ".join(_lua_string(m) for m in self.muc_modules))
-        for component, secret in sorted(self.components.items()):
+        if self.site_components:
+            lines += ["", self.site_components]
+        for component, secret in sorted(self.components.items()) if not self.site_components \
+                else ():
             lines += [
                 "",
                 "Component %s" % _lua_string(component),
@@ -547,3 +567,12 @@ def temp_directory(testcase):
         path = tempfile.mkdtemp(dir=parent)
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def _split_site_config(text):
+    """An example file's global part (before its first Component) and its
+    Component blocks."""
+    at = re.search(r"^Component ", text, re.M)
+    if at is None:
+        return text.strip(), ""
+    return text[:at.start()].strip(), text[at.start():].strip()

@@ -102,7 +102,7 @@ class TwoSites:
                  addresses=FIXED_ADDRESSES, monitor=None, split_mode="local",
                  muc_domains=((), ()), log_level="debug", muc_modules=(),
                  pki=None, secure_auth=True, deployment=None, s2s=None,
-                 multicast_senders=None):
+                 multicast_senders=None, etc_files=False):
         """
         @param addresses: eight loopback addresses, .2 to .9 of a block
             (tests pass L{free_addresses}()); see the module docstring.
@@ -126,6 +126,9 @@ class TwoSites:
         @param multicast_senders: components raleigh's Prosody lets
             multicast (XEP-0033) to its users, with the module dmuc ships
             (C{etc/prosody-modules}); by default it has no multicast.
+        @param etc_files: run the example configurations docs/deploy.md
+            shows (C{etc/prosody-*.cfg.lua}, C{etc/dmuc-*.ini}) as written,
+            but for what is this machine's: addresses, ports, paths.
         """
         require_prosody()
         self.deployment = deployment or default_deployment()
@@ -144,8 +147,11 @@ class TwoSites:
             MASTER: "master-secret"}
         raleigh_components = {} if self.deployment == "mirror_s2s" else {
             MIRROR: "mirror-secret"}
+        self.etc_files = etc_files
         self.fairfax = ProsodyServer(base_dir, FAIRFAX, ip=ip.fairfax, hosts_file=fairfax_hosts,
                                      components=fairfax_components,
+                                     site_config=_example("prosody-fairfax.cfg.lua")
+                                     if etc_files else None,
                                      c2s_port=c2s_ports[0], muc_domains=muc_domains[0],
                                      log_level=log_level, muc_modules=muc_modules,
                                      pki=pki, secure_auth=secure_auth)
@@ -155,7 +161,9 @@ class TwoSites:
                                      c2s_port=c2s_ports[1], muc_domains=muc_domains[1],
                                      log_level=log_level, muc_modules=muc_modules,
                                      pki=pki, secure_auth=secure_auth,
-                                     extra_config=extra, host_config=host)
+                                     extra_config=extra, host_config=host,
+                                     site_config=_example("prosody-raleigh.cfg.lua")
+                                     if etc_files else None)
         routes = {
             (ip.to_raleigh, S2S_PORT): ((ip.raleigh, S2S_PORT), "fairfax>raleigh"),
             (ip.to_fairfax, S2S_PORT): ((ip.fairfax, S2S_PORT), "raleigh>fairfax"),
@@ -167,9 +175,13 @@ class TwoSites:
         self.relay = LinkRelay(routes)
         master_dir = os.path.join(base_dir, "dmuc-fairfax")
         mirror_dir = os.path.join(base_dir, "dmuc-raleigh")
-        self.master = DmucProcess(master_dir, self._master_sections(master_dir, monitor))
-        self.mirror = DmucProcess(mirror_dir, self._mirror_sections(
-            mirror_dir, monitor, fire_and_forget, split_mode))
+        master_sections = self._master_sections(master_dir, monitor)
+        mirror_sections = self._mirror_sections(mirror_dir, monitor, fire_and_forget, split_mode)
+        if etc_files:
+            master_sections = _as_example("dmuc-fairfax.ini", master_sections)
+            mirror_sections = _as_example("dmuc-raleigh.ini", mirror_sections)
+        self.master = DmucProcess(master_dir, master_sections)
+        self.mirror = DmucProcess(mirror_dir, mirror_sections)
 
     # -- configuration
 
@@ -293,6 +305,36 @@ def start_two_sites(testcase, base_dir, **kwargs):
 #: dmuc's Prosody modules (etc/prosody-modules).
 PROSODY_MODULES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "etc", "prosody-modules")
+
+
+#: dmuc's example configurations (etc/).
+ETC = os.path.dirname(PROSODY_MODULES)
+
+# What of an example dmuc configuration is this machine's, not the
+# example's: where the XMPP server is, and where files go.
+_LOCAL_KEYS = {"xmpp": ("host", "port"), "master": ("database",), "mirror": ("database",),
+               "monitor": None}
+
+
+def _example(name):
+    with open(os.path.join(ETC, name)) as f:
+        return f.read()
+
+
+def _as_example(name, sections):
+    """The example dmuc configuration C{name} as written, with this
+    machine's values from C{sections} (the harness's own) for L{_LOCAL_KEYS}."""
+    import configparser
+    parser = configparser.ConfigParser()
+    parser.read_string(_example(name))
+    merged = {section: dict(parser[section]) for section in parser.sections()}
+    for section, keys in _LOCAL_KEYS.items():
+        ours = sections.get(section)
+        if ours is None:
+            continue
+        target = merged.setdefault(section, {})
+        target.update(ours if keys is None else {k: ours[k] for k in keys if k in ours})
+    return merged
 
 
 def multicast_config(senders):
