@@ -154,6 +154,36 @@ class BytesTests(unittest.TestCase):
                           ["sunny here, see you at 5"]] * 2)
 
 
+class RestartTests(unittest.TestCase):
+
+    def test_a_restarted_mirror_asks_again_and_writes_compactly(self):
+        # The features it learnt die with the process; the rooms it holds
+        # name the masters to ask at once, not at the next join.
+        sites = conversation()
+        sites.restart_mirror()
+        sites._run()   # what the new process says as it connects, answered
+        sites.link_count()
+        say(sites, KEITH, "after the restart", MROOM)
+        up = [s for d, s in sites.link if d == "raleigh>fairfax" and s.name == "message"]
+        self.assertEqual(len(up), 1)
+        self.assertIsNotNone(child(up[0], "u", ns.DMUC_COMPACT))
+        self.assertEqual(bodies(sites.take(KEVIN)), ["after the restart"])
+
+    def test_a_malformed_history_item_is_dropped_and_the_rest_kept(self):
+        sites = conversation()
+        lines = logged(self, LogLevel.warn)
+        room = sites.mirror.rooms[MROOM]
+        items = parse_xml("<history xmlns='http://jabber.org/protocol/muc'>"
+                          "<message xmlns='jabber:client' id='a'><body>good</body>"
+                          "<t xmlns='%s' s='mx4dn000' i='A1' n='Kevin'/></message>"
+                          "<message xmlns='jabber:client' id='b'><body>bad</body>"
+                          "<t xmlns='%s' s='NOT A TIME' i='B1' n='Kevin'/></message>"
+                          "</history>" % (ns.DMUC_COMPACT, ns.DMUC_COMPACT))
+        kept = sites.mirror._history_items(room, items)
+        self.assertEqual([str(child(k, "body", "jabber:client")) for k in kept], ["good"])
+        self.assertTrue(any("malformed history item" in line for line in lines), lines)
+
+
 class OlderPeerTests(unittest.TestCase):
 
     def test_a_master_without_the_profile_gets_the_full_envelope(self):

@@ -59,6 +59,14 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         ComponentHandler.connectionInitialized(self)
         # Whether our server takes one stanza for many of our users.
         self.multicast.probe()
+        # What the masters of the rooms we hold offer (the compact profile)
+        # is not kept across a restart: ask now, not at the next join.
+        for host in sorted({r.master_jid.rpartition("@")[2] for r in self.rooms.values()
+                            if r.synced}):
+            if not isinstance(self._masters.get(host), list):
+                # A room we mirror from there proves it speaks DMUC.
+                self._masters.setdefault(host, frozenset([ns.DMUC_SYNC]))
+                self._ask_master_features(host)
 
     def send_to_all(self, prepared, addresses):
         """A L{prepare}d stanza to each of C{addresses} (our users' full
