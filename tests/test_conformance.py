@@ -201,6 +201,13 @@ SCENARIOS = {
         Step("wayne", "<message to='{room}'><x xmlns='http://jabber.org/protocol/muc#user'>"
                       "<decline to='{jid[kevin]}'><reason>Busy</reason></decline></x>"
                       "</message>")],
+    "status_changes": [
+        join("kevin", "Kevin"), join("wayne", "Wayne"), join("keith", "Keith"),
+        Step("wayne", "<presence to='{room}/Wayne'><show>away</show><status>lunch</status>"
+                      "</presence>"),
+        Step("keith", "<presence to='{room}/Keith'><show>dnd</show></presence>"),
+        Step("kevin", "<presence to='{room}/Kevin'><show>xa</show></presence>"),
+        Step("wayne", "<presence to='{room}/Wayne'/>")],
     "leave": [
         join("kevin", "Kevin"), join("wayne", "Wayne"),
         Step("wayne", "<presence to='{room}/Wayne'><show>away</show><status>brb</status></presence>"),

@@ -52,7 +52,7 @@ ACROSS_SITES = [
     "subject", "private_message", "ban", "members_only_refusal",
     "password_refusal", "outsider", "rejoin_same_session",
     "history_hints", "self_ping", "voice_request", "nick_registration", "leave",
-    "presence_broadcast", "destroy", "mediated_invitation", "nick_change",
+    "presence_broadcast", "destroy", "mediated_invitation", "nick_change", "status_changes",
 ]
 
 #: Scenarios of this module only.
