@@ -1037,23 +1037,7 @@ class MirrorRoom:
             self._answer_held_pings(nick, joined=True)
             if not (pending.rejoin or pending.refresh):
                 self.local_join(pending.user, nick, pending.request, pending.presence)
-        self._forget_old_shown()
-        in_flight, self.in_flight = self.in_flight, {}
-        for flying in in_flight.values():
-            sender = self.roster.get(flying.nick)
-            if sender is None or sender.user is None:
-                continue
-            if flying.shown:
-                # Our users have it; the master may not: it goes up at the
-                # netjoin, whatever the split mode, and is stored once.
-                self._keep_for_master(flying.message, sender, flying.sent)
-            elif keep_messages:
-                self.local_message(flying.message, sender, flying.sent)
-            else:
-                self._deliver(sender.user, error_reply_from(
-                    flying.message, self.jid, StanzaError(
-                        "recipient-unavailable", text="Not delivered: the room's site "
-                        "became unreachable (network split)")))
+        self.keep_in_flight(keep_messages)
         self._save()
 
     def local_join(self, user, nick, request, presence):
@@ -1187,7 +1171,14 @@ class MirrorRoom:
         return bool(self.local_users()) and not any(
             p.rejoin for p in self.pending.values())
 
-    def keep_in_flight(self):
+    def keep_in_flight(self, keep_messages=True):
+        """
+        The messages on their way to the master when the link failed: kept
+        for the netjoin and shown here as split messages, or (read-only
+        split mode, C{keep_messages} false) refused to their senders.  A
+        fire-and-forget one our users have already goes up at the netjoin
+        whatever the mode, not shown again; the master stores it once.
+        """
         self._forget_old_shown()
         in_flight, self.in_flight = self.in_flight, {}
         for flying in in_flight.values():
@@ -1196,8 +1187,13 @@ class MirrorRoom:
                 continue
             if flying.shown:
                 self._keep_for_master(flying.message, sender, flying.sent)
-            else:
+            elif keep_messages:
                 self.local_message(flying.message, sender, flying.sent)
+            else:
+                self._deliver(sender.user, error_reply_from(
+                    flying.message, self.jid, StanzaError(
+                        "recipient-unavailable", text="Not delivered: the room's site "
+                        "became unreachable (network split)")))
 
     def begin_resync(self):
         """
