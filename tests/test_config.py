@@ -218,6 +218,28 @@ class S2SConfigTests(unittest.TestCase):
 
 class TwistdTests(unittest.TestCase):
 
+    def test_a_storage_that_fails_at_start_stops_with_status_1(self):
+        # A service manager restarts what exits 0, and says nothing.
+        import sqlite3
+        directory = temp_directory(self)
+        database = os.path.join(directory, "master.sqlite")
+        connection = sqlite3.connect(database)
+        connection.execute("CREATE TABLE rooms (jid TEXT PRIMARY KEY, config TEXT NOT NULL, "
+                           "subject TEXT, subject_nick TEXT, subject_time REAL)")
+        connection.execute("INSERT INTO rooms VALUES ('bad@conference.fairfax.test', "
+                           "'not a configuration', NULL, NULL, NULL)")
+        connection.commit()
+        connection.close()
+        path = os.path.join(directory, "dmuc.ini")
+        with open(path, "w") as f:
+            f.write("[master]\njid = conference.fairfax.test\nsecret = s\n"
+                    "database = %s\n[xmpp]\nport = 1\n" % database)
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        result = subprocess.run([twistd, "-n", "--pidfile=", "--logfile=-", "dmuc", "-c", path],
+                                capture_output=True, text=True, timeout=60, cwd=directory)
+        self.assertEqual(result.returncode, 1, result.stdout[-2000:])
+        self.assertIn("master service conference.fairfax.test: cannot start", result.stdout)
+
     def test_version_is_dmucs(self):
         import dmuc
         import twisted

@@ -16,6 +16,7 @@ from dmuc.master.room import Room
 from dmuc.storage import HistoryEntry, IRoomStore, RoomRecord, StorageError, Tombstone
 from dmuc.storage.memory import MemoryRoomStore
 from dmuc.storage.sqlite import SQLiteRoomStore
+from dmuc.xmpp.stanzas import parse_xml
 from tests.stanza_helpers import logged
 
 ROOM = "chat@conference.fairfax.test"
@@ -540,6 +541,70 @@ class SQLiteRoomStoreTests(RoomStoreTestsMixin, unittest.TestCase):
         self.flushLoggedErrors(StorageError)
         history = yield self.store.load_history(ROOM, 10)
         self.assertEqual(stanza_ids(history), ["id-1", "id-2"])
+
+    @defer.inlineCallbacks
+    def test_one_unreadable_room_row_is_reported_not_fatal(self):
+        import sqlite3
+        yield self.store.save_room(make_record(ROOM))
+        yield self.store.save_room(make_record(OTHER_ROOM))
+        yield self.store.close()
+        connection = sqlite3.connect(self.db_path)
+        connection.execute("UPDATE rooms SET config = 'not a configuration' WHERE jid = ?",
+                           (OTHER_ROOM,))
+        connection.commit()
+        connection.close()
+        self.store = yield SQLiteRoomStore(self.db_path).open()
+        self.addCleanup(self.store.close)
+        rooms = yield self.store.load_rooms()
+        readable = [r for r in rooms if r.unreadable is None]
+        self.assertEqual(readable, [make_record(ROOM)])
+        broken, = [r for r in rooms if r.unreadable is not None]
+        self.assertEqual(broken.jid, OTHER_ROOM)
+        self.assertIn("config", broken.unreadable)
+
+    @defer.inlineCallbacks
+    def test_the_master_serves_the_others_and_refuses_that_one(self):
+        errors = logged(self, LogLevel.error, LogLevel.critical)
+        yield self.store.save_room(make_record(OTHER_ROOM))
+        bad = make_record(ROOM)
+        bad.config = {"history_length": "twenty"}
+        yield self.store.save_room(bad)
+        service = MasterMUC("conference.fairfax.test", self.store, Clock())
+        yield service.load()
+        self.assertEqual(sorted(service.rooms), [OTHER_ROOM])
+        self.assertEqual(len([e for e in errors if ROOM in e and "cannot load" in e]), 1, errors)
+        sent = []
+        service.send = sent.append
+        service._receive(parse_xml("<presence from='kevin@fairfax.test/x' to='%s/Kevin'>"
+                                   "<x xmlns='http://jabber.org/protocol/muc'/></presence>"
+                                   % ROOM), "presence")
+        error, = sent
+        self.assertEqual(error.getAttribute("type"), "error")
+        self.assertIn("internal-server-error", error.toXml())
+        # Nothing was written over it.
+        rooms = yield self.store.load_rooms()
+        self.assertEqual([r.config for r in rooms if r.jid == ROOM], [bad.config])
+
+    @defer.inlineCallbacks
+    def test_a_mirror_loads_the_other_copies_and_refuses_that_one(self):
+        from dmuc.mirror.handler import MirrorMUC
+        from dmuc.xmpp.addressing import mirror_room_jid
+        errors = logged(self, LogLevel.error)
+        broken = mirror_room_jid(ROOM, "mirror.raleigh.test")
+        yield self.store.save_room(RoomRecord(jid=broken, unreadable=None,
+                                              config={"master_jid": ROOM}))
+        service = MirrorMUC("mirror.raleigh.test", ("raleigh.test",), self.store, Clock())
+        yield service.load()
+        self.assertEqual(service.rooms, {})
+        self.assertEqual(len([e for e in errors if broken in e and "cannot load" in e]), 1,
+                         errors)
+        sent = []
+        service.send = sent.append
+        service._receive(parse_xml("<presence from='wayne@raleigh.test/x' to='%s/Wayne'>"
+                                   "<x xmlns='http://jabber.org/protocol/muc'/></presence>"
+                                   % broken), "presence")
+        error, = sent
+        self.assertIn("internal-server-error", error.toXml())
 
     @defer.inlineCallbacks
     def assertOpenFails(self, path):

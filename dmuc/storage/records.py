@@ -16,6 +16,8 @@ class RoomRecord:
     @ivar subject: the current subject text, or C{None}.
     @ivar subject_nick: the nick that set it, or C{None} for the room.
     @ivar subject_time: when it was set (seconds since the epoch), or C{None}.
+    @ivar unreadable: why the stored row could not be read (and the rest is
+        empty), or C{None}: one bad row must not keep the others from loading.
     """
 
     jid: str
@@ -24,6 +26,7 @@ class RoomRecord:
     subject: str | None = None
     subject_nick: str | None = None
     subject_time: float | None = None
+    unreadable: str | None = None
 
 
 @dataclass

@@ -352,8 +352,16 @@ def _load_rooms(txn):
         "SELECT jid, config, subject, subject_nick, subject_time FROM rooms")
     rooms = {}
     for jid, config, subject, subject_nick, subject_time in txn.fetchall():
+        try:
+            parsed = json.loads(config)
+            if not isinstance(parsed, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            rooms[jid] = RoomRecord(jid=jid, unreadable="its stored config is not valid: %s"
+                                    % (e,))
+            continue
         rooms[jid] = RoomRecord(
-            jid=jid, config=json.loads(config), subject=subject,
+            jid=jid, config=parsed, subject=subject,
             subject_nick=subject_nick, subject_time=subject_time)
     txn.execute("SELECT room_jid, jid, affiliation FROM affiliations")
     for room_jid, jid, affiliation in txn.fetchall():

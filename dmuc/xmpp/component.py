@@ -67,6 +67,9 @@ class ComponentHandler(XMPPHandler):
             status_file = monitor.status_file_for(self.domain)
         self.monitors = PeerMonitors(self, settings, status_file)
         self.traffic = Counter()
+        # Rooms whose stored row could not be read at load: refused, and
+        # never created anew over what storage holds.
+        self.unloadable = set()
         self.resyncs = ResyncStats()
 
     # -- the link monitor's listener; services override what they do

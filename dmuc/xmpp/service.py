@@ -6,6 +6,8 @@ that order so rooms are loaded before the first stanza arrives.
 A storage that cannot be opened stops dmuc with a log line naming it.
 """
 
+import os
+
 from twisted.application import service
 from twisted.logger import Logger
 
@@ -57,6 +59,9 @@ class ComponentService(service.MultiService):
     def _failed(self, failure):
         log.failure("{kind} service {jid}: cannot start", failure, kind=self.kind,
                     jid=self.handler.domain)
+        # Exit with status 1 once stopped: a service manager must see the
+        # failure (status 0 reads as a clean stop, and is not restarted).
+        self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
         self.reactor.stop()
 
     def stopService(self):
