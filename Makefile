@@ -45,9 +45,11 @@ prosody:
 # The tests that run two real sites (tests/harness/sites.py): `make direct`
 # runs them once more with the master and the mirror talking over dmuc's
 # own compressed S2S stream instead of through the two Prosody servers
-# (test_deployments and test_harness_tls choose their deployments).
+# (test_deployments, test_harness_tls and test_deploy_examples choose their
+# deployments; test_harness and test_tools test the harness and the tools).
 TWO_SITE_TESTS := $(shell grep -l "harness.sites import" tests/test_*.py \
-                    | grep -v -e test_deployments -e test_harness_tls)
+                    | grep -v -e test_deployments -e test_harness_tls -e test_harness.py \
+                      -e test_deploy_examples -e test_tools)
 
 # The tests that need no network: `make legacy` runs them on the oldest
 # Twisted dmuc supports, in a virtualenv of its own.
