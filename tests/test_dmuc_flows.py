@@ -483,3 +483,29 @@ class MirrorRecordTests(unittest.TestCase):
                        % (ROOM, show))
             kevin, = [o for o in room.to_record().config["roster"] if o["nick"] == "Kevin"]
             self.assertIn("<show>%s</show>" % show, kevin["presence"])
+
+
+class UnansweredIqTests(unittest.TestCase):
+    """A routed IQ nobody answers is forgotten after a while (the asker's
+    client gave up long before), at the master and at a mirror."""
+
+    def test_forgotten_at_both_ends(self):
+        from dmuc.muc.occupant_iq import ROUTED_IQ_TIMEOUT
+        sites = conversation()
+        room = sites.master.rooms[ROOM]
+        sites.send(WAYNE, "<iq type='get' id='v1' to='%s/Kevin'><query "
+                          "xmlns='jabber:iq:version'/></iq>" % MROOM)
+        asked, = sites.take(KEVIN)
+        self.assertEqual((len(room._pending_iqs), len(sites.mirror._forwarded_iqs)), (1, 1))
+        sites.clock.advance(ROUTED_IQ_TIMEOUT + 1)
+        # The next request finds the old one gone.
+        sites.send(WAYNE, "<iq type='get' id='v2' to='%s/Kevin'><query "
+                          "xmlns='jabber:iq:version'/></iq>" % MROOM)
+        self.assertEqual((len(room._pending_iqs), len(sites.mirror._forwarded_iqs)), (1, 1))
+        # A late answer to the first is dropped; the second still works.
+        sites.send(KEVIN, "<iq type='result' id='%s' to='%s/Wayne'/>" % (asked["id"], ROOM))
+        self.assertEqual(sites.take(WAYNE), [])
+        second, = sites.take(KEVIN)
+        sites.send(KEVIN, "<iq type='result' id='%s' to='%s/Wayne'/>" % (second["id"], ROOM))
+        answer, = sites.take(WAYNE)
+        self.assertEqual(answer["id"], "v2")

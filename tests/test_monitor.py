@@ -185,7 +185,11 @@ class StatusFileTests(unittest.TestCase):
         self.json, self.parse_xml = json, parse_xml
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
-        self.path = self.mktemp()
+        import shutil
+        import tempfile
+        directory = tempfile.mkdtemp(prefix="dmuc-status-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        self.path = directory + "/status.json"
         sent = self.sent = []
 
         class Service:

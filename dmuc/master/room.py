@@ -26,7 +26,7 @@ from dmuc.muc.history import order_key
 from dmuc.muc.model import (
     AFFILIATION_RANK, ROLE_RANK, Occupant, RoomConfig, Session, affiliation_rank,
     role_rank)
-from dmuc.muc.occupant_iq import goes_to_bare_jid
+from dmuc.muc.occupant_iq import RoutedIqs, goes_to_bare_jid
 from dmuc.muc.presence import destroy_presence, occupant_presence, template
 from dmuc.storage import HistoryEntry, RoomRecord
 from dmuc.xmpp import namespaces as ns
@@ -70,7 +70,7 @@ class Room:
         self._nick_by_address = {}
         # A renamed mirror occupant's old occupant JID -> its new one.
         self._renamed_addresses = {}
-        self._pending_iqs = {}
+        self._pending_iqs = RoutedIqs(host.clock)
         # Mirror room JIDs that have had the config and roster (DMUC), and
         # those whose users were dropped at a netsplit.
         self.reserved_nicks = {}   # bare JID -> its registered nick
@@ -1012,8 +1012,8 @@ class Room:
                                        type="result", id=iq.getAttribute("id")))
             return
         routed_id = self.host.new_id()
-        self._pending_iqs[routed_id] = (iq.getAttribute("id"), sender.address,
-                                        target.address)
+        self._pending_iqs.add(routed_id, (iq.getAttribute("id"), sender.address,
+                                          target.address))
         forwarded = _without_envelope(copy_element(iq))
         forwarded.children = [c for c in forwarded.children
                               if not room_copy.is_room_marker(c, self.jid)]
@@ -1036,7 +1036,7 @@ class Room:
         responder = self.occupant_by_address(target)
         if responder is None:
             return
-        del self._pending_iqs[iq["id"]]
+        self._pending_iqs.discard(iq["id"])
         response = _without_envelope(copy_element(iq))
         response["id"] = original_id
         response["from"] = self.occupant_jid(responder.nick)

@@ -48,7 +48,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self.name = name
         self.rooms = {}
         self._masters = {}        # master service -> its features / False / [waiting joins]
-        self._forwarded_iqs = RoutedIqs()  # IQs routed to or for occupants
+        self._forwarded_iqs = RoutedIqs(clock)  # IQs routed to or for occupants
         self._uploads = {}        # our id -> number of split messages in it
         self._stopping = set()     # master services that said they stop
         self._saved_shapes = {}   # room JID -> what of it a crash may not lose, as saved

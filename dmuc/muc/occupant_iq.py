@@ -13,6 +13,10 @@ bare-JID rule with L{goes_to_bare_jid} too.
 from collections import OrderedDict
 from dataclasses import dataclass
 
+#: Seconds a routed request waits for its answer before it is forgotten
+#: (clients give up on an IQ well within it; a late answer is dropped).
+ROUTED_IQ_TIMEOUT = 120
+
 # The payloads Prosody's handle_iq_to_occupant sends to the bare JID.
 BARE_JID_PAYLOADS = frozenset((
     "vcard-temp",
@@ -58,22 +62,38 @@ class RoutedIq:
 
 class RoutedIqs:
     """
-    Requests routed by a room service, by the id it gave them.  Only so
-    many are kept: an IQ nobody answers must not stay for ever.
+    Requests routed by a room service, by the id it gave them.  An IQ
+    nobody answers must not stay for ever: each is kept for
+    L{ROUTED_IQ_TIMEOUT} seconds (by C{clock}), and only so many at once.
     """
 
     limit = 10000
 
-    def __init__(self):
-        self._waiting = OrderedDict()
+    def __init__(self, clock=None, timeout=ROUTED_IQ_TIMEOUT):
+        self._waiting = OrderedDict()   # our id -> (when routed, what)
+        self.clock, self.timeout = clock, timeout
 
     def __len__(self):
         return len(self._waiting)
 
     def add(self, our_id, routed):
-        self._waiting[our_id] = routed
+        now = self.clock.seconds() if self.clock is not None else 0
+        # Oldest first: drop those whose time is up, then the surplus.
+        while self._waiting:
+            first, (when, _) = next(iter(self._waiting.items()))
+            if when > now - self.timeout:
+                break
+            del self._waiting[first]
+        self._waiting[our_id] = (now, routed)
         while len(self._waiting) > self.limit:
             self._waiting.popitem(last=False)
+
+    def get(self, iq_id):
+        entry = self._waiting.get(iq_id)
+        return entry[1] if entry is not None else None
+
+    def discard(self, iq_id):
+        self._waiting.pop(iq_id, None)
 
     def answer(self, iq_id, sender, room):
         """
@@ -82,7 +102,7 @@ class RoutedIqs:
         not where it went, or the answer is addressed to another room:
         nobody may answer in the target's place.
         """
-        routed = self._waiting.get(iq_id)
+        routed = self.get(iq_id)
         if routed is None or routed.room != room:
             return None
         if sender not in (routed.responder, bare(routed.responder)):
