@@ -275,6 +275,7 @@ SCHEMA = {
         "database": (_database, "dmuc-master.sqlite"),
         "trusted_mirrors": (_trusted_mirrors, ""),
         "redirect_to_mirrors": (_boolean, "false"),
+        "max_history_messages": (_count, "1000"),
         "tombstone_expiry": (_expiry, str(31 * 86400)),
         "archive_expires": (_archive_expires, "1w"),
     },
@@ -337,6 +338,7 @@ class MasterConfig:
     connection: str = "component"
     direct_peers: tuple = ()
     redirect_to_mirrors: bool = False
+    max_history_messages: int = 1000
     tombstone_expiry: float = 31 * 86400
     archive_expires: float | None = 7 * 86400
 

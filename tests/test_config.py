@@ -69,6 +69,16 @@ class LoadTests(unittest.TestCase):
             "[monitor]\nstatus_file = /tmp/status.json\n",
             "[monitor] status_file:", "{service}")
 
+    def test_max_history_messages(self):
+        loaded = config.load(self.write("[master]\njid = c.example.org\nsecret = x\n"))
+        self.assertEqual(loaded.master.max_history_messages, 1000)
+        loaded = config.load(self.write("[master]\njid = c.example.org\nsecret = x\n"
+                                        "max_history_messages = 50\n"))
+        self.assertEqual(loaded.master.max_history_messages, 50)
+        self.assertConfigError("[master]\njid = c.example.org\nsecret = x\n"
+                               "max_history_messages = lots\n",
+                               "[master] max_history_messages:")
+
     def test_metrics_off_unless_configured(self):
         loaded = config.load(self.write("[master]\njid = c.example.org\nsecret = x\n"))
         self.assertIsNone(loaded.metrics)

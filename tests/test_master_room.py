@@ -321,6 +321,22 @@ class AdminTests(unittest.TestCase):
         self.assertEqual(error_condition(out[0]), ("modify", "bad-request"))
         self.assertEqual(self.f.muc.rooms[ROOM].config.name, "")
 
+    def test_history_length_is_bounded_by_the_operator(self):
+        # An owner asking for a billion messages would grow the process
+        # without bound: the service's max_history_messages caps it, as
+        # Prosody's option of that name does.
+        from dmuc.master.handler import DEFAULT_MAX_HISTORY
+        self.f.receive(config_submit(("muc#roomconfig_historylength", "1000000000")))
+        room = self.f.muc.rooms[ROOM]
+        self.assertEqual(room.config.history_length, DEFAULT_MAX_HISTORY)
+        for n in range(DEFAULT_MAX_HISTORY + 5):
+            self.f.receive("<message type='groupchat' from='%s' to='%s'><body>%d</body></message>"
+                           % (KEVIN, ROOM, n))
+        self.assertEqual(len(room.history), DEFAULT_MAX_HISTORY)
+        form = self.f.receive("<iq type='get' id='g' from='%s' to='%s'><query xmlns='%s'/></iq>"
+                              % (KEVIN, ROOM, ns.MUC_OWNER))
+        self.assertIn("<value>%d</value>" % DEFAULT_MAX_HISTORY, form[0].toXml())
+
     def test_destroy(self):
         out = self.f.receive(
             "<iq type='set' id='d' from='%s' to='%s'><query xmlns='%s'>"

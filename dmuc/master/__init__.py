@@ -16,6 +16,8 @@ def MasterService(xmpp, master, monitor, reactor, s2s=None):
         lambda store: MasterMUC(master.jid, store, reactor,
                                 trusted_mirrors=master.trusted_mirrors, monitor=monitor,
                                 tombstone_expiry=master.tombstone_expiry,
-                                redirect_to_mirrors=master.redirect_to_mirrors).keeping_archives_for(
+                                redirect_to_mirrors=master.redirect_to_mirrors,
+                                max_history_messages=master.max_history_messages
+                                ).keeping_archives_for(
             master.archive_expires),
         reactor, connection=master.connection, direct_peers=master.direct_peers, s2s=s2s)

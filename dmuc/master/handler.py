@@ -40,6 +40,12 @@ KICKABLE_ERRORS = {
 RELAY_TIMEOUT = 60
 
 
+#: [master] max_history_messages by default: Prosody has no bound unless
+#: its operator sets one, and a room's owner could then make the process
+#: grow without limit.
+DEFAULT_MAX_HISTORY = 1000
+
+
 class MasterMUC(archive.ArchiveHost, ComponentHandler):
     """
     The master MUC service for one component domain.
@@ -50,7 +56,8 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
 
     def __init__(self, domain, store, clock, name="dmuc chat rooms",
                  trusted_mirrors=None, monitor=None, tombstone_expiry=DEFAULT_EXPIRY,
-                 redirect_to_mirrors=False, compact=True):
+                 redirect_to_mirrors=False, compact=True,
+                 max_history_messages=DEFAULT_MAX_HISTORY):
         """
         @param trusted_mirrors: mirror service domain -> the user domains it
             may speak for (docs/protocol.md 8).
@@ -60,7 +67,10 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             C{gone} (L{Tombstones}); 0 for never.
         @param compact: offer mirrors the compact profile
             (dmuc/muc/compact.py); without it we speak as dmuc did before.
+        @param max_history_messages: the most messages of history a room
+            keeps, whatever its owner asks (Prosody's option of that name).
         """
+        self.max_history_messages = max_history_messages
         ComponentHandler.__init__(self, domain, store, clock, monitor)
         self.trusted_mirrors = dict(trusted_mirrors or {})
         self.name = name
@@ -92,6 +102,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
                 if record.unreadable:
                     raise ValueError(record.unreadable)
                 room = Room.from_record(record, self)
+                self.bounded(room.config)
                 entries = yield self.store.load_history(record.jid, room.config.history_length)
                 room.history = sorted(entries, key=order_key)
             except Exception as e:
@@ -299,6 +310,12 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
                      room=room_jid, jid=jid.full(), why=e)
             raise StanzaError("bad-request", text="Malformed DMUC envelope: %s" % (e,))
         self._compact_mirrors.add(jid.host)
+
+    def bounded(self, config):
+        """C{config} with its history within L{max_history_messages}."""
+        config.history_length = min(config.history_length, self.max_history_messages)
+        config.default_history = min(config.default_history, config.history_length)
+        return config
 
     def occupant_count(self):
         """Occupants of every room, for the metrics."""
@@ -771,7 +788,8 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             codes = []
             if kind == "submit":
                 if list(action.elements()):
-                    codes = room.configure(forms.parse_config_submission(action, room.config))
+                    codes = room.configure(self.bounded(
+                        forms.parse_config_submission(action, room.config)))
             elif kind != "cancel":
                 raise StanzaError("bad-request", text="Not a submitted form")
             self.send(result_reply(iq))
