@@ -234,10 +234,8 @@ class TwistdTests(unittest.TestCase):
         directory = temp_directory(self)
         database = os.path.join(directory, "master.sqlite")
         connection = sqlite3.connect(database)
-        connection.execute("CREATE TABLE rooms (jid TEXT PRIMARY KEY, config TEXT NOT NULL, "
-                           "subject TEXT, subject_nick TEXT, subject_time REAL)")
-        connection.execute("INSERT INTO rooms VALUES ('bad@conference.fairfax.test', "
-                           "'not a configuration', NULL, NULL, NULL)")
+        # A rooms table of another shape than dmuc's: no room can be read.
+        connection.execute("CREATE TABLE rooms (jid TEXT PRIMARY KEY, settings TEXT)")
         connection.commit()
         connection.close()
         path = os.path.join(directory, "dmuc.ini")
