@@ -97,25 +97,18 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
     def load(self):
         """Bring back the persistent rooms and their history from storage."""
         records = yield self.store.load_rooms()
-        for record in records:
-            try:
-                if record.unreadable:
-                    raise ValueError(record.unreadable)
-                room = Room.from_record(record, self)
-                self.bounded(room.config)
-                entries = yield self.store.load_history(record.jid, room.config.history_length)
-                room.history = sorted(entries, key=order_key)
-            except Exception as e:
-                # The others load; this one stays in the database untouched
-                # and is refused, not created anew over it.
-                log.error("{room}: cannot load this room ({why}); it stays in the database as "
-                          "it is and is refused until it can be read", room=record.jid, why=e)
-                self.unloadable.add(record.jid)
-                continue
-            self.rooms[record.jid] = room
+        yield self.load_each(records, self._load_room)
         yield self.tombstones.load()
         log.info("{domain}: loaded {count} persistent room(s)",
                  domain=self.domain, count=len(self.rooms))
+
+    @defer.inlineCallbacks
+    def _load_room(self, record):
+        room = Room.from_record(record, self)
+        self.bounded(room.config)
+        entries = yield self.store.load_history(record.jid, room.config.history_length)
+        room.history = sorted(entries, key=order_key)
+        self.rooms[record.jid] = room
 
     # -- the room host interface (send, now, new_id: ComponentHandler)
 
@@ -217,10 +210,8 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             return
         room_jid = recipient.userhost()
         room = self.rooms.get(room_jid)
-        if room is None and room_jid in self.unloadable:
-            raise StanzaError("internal-server-error", type="wait", by=self.domain,
-                              text="This room cannot be loaded from storage; the service's "
-                              "operator has been told")
+        if room is None:
+            self.check_loadable(room_jid)
         if room is None and self.tombstones.check(room_jid, stanza):
             return
         jid = sender

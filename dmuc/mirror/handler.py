@@ -77,21 +77,9 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
     def load(self):
         """Bring back the mirror rooms' copies (config, roster, history)."""
         records = yield self.store.load_rooms()
-        for record in records:
-            try:
-                if record.unreadable:
-                    raise ValueError(record.unreadable)
-                entries = yield self.store.load_history(
-                    record.jid, record.config.get("room_config", {}).get("history_length", 20))
-                self.rooms[record.jid] = MirrorRoom.from_record(record, self, entries)
-            except Exception as e:
-                # The others load; this copy (with what its users wrote
-                # during a split) stays in the database untouched, and the
-                # room is refused rather than copied anew over it.
-                log.error("{room}: cannot load this room copy ({why}); it stays in the "
-                          "database as it is and is refused until it can be read",
-                          room=record.jid, why=e)
-                self.unloadable.add(record.jid)
+        # A copy that cannot be read (it may hold what its users wrote
+        # during a split) is refused, not copied anew over it.
+        yield self.load_each(records, self._load_room)
         log.info("{domain}: loaded {count} mirror room(s)", domain=self.domain,
                  count=len(self.rooms))
         for room in self.rooms.values():
@@ -100,6 +88,12 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             if room.split:
                 # Stopped during a split: resync at the first answer.
                 self.monitors.monitors[host].assume_split()
+
+    @defer.inlineCallbacks
+    def _load_room(self, record):
+        entries = yield self.store.load_history(
+            record.jid, record.config.get("room_config", {}).get("history_length", 20))
+        self.rooms[record.jid] = MirrorRoom.from_record(record, self, entries)
 
     # -- host interface of MirrorRoom (send, now, new_id: ComponentHandler)
 
@@ -167,10 +161,8 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                      domain=self.domain, name=name, jid=sender.full(), to=recipient.full())
             raise StanzaError("jid-malformed", text="Not a mirror room address")
         room_jid = recipient.userhost()
-        if room_jid in self.unloadable and room_jid not in self.rooms:
-            raise StanzaError("internal-server-error", type="wait", by=room_jid,
-                              text="This room's copy cannot be loaded from storage; the "
-                              "service's operator has been told")
+        if room_jid not in self.rooms:
+            self.check_loadable(room_jid)
         master_host = master_jid.split("@", 1)[1]
         if sender.host == master_host:
             self._from_master(stanza, name, sender, recipient, master_jid, room_jid)

@@ -13,6 +13,7 @@ import itertools
 import os
 from collections import Counter
 
+from twisted.internet import defer
 from twisted.logger import Logger
 from wokkel.subprotocols import XMPPHandler
 
@@ -143,6 +144,32 @@ class ComponentHandler(XMPPHandler):
         """The room is deleted from storage: a pending save would bring
         it back."""
         self._unsaved.pop(room_jid, None)
+
+    @defer.inlineCallbacks
+    def load_each(self, records, load_one):
+        """
+        Bring back each stored room with C{load_one(record)} (it may return
+        a Deferred).  One that cannot be read is logged and refused from
+        then on (L{check_loadable}); the others load, and its row stays in
+        storage untouched rather than created anew over it.
+        """
+        for record in records:
+            try:
+                if record.unreadable:
+                    raise ValueError(record.unreadable)
+                yield load_one(record)
+            except Exception as e:
+                log.error("{room}: cannot load this room ({why}); it stays in the database as "
+                          "it is and is refused until it can be read", room=record.jid, why=e)
+                self.unloadable.add(record.jid)
+
+    def check_loadable(self, room_jid):
+        """@raise StanzaError: C{room_jid} is a room storage could not give
+        back at start."""
+        if room_jid in self.unloadable:
+            raise StanzaError("internal-server-error", type="wait", by=room_jid,
+                              text="This room cannot be loaded from storage; the service's "
+                              "operator has been told")
 
     def flush(self):
         """Write every pending save now; the service calls it at stop."""
