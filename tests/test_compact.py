@@ -179,7 +179,7 @@ class RestartTests(unittest.TestCase):
                           "<message xmlns='jabber:client' id='b'><body>bad</body>"
                           "<t xmlns='%s' s='NOT A TIME' i='B1' n='Kevin'/></message>"
                           "</history>" % (ns.DMUC_COMPACT, ns.DMUC_COMPACT))
-        kept = sites.mirror._history_items(room, items)
+        kept = sites.mirror._history_items(room, [items])
         self.assertEqual([str(child(k, "body", "jabber:client")) for k in kept], ["good"])
         self.assertTrue(any("malformed history item" in line for line in lines), lines)
 

@@ -5,6 +5,8 @@ that changes the roster, and its saves to storage (coalesced, flushed at
 stop, restored the same after a restart).
 """
 
+import json
+
 from twisted.internet import defer
 from twisted.logger import LogLevel
 from twisted.trial import unittest
@@ -16,9 +18,9 @@ from dmuc.storage.memory import MemoryRoomStore
 from dmuc.xmpp.component import SAVE_DELAY
 from dmuc.xmpp.service import ComponentService
 from dmuc.xmpp import namespaces as ns
-from dmuc.xmpp.stanzas import parse_jid
+from dmuc.xmpp.stanzas import parse_jid, parse_xml
 from tests.stanza_helpers import error_condition, logged
-from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, join, say
+from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, bodies, join, say
 from tests import test_netsplit
 from tests.two_site_helpers import MIRROR, MROOM, ROOM, TwoSites
 
@@ -311,3 +313,24 @@ class CrashTests(unittest.TestCase):
         room = self.sites.mirror.rooms[MROOM]
         self.assertTrue(room.split)
         self.assertEqual(len(room.split_messages), 2)
+
+    def test_split_messages_an_older_dmuc_kept_in_the_record_move_to_the_outbox(self):
+        self.join(self.sites, WAYNE, "Wayne")
+        self.sites.cut = True
+        say(self.sites, WAYNE, "during", MROOM)
+        self.sites.mirror.flush()
+        store = self.sites.mirror.store
+        # What an older dmuc wrote: the message in the record, no outbox.
+        record = store._rooms[MROOM]
+        config = json.loads(record.config)
+        config["split_messages"] = [vars(m) for m in store._outbox.pop(MROOM)]
+        record.config = json.dumps(config)
+        self.sites.restart_mirror(crash=True)
+        self.sites.mirror.flush()
+        self.assertEqual([m.nick for m in store._outbox[MROOM]], ["Wayne"])
+        self.assertNotIn("split_messages", json.loads(store._rooms[MROOM].config))
+        self.sites.cut = False
+        self.sites.advance(100)
+        self.assertIn("during", [b for e in self.sites.master.rooms[ROOM].history
+                                 for b in bodies([parse_xml(e.xml)])])
+        self.assertEqual(store._outbox[MROOM], [])

@@ -13,7 +13,8 @@ from zope.interface.verify import verifyObject
 
 from dmuc.master.handler import MasterMUC
 from dmuc.master.room import Room
-from dmuc.storage import HistoryEntry, IRoomStore, RoomRecord, StorageError, Tombstone
+from dmuc.storage import (
+    HistoryEntry, IRoomStore, RoomRecord, SplitMessage, StorageError, Tombstone)
 from dmuc.storage.memory import MemoryRoomStore
 from dmuc.storage.sqlite import SQLiteRoomStore
 from dmuc.xmpp.stanzas import parse_xml
@@ -292,6 +293,22 @@ class RoomStoreTestsMixin:
         rooms = yield self.store.load_rooms()
         self.assertEqual(rooms, [make_record()])
 
+    # -- a mirror's outbox (what its users wrote during a split)
+
+    @defer.inlineCallbacks
+    def test_outbox_keeps_order_until_the_master_has_them(self):
+        written = [SplitMessage("Wayne", "wayne@raleigh.test/x", 10.0 + n, "<m n='%d'/>" % n)
+                   for n in range(5)]
+        for message in written:
+            yield self.store.append_outbox(ROOM, message)
+        yield self.store.append_outbox(OTHER_ROOM, written[0])
+        self.assertEqual((yield self.store.load_outbox(ROOM)), written)
+        yield self.store.delete_outbox(ROOM, 2)
+        self.assertEqual((yield self.store.load_outbox(ROOM)), written[2:])
+        yield self.store.delete_room(ROOM)
+        self.assertEqual((yield self.store.load_outbox(ROOM)), [])
+        self.assertEqual((yield self.store.load_outbox(OTHER_ROOM)), written[:1])
+
     # -- room archives (XEP-0313)
 
     @defer.inlineCallbacks
@@ -414,6 +431,13 @@ class SQLiteRoomStoreTests(RoomStoreTestsMixin, unittest.TestCase):
         yield self.store.close()
         self.store = yield SQLiteRoomStore(self.db_path).open()
         self.addCleanup(self.store.close)
+
+    @defer.inlineCallbacks
+    def test_the_outbox_survives_a_restart(self):
+        kept = SplitMessage("Wayne", "wayne@raleigh.test/x", 10.0, "<m/>")
+        yield self.store.append_outbox(ROOM, kept)
+        yield self.reopen()
+        self.assertEqual((yield self.store.load_outbox(ROOM)), [kept])
 
     @defer.inlineCallbacks
     def test_restart_loses_nothing(self):

@@ -18,14 +18,14 @@ from dmuc.muc import registration, voice
 from dmuc.master.room import NOT_IN_ROOM, Room
 from dmuc.master.tombstones import DEFAULT_EXPIRY, Tombstones
 from dmuc.muc import compact, forms, invitations, restart, room_copy
-from dmuc.muc import archive
-from dmuc.muc.history import order_key
+from dmuc.muc import archive, paging
+from dmuc.muc.history import History
 from dmuc.muc.model import HistoryRequest, JoinRequest, Sender
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.addressing import MalformedAddress, master_room_jid, mirror_room_jid
 from dmuc.xmpp.component import ComponentHandler
 from dmuc.xmpp.stanzas import (
-    StanzaError, child, child_text, error_condition, error_reply, parse_jid, payload,
+    StanzaError, child, child_text, error_condition, error_reply, make_stanza, parse_jid, payload,
     result_reply)
 from dmuc.xmpp.timestamps import parse_timestamp
 
@@ -107,7 +107,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         room = Room.from_record(record, self)
         self.bounded(room.config)
         entries = yield self.store.load_history(record.jid, room.config.history_length)
-        room.history = sorted(entries, key=order_key)
+        room.history = History(entries)
         self.rooms[record.jid] = room
 
     # -- the room host interface (send, now, new_id: ComponentHandler)
@@ -434,7 +434,6 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             # A mirror resynchronising after a split it saw and we may not
             # have: it dropped the other sites' occupants and needs them.
             answer.addChild(room.roster_for_mirror(mirror.userhost()))
-        history = answer.addElement((ns.MUC, "history"))
         brief = self.speaks_compact(mirror.full())
         messages = list(room.history_for_mirror(request, query.getAttribute("after")))
         subject = room.subject_for_mirror()
@@ -448,7 +447,14 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
                 compact.history_item(message, room.jid, room.mirror_knows_occupant_id(message))
             # Inside a foreign element a stanza names its namespace.
             message.uri = message.defaultUri = ns.CLIENT
-            history.addChild(message)
+        if query.getAttribute("paged") in ("1", "true"):
+            # All pages but the last go ahead of the answer, on the same
+            # stream: the mirror has them all when the answer comes.
+            *parts, last = list(paging.pages(messages)) or [[]]
+            for part in parts:
+                self.send(_history_part(stanza, part, self.new_id()))
+            messages = last
+        _add_history(answer, messages)
         self.send(reply)
 
     def _is_join(self, stanza):
@@ -826,6 +832,24 @@ def parse_join(stanza):
     element = child(x, "history", ns.MUC)
     request = _history_request(element) if element is not None else HistoryRequest()
     return JoinRequest(password=password, history=request)
+
+
+def _add_history(holder, messages):
+    history = holder.addElement((ns.MUC, "history"))
+    for message in messages:
+        history.addChild(message)
+
+
+def _history_part(request, messages, iq_id):
+    """One page of the history answer to C{request}, ahead of the answer
+    (docs/protocol.md 22): an IQ set naming the request it belongs to."""
+    iq = make_stanza("iq", to=request.getAttribute("from"), frm=request.getAttribute("to"),
+                     type="set", id=iq_id)
+    part = iq.addElement((ns.DMUC_SYNC, "room"))
+    part["id"] = parse_jid(request.getAttribute("to")).userhost()
+    part["part"] = request.getAttribute("id")
+    _add_history(part, messages)
+    return iq
 
 
 def _history_request(element):

@@ -22,7 +22,6 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from dmuc.muc import compact, forms, history, notices, registration, room_copy
-from dmuc.muc.history import order_key
 from dmuc.muc.model import (
     AFFILIATION_RANK, ROLE_RANK, Occupant, RoomConfig, Session, affiliation_rank,
     role_rank)
@@ -62,7 +61,7 @@ class Room:
         self.config = config or RoomConfig()
         self.affiliations = {}
         self.occupants = {}
-        self.history = []
+        self.history = history.History()
         self.subject = None
         self.subject_nick = None
         self.subject_time = None
@@ -98,7 +97,7 @@ class Room:
         room.subject = record.subject
         room.subject_nick = record.subject_nick
         room.subject_time = record.subject_time
-        room.history = sorted(entries, key=order_key)
+        room.history = history.History(entries)
         return room
 
     def _save(self):
@@ -891,13 +890,12 @@ class Room:
             # Its users keep the time it was written (a <delay/> now from
             # this room); the mirror had it all along.
             timestamp, origin_id, late = written
-            if any(history.origin_id(e) == origin_id for e in self.history):
+            if self.history.with_origin(origin_id) is not None:
                 return   # already had it (a resync repeated)
             skip_mirror = occupant.via
         elif sent is not None:
             origin_id = room_copy.origin_id(stanza)
-            if origin_id is not None and any(history.origin_id(e) == origin_id
-                                             for e in self.history):
+            if self.history.with_origin(origin_id) is not None:
                 return   # its split copy came first
             timestamp = sent
         stanza_id = self.host.new_id()
@@ -950,11 +948,8 @@ class Room:
         limit = self.config.history_length
         # Messages written at a mirror during a split arrive late with
         # their own time: history stays in timestamp order.
-        position = len(self.history)
-        while position and order_key(self.history[position - 1]) > order_key(entry):
-            position -= 1
-        self.history.insert(position, entry)
-        del self.history[:max(0, len(self.history) - limit)]
+        self.history.insert(entry)
+        self.history.trim(limit)
         if self.config.persistent and limit:
             self.host.store_message(self, entry)
         if self.config.archiving:
@@ -1265,7 +1260,7 @@ class Room:
         if {k: v for k, v in new.to_dict().items() if k != "whois"} != \
                 {k: v for k, v in old.to_dict().items() if k != "whois"}:
             codes.add("104")
-        del self.history[:max(0, len(self.history) - new.history_length)]
+        self.history.trim(new.history_length)
         if new.members_only and not old.members_only:
             self._remove_non_members()
         self.host.configured(self, old)

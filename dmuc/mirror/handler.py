@@ -13,7 +13,8 @@ from twisted.logger import Logger
 
 from dmuc.master.handler import parse_join
 from dmuc.muc.occupant_iq import RoutedIq, RoutedIqs, goes_to_bare_jid
-from dmuc.muc import archive, compact, invitations, registration, restart, room_copy
+from dmuc.muc import (
+    archive, compact, invitations, paging, registration, restart, room_copy)
 from dmuc.muc.presence import template
 from dmuc.mirror.archive import MirrorArchiveHost
 from dmuc.mirror.leaving import LeavesInFlight
@@ -49,7 +50,9 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self.rooms = {}
         self._masters = {}        # master service -> its features / False / [waiting joins]
         self._forwarded_iqs = RoutedIqs(clock)  # IQs routed to or for occupants
-        self._uploads = {}        # our id -> number of split messages in it
+        self._uploads = {}        # our id -> the room whose split messages it carries
+        self._upload_sizes = {}   # our id -> how many
+        self._history_parts = {}  # our history request's id -> pages come so far
         self._stopping = set()     # master services that said they stop
         self._saved_shapes = {}   # room JID -> what of it a crash may not lose, as saved
         self._leaving = LeavesInFlight()
@@ -67,6 +70,12 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                 # A room we mirror from there proves it speaks DMUC.
                 self._masters.setdefault(host, frozenset([ns.DMUC_SYNC]))
                 self._ask_master_features(host)
+        # What our users wrote during a split and a crash kept from the
+        # master (an upload cut short) goes up now; a room still split
+        # sends it at the netjoin.
+        for room in list(self.rooms.values()):
+            if room.split_messages and not room.split:
+                self._upload_split_messages(room)
 
     def send_to_all(self, prepared, addresses):
         """A L{prepare}d stanza to each of C{addresses} (our users' full
@@ -93,7 +102,15 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
     def _load_room(self, record):
         entries = yield self.store.load_history(
             record.jid, record.config.get("room_config", {}).get("history_length", 20))
-        self.rooms[record.jid] = MirrorRoom.from_record(record, self, entries)
+        outbox = yield self.store.load_outbox(record.jid)
+        room = self.rooms[record.jid] = MirrorRoom.from_record(record, self, entries, outbox)
+        older = len(record.config.get("split_messages", ()))
+        if older:
+            # An older dmuc kept them in the record: the outbox has them
+            # now, and the record is written without them.
+            for message in room.split_messages[:older]:
+                self.keep_split_message(room, message)
+            self.save_soon(room, "save the room copy")
 
     # -- host interface of MirrorRoom (send, now, new_id: ComponentHandler)
 
@@ -108,6 +125,14 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         if self._saved_shapes.get(room.jid) != shape:
             self._saved_shapes[room.jid] = shape
             self.flush()
+
+    def keep_split_message(self, room, message):
+        self.stored(self.store.append_outbox(room.jid, message), room,
+                    "keep a message for the master")
+
+    def drop_split_messages(self, room, count):
+        self.stored(self.store.delete_outbox(room.jid, count), room,
+                    "forget messages the master has")
 
     def store_message(self, room, entry):
         self.stored(self.store.append_history(room.jid, entry, room.config.history_length),
@@ -824,11 +849,21 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             return False
         return True
 
-    def _history_items(self, room, history):
-        """The messages of a history answer, compact ones made full (after
-        the roster: the occupant-ids come from it)."""
+    def _history_part(self, iq, part):
+        """A page of the history answer to come (docs/protocol.md 22),
+        kept until the answer: read with it, after its roster."""
+        kept = self._history_parts.get(part.getAttribute("part"))
+        if kept is None:
+            raise StanzaError("unexpected-request", text="No history request of that id")
+        kept.append(child(part, "history", ns.MUC))
+        self.send(result_reply(iq))
+
+    def _history_items(self, room, pages):
+        """The messages of a history answer's pages, compact ones made
+        full (after the roster: the occupant-ids come from it)."""
         items = []
-        for message in (history.elements() if history is not None else ()):
+        messages = (m for page in pages if page is not None for m in page.elements())
+        for message in messages:
             nick = compact.history_item_nick(message)
             occupant = room.roster.get(nick) if nick else None
             try:
@@ -845,28 +880,33 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
     def _sync_iq(self, iq, room, kind):
         if kind in ("result", "error") and self.archive_fin(iq):
             return
+        if self._uploads.pop(iq.getAttribute("id"), None) is not None:
+            self._upload_answered(room, iq, self._upload_sizes.pop(iq["id"]))
+            return
         if kind == "result":
-            uploaded = self._uploads.pop(iq.getAttribute("id"), None)
-            if uploaded is not None:
-                room.split_messages_delivered(uploaded)
-                return
+            parts = self._history_parts.pop(iq.getAttribute("id"), [])
             answer = child(iq, "room", ns.DMUC_SYNC)
             if answer is not None:
                 roster = child(answer, "roster", ns.DMUC_SYNC)
                 if roster is not None:
                     room.apply_roster(roster)
-                history = child(answer, "history", ns.MUC)
                 resync = room.resyncing
-                items = self._history_items(room, history)
+                items = self._history_items(room, parts + [child(answer, "history", ns.MUC)])
                 room.apply_history(items)
                 if resync and room.resync_started is not None:
-                    self.resyncs.add(self.now() - room.resync_started, len(items),
-                                     len(iq.toXml().encode("utf-8")) if self.metered else 0)
+                    size = sum(len(s.toXml().encode("utf-8")) for s in parts + [iq]) \
+                        if self.metered else 0
+                    self.resyncs.add(self.now() - room.resync_started, len(items), size)
                 self._upload_split_messages(room)
             return
         if kind == "error":
+            self._history_parts.pop(iq.getAttribute("id"), None)
             return
         query = payload(iq)
+        if kind == "set" and query is not None and (query.uri, query.name) == (
+                ns.DMUC_SYNC, "room") and query.getAttribute("part"):
+            self._history_part(iq, query)
+            return
         if kind == "set" and query is not None and compact.is_compact_config(query):
             room.apply_config(compact.parse_config(query))
             self.send(result_reply(iq))
@@ -913,28 +953,56 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             # pushes its roster only if it noticed the split too.
             query.addElement("roster")
         query.addElement((ns.MUC, "history"))["maxstanzas"] = str(room.config.history_length)
+        # A history of any size comes in pages (docs/protocol.md 22).
+        query["paged"] = "1"
+        self._history_parts[iq["id"]] = []
         self.send(iq)
 
     def _upload_split_messages(self, room):
-        """After a netjoin: what our users wrote during the split goes to
-        the master, in one IQ (docs/protocol.md 6)."""
-        messages = room.split_upload()
-        if not messages:
+        """
+        After a netjoin: what our users wrote during the split goes to the
+        master (docs/protocol.md 6), one page at a time (22): the next when
+        the master has taken this one.
+        """
+        if room.jid in self._uploads.values():
+            return   # one page in flight at a time: each answer frees its own
+        page = next(paging.pages(room.split_upload()), None)
+        if page is None:
             return
         iq = make_stanza("iq", to=room.master_jid, frm=room.jid, type="set", id=self.new_id())
         history = iq.addElement((ns.DMUC_SYNC, "room"))
         history["id"] = room.master_jid
         holder = history.addElement((ns.MUC, "history"))
-        for message in messages:
+        for message in page:
             holder.addChild(message)
-        self._uploads[iq["id"]] = len(messages)
+        self._uploads[iq["id"]] = room.jid
+        self._upload_sizes[iq["id"]] = len(page)
         self.send(iq)
+
+    def _forget_uploads(self, room):
+        """An upload whose answer a split may have lost: what it carried
+        is still kept and goes up again at the netjoin (the master takes
+        each message once)."""
+        for iq_id in [i for i, r in self._uploads.items() if r == room.jid]:
+            del self._uploads[iq_id], self._upload_sizes[iq_id]
+
+    def _upload_answered(self, room, iq, count):
+        if iq.getAttribute("type") == "result":
+            room.split_messages_delivered(count)
+            self._upload_split_messages(room)
+            self.maybe_idle(room)
+            return
+        # Kept: they go up again at the next resync.
+        log.warn("{room}: the master refused {count} messages our users wrote during the "
+                 "split ({condition}); kept, to send again at the next netjoin",
+                 room=room.jid, count=count, condition=error_condition(iq))
 
     # -- the link monitor
 
     def split(self, peer, reason):
         for room in list(self.rooms.values()):
             if room.master_jid.split("@")[-1] == peer:
+                self._forget_uploads(room)
                 room.enter_split(keep_messages=self.split_mode == "local",
                                  stopped=peer in self._stopping)
                 for stanza in self._leaving.unanswerable(room.jid):
@@ -951,6 +1019,9 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         joins = room.begin_resync()
         if not joins:
             room.resyncing = False
+            # Our users all left during the split: the master still gets
+            # what they wrote, then the room goes.
+            self._upload_split_messages(room)
             self.maybe_idle(room)
             return
         for nick, user, presence in joins:

@@ -17,10 +17,9 @@ from twisted.logger import Logger
 from twisted.words.xish import domish
 
 from dmuc.muc import forms, history, notices, room_copy, voice
-from dmuc.muc.history import order_key
 from dmuc.muc.model import RoomConfig, Session
 from dmuc.muc.presence import destroy_presence, is_destroy, occupant_presence, template
-from dmuc.storage import HistoryEntry, RoomRecord
+from dmuc.storage import HistoryEntry, RoomRecord, SplitMessage
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import (
     StanzaError, child, copy_element, error_reply, make_stanza, parse_jid, parse_xml, strip_children)
@@ -202,16 +201,6 @@ class InFlight:
     shown: bool = False   # fire-and-forget: our users have it already
 
 
-@dataclass
-class SplitMessage:
-    """A message written here during a netsplit, kept for the master."""
-
-    nick: str
-    user: str
-    timestamp: float
-    xml: str
-
-
 class MirrorRoom:
     """
     @ivar master_jid: the master room's JID.
@@ -225,7 +214,7 @@ class MirrorRoom:
         self.host = host
         self.config = RoomConfig()
         self.roster = Roster()
-        self.history = []
+        self.history = history.History()
         self.subject = None
         self.subject_from = None
         self.subject_delay = None
@@ -272,7 +261,6 @@ class MirrorRoom:
             jid=self.jid,
             config={"master": self.master_jid, "room_config": self.config.to_dict(),
                     "synced": self.synced, "roster": roster, "split": self.split,
-                    "split_messages": [vars(m) for m in self.split_messages],
                     "archive_complete": self.archive_complete},
             subject=self.subject, subject_nick=self.subject_from,
             subject_time=self.subject_delay)
@@ -280,8 +268,9 @@ class MirrorRoom:
     def crash_relevant_state(self):
         """What of this copy must be on disk at once, not within the save
         delay: who of our users is in (and at which nick), the split, and
-        what they wrote during it."""
-        return self.roster.users(), self.split, self.synced, len(self.split_messages)
+        what they wrote during it (that is in the outbox, written as it
+        comes: L{_keep_for_master})."""
+        return self.roster.users(), self.split, self.synced
 
     def _presence_xml(self, occupant):
         """
@@ -298,13 +287,18 @@ class MirrorRoom:
         return cached[1]
 
     @classmethod
-    def from_record(cls, record, host, entries):
+    def from_record(cls, record, host, entries, outbox=()):
+        """
+        @param outbox: the L{SplitMessage}s kept for the master; a record
+            an older dmuc wrote may hold some too (before them).
+        """
         data = record.config
         room = cls(data["master"], record.jid, host)
         room.config = RoomConfig.from_dict(data.get("room_config", {}))
         room.synced = room.history_requested = bool(data.get("synced"))
         room.split = bool(data.get("split"))
         room.split_messages = [SplitMessage(**m) for m in data.get("split_messages", [])]
+        room.split_messages += outbox
         room.archive_complete = bool(data.get("archive_complete"))
         for item in data.get("roster", []):
             room.roster[item["nick"]] = RemoteOccupant(
@@ -314,7 +308,7 @@ class MirrorRoom:
                 item.get("occupant_id"), _sessions_from_record(item))
         room.subject, room.subject_from = record.subject, record.subject_nick
         room.subject_delay = record.subject_time
-        room.history = sorted(entries, key=order_key)
+        room.history = history.History(entries)
         return room
 
     def _save(self):
@@ -336,7 +330,8 @@ class MirrorRoom:
         return self.roster.of_user(user)
 
     def is_idle(self):
-        return not self.roster.has_users() and not self.pending
+        """Nobody of ours uses it, and the master has all they wrote."""
+        return not self.roster.has_users() and not self.pending and not self.split_messages
 
     # -- what local users see
 
@@ -498,7 +493,7 @@ class MirrorRoom:
                                                        self.split_stopped))
             self.split_stopped = False
         else:
-            self.history = []
+            self.history = history.History()
             for message in messages:
                 self._remember(message)
         self.synced = True
@@ -898,8 +893,7 @@ class MirrorRoom:
             timestamp=timestamp, nick=(message.getAttribute("from") or "").partition("/")[2],
             real_jid="", xml=stored.toXml())
         origin = room_copy.origin_id(message)
-        held = next((e for e in self.history if e.stanza_id == entry.stanza_id
-                     or (origin and origin == history.origin_id(e))), None)
+        held = self.history.with_id(entry.stanza_id) or self.history.with_origin(origin)
         if held is not None:
             if self._is_master_copy(entry) and not self._is_master_copy(held):
                 # The master's copy (its id, its time) replaces the one we
@@ -918,11 +912,8 @@ class MirrorRoom:
     is_master_copy = _is_master_copy
 
     def _insert(self, entry):
-        position = len(self.history)
-        while position and order_key(self.history[position - 1]) > order_key(entry):
-            position -= 1
-        self.history.insert(position, entry)
-        del self.history[:max(0, len(self.history) - self.config.history_length)]
+        self.history.insert(entry)
+        self.history.trim(self.config.history_length)
         self.host.store_message(self, entry)
         if self.config.archiving:
             # The copy of the archive keeps what the history length drops.
@@ -1128,9 +1119,9 @@ class MirrorRoom:
         if room_copy.origin_id(copy) is None:
             copy.addElement((ns.STANZA_ID, "origin-id"))["id"] = self.host.new_id()
         now = written if written is not None else self.host.now()
-        self.split_messages.append(SplitMessage(sender.nick, sender.user.full(), now,
-                                                copy.toXml()))
-        self._save()
+        kept = SplitMessage(sender.nick, sender.user.full(), now, copy.toXml())
+        self.split_messages.append(kept)
+        self.host.keep_split_message(self, kept)
         return copy, now
 
     # -- XEP-0410 self-ping
@@ -1215,8 +1206,7 @@ class MirrorRoom:
     def split_upload(self):
         """The messages written here during the split, as the master gets
         them: from our occupant JID, with the envelope, the original
-        <delay/> and the origin-id."""
-        messages = []
+        <delay/> and the origin-id.  Lazy: uploads take a page at a time."""
         for kept in self.split_messages:
             message = parse_xml(kept.xml)
             message["from"] = self.local_jid(kept.nick)
@@ -1231,12 +1221,11 @@ class MirrorRoom:
             delay["stamp"] = format_timestamp(kept.timestamp)
             message.addElement((ns.FMUC, "fmuc"))["from"] = kept.user
             message.uri = message.defaultUri = ns.CLIENT
-            messages.append(message)
-        return messages
+            yield message
 
     def split_messages_delivered(self, count):
         del self.split_messages[:count]
-        self._save()
+        self.host.drop_split_messages(self, count)
 
     # -- discovery
 

@@ -6,6 +6,7 @@ newest message, stop at the first one that breaks a limit.  C{maxchars}
 counts the serialised stanza as it will be sent, as Prosody does.
 """
 
+import bisect
 import functools
 
 from dmuc.xmpp import namespaces as ns
@@ -88,3 +89,81 @@ def origin_id(entry):
 def _origin_id_in(xml):
     element = child(parse_xml(xml), "origin-id", ns.STANZA_ID)
     return element.getAttribute("id") if element is not None else None
+
+
+class History:
+    """
+    A room's history, oldest first in L{order_key} order, with its
+    stanza-ids and origin-ids indexed: a resync after a long split adds
+    thousands of messages, each placed and checked for a copy already
+    held, and a scan per message would make that quadratic (issue 13).
+
+    Reads like the list it replaces (iteration, C{len}, indexes and
+    slices); changes go through L{insert}, L{remove} and L{trim}.
+    """
+
+    def __init__(self, entries=()):
+        self._entries = sorted(entries, key=order_key)
+        self._keys = [order_key(e) for e in self._entries]
+        self._by_id = {}
+        self._by_origin = {}
+        for entry in self._entries:
+            self._index(entry)
+
+    def _index(self, entry):
+        self._by_id[entry.stanza_id] = entry
+        origin = origin_id(entry)
+        if origin:
+            self._by_origin[origin] = entry
+
+    def _unindex(self, entry):
+        if self._by_id.get(entry.stanza_id) is entry:
+            del self._by_id[entry.stanza_id]
+        origin = origin_id(entry)
+        if origin and self._by_origin.get(origin) is entry:
+            del self._by_origin[origin]
+
+    def insert(self, entry):
+        """Place C{entry} by its time (a late message goes back in)."""
+        key = order_key(entry)
+        position = bisect.bisect_right(self._keys, key)
+        self._keys.insert(position, key)
+        self._entries.insert(position, entry)
+        self._index(entry)
+
+    def remove(self, entry):
+        position = self._entries.index(entry)
+        del self._entries[position], self._keys[position]
+        self._unindex(entry)
+
+    def trim(self, limit):
+        """Drop the oldest entries beyond C{limit}."""
+        excess = max(0, len(self._entries) - limit)
+        for entry in self._entries[:excess]:
+            self._unindex(entry)
+        del self._entries[:excess], self._keys[:excess]
+
+    def with_id(self, stanza_id):
+        return self._by_id.get(stanza_id)
+
+    def with_origin(self, origin):
+        """The entry with origin-id C{origin}, or C{None}."""
+        return self._by_origin.get(origin) if origin else None
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __reversed__(self):
+        return reversed(self._entries)
+
+    def __len__(self):
+        return len(self._entries)
+
+    def __getitem__(self, index):
+        return self._entries[index]
+
+    def __eq__(self, other):
+        return list(self._entries) == list(other)
+
+    def __repr__(self):
+        return "History(%r)" % (self._entries,)

@@ -6,7 +6,9 @@ L{IRoomStore} is the interface; L{dmuc.storage.memory} and
 L{dmuc.storage.sqlite} implement it and pass the same tests.
 """
 
-from dmuc.storage.records import HistoryEntry, RoomRecord, StorageError, Tombstone
+from dmuc.storage.records import (
+    HistoryEntry, RoomRecord, SplitMessage, StorageError, Tombstone)
 from dmuc.storage.interface import IRoomStore
 
-__all__ = ["HistoryEntry", "RoomRecord", "StorageError", "IRoomStore", "Tombstone"]
+__all__ = ["HistoryEntry", "RoomRecord", "SplitMessage", "StorageError", "IRoomStore",
+           "Tombstone"]

@@ -42,6 +42,25 @@ class IRoomStore(Interface):
         of a message by the master's).  An unknown id is not an error.
         """
 
+    def append_outbox(room_jid, message):
+        """
+        Keep one message a mirror's user wrote during a split, after the
+        others of that room, until L{delete_outbox} (written at once, one
+        row per message: a split of thousands does not rewrite them all).
+
+        @type message: L{SplitMessage}
+        """
+
+    def delete_outbox(room_jid, count):
+        """Forget the C{count} oldest messages of the room's outbox (the
+        master has taken them)."""
+
+    def load_outbox(room_jid):
+        """
+        @return: Deferred firing with the room's outbox, a list of
+            L{SplitMessage}, oldest first.
+        """
+
     def load_history(room_jid, limit):
         """
         @return: Deferred firing with the C{limit} newest L{HistoryEntry} of

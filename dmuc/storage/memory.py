@@ -4,6 +4,7 @@ a database.  Nothing survives a restart.
 """
 
 import copy
+import itertools
 import dataclasses
 import json
 
@@ -31,6 +32,7 @@ class MemoryRoomStore:
     def __init__(self):
         self._rooms = {}
         self._history = {}
+        self._outbox = {}
         self._archive = {}
         self._tombstones = {}
 
@@ -49,27 +51,40 @@ class MemoryRoomStore:
     def delete_room(self, room_jid):
         self._rooms.pop(room_jid, None)
         self._history.pop(room_jid, None)
+        self._outbox.pop(room_jid, None)
         return defer.succeed(None)
 
     def append_history(self, room_jid, entry, max_length):
-        entries = self._history.setdefault(room_jid, [])
-        if any(kept.stanza_id == entry.stanza_id for kept in entries):
+        # stanza-id -> entry, oldest first: a long split appends thousands.
+        entries = self._history.setdefault(room_jid, {})
+        if entry.stanza_id in entries:
             # The SQLite store has a unique index here; fail the same way.
             return defer.fail(StorageError(
                 f"room {room_jid}: duplicate stanza id {entry.stanza_id!r}"))
-        entries.append(copy.copy(entry))
-        del entries[:_excess(len(entries), max_length)]
+        entries[entry.stanza_id] = copy.copy(entry)
+        for stanza_id in list(itertools.islice(entries, _excess(len(entries), max_length))):
+            del entries[stanza_id]
         return defer.succeed(None)
 
     def delete_history_entry(self, room_jid, stanza_id):
-        entries = self._history.get(room_jid, [])
-        entries[:] = [e for e in entries if e.stanza_id != stanza_id]
+        self._history.get(room_jid, {}).pop(stanza_id, None)
         return defer.succeed(None)
 
     def load_history(self, room_jid, limit):
-        entries = self._history.get(room_jid, [])
+        entries = list(self._history.get(room_jid, {}).values())
         newest = entries[_excess(len(entries), limit):]
         return defer.succeed([copy.copy(entry) for entry in newest])
+
+    def append_outbox(self, room_jid, message):
+        self._outbox.setdefault(room_jid, []).append(dataclasses.replace(message))
+        return defer.succeed(None)
+
+    def delete_outbox(self, room_jid, count):
+        del self._outbox.get(room_jid, [])[:count]
+        return defer.succeed(None)
+
+    def load_outbox(self, room_jid):
+        return defer.succeed([dataclasses.replace(m) for m in self._outbox.get(room_jid, [])])
 
     def save_tombstone(self, tombstone):
         self._tombstones[tombstone.jid] = dataclasses.replace(tombstone)

@@ -30,6 +30,24 @@ class RoomRecord:
 
 
 @dataclass
+class SplitMessage:
+    """
+    A message a mirror's user wrote during a netsplit, kept for the master
+    until it has taken it (the mirror's outbox: docs/protocol.md 22).
+
+    @ivar nick: the author's nick in the room.
+    @ivar user: the author's full real JID.
+    @ivar timestamp: when it was written.
+    @ivar xml: the message as the author sent it, with its origin-id.
+    """
+
+    nick: str
+    user: str
+    timestamp: float
+    xml: str
+
+
+@dataclass
 class HistoryEntry:
     """
     One stored groupchat message.

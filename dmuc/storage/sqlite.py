@@ -20,7 +20,8 @@ from twisted.python import failure
 from zope.interface import implementer
 
 from dmuc.storage.interface import IRoomStore
-from dmuc.storage.records import HistoryEntry, RoomRecord, StorageError, Tombstone
+from dmuc.storage.records import (
+    HistoryEntry, RoomRecord, SplitMessage, StorageError, Tombstone)
 
 SCHEMA = (
     """
@@ -54,6 +55,19 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS history_room_seq ON history (room_jid, seq)",
     "CREATE UNIQUE INDEX IF NOT EXISTS history_room_stanza_id"
     " ON history (room_jid, stanza_id)",
+    # A mirror's outbox: what its users wrote during a split, until the
+    # master has taken it.
+    """
+    CREATE TABLE IF NOT EXISTS outbox (
+        room_jid TEXT NOT NULL,
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        nick TEXT NOT NULL,
+        user TEXT NOT NULL,
+        timestamp REAL NOT NULL,
+        xml TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS outbox_room_seq ON outbox (room_jid, seq)",
     """
     CREATE TABLE IF NOT EXISTS tombstones (
         jid TEXT PRIMARY KEY,
@@ -157,6 +171,15 @@ class SQLiteRoomStore:
 
     def load_history(self, room_jid, limit):
         return self._run(False, _load_history, room_jid, limit)
+
+    def append_outbox(self, room_jid, message):
+        return self._run(True, _append_outbox, room_jid, message)
+
+    def delete_outbox(self, room_jid, count):
+        return self._run(True, _delete_outbox, room_jid, count)
+
+    def load_outbox(self, room_jid):
+        return self._run(False, _load_outbox, room_jid)
 
     def save_tombstone(self, tombstone):
         return self._run(True, _save_tombstone, tombstone)
@@ -393,7 +416,7 @@ def _delete_history_entry(cursor, room_jid, stanza_id):
 
 def _delete_room(txn, room_jid):
     for table, column in (("rooms", "jid"), ("affiliations", "room_jid"),
-                          ("history", "room_jid")):
+                          ("history", "room_jid"), ("outbox", "room_jid")):
         txn.execute(f"DELETE FROM {table} WHERE {column} = ?", (room_jid,))
 
 
@@ -421,6 +444,22 @@ def _load_history(txn, room_jid, limit):
         (room_jid, max(0, limit)))
     newest_first = [HistoryEntry(*row) for row in txn.fetchall()]
     return newest_first[::-1]
+
+
+def _append_outbox(txn, room_jid, message):
+    txn.execute("INSERT INTO outbox (room_jid, nick, user, timestamp, xml) VALUES (?, ?, ?, ?, ?)",
+                (room_jid, message.nick, message.user, message.timestamp, message.xml))
+
+
+def _delete_outbox(txn, room_jid, count):
+    txn.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE room_jid = ?"
+                " ORDER BY seq LIMIT ?)", (room_jid, max(0, count)))
+
+
+def _load_outbox(txn, room_jid):
+    txn.execute("SELECT nick, user, timestamp, xml FROM outbox WHERE room_jid = ? ORDER BY seq",
+                (room_jid,))
+    return [SplitMessage(*row) for row in txn.fetchall()]
 
 
 def _save_tombstone(txn, tombstone):
