@@ -45,6 +45,15 @@ def stored_bodies(database, room):
     return [str(b) for e in entries for b in parse_xml(e.xml).elements() if b.name == "body"]
 
 
+def stored_config(database, room):
+    connection = sqlite3.connect(database)
+    try:
+        row = connection.execute("select config from rooms where jid = ?", (room,)).fetchone()
+    finally:
+        connection.close()
+    return row[0] if row else ""
+
+
 def eventually(check, timeout=20, interval=0.1):
     """Poll C{check} until it returns true; fail with its last value."""
     deadline = time.monotonic() + timeout
@@ -147,6 +156,98 @@ class NetsplitSitesTests(TwoSitesInAConversation, unittest.TestCase):
         self.assertEqual(eventually(lambda: stored_bodies(master_db, ROOM) ==
                                     ["before", "written before the restart"]), True,
                          stored_bodies(master_db, ROOM))
+
+
+class LongSplitSitesTests(TwoSitesInAConversation, unittest.TestCase):
+    """
+    Sync larger than a stanza may be (issue 13): 500 messages on each side
+    of one split, and a history of long messages a mirror syncs at its
+    first join.  Both used to stop at the 64 KiB stanza limit.
+    """
+
+    def collect(self, client):
+        got = []
+        client.listen(lambda s: got.append(body(s)) if body(s) else None)
+        return got
+
+    def test_a_split_of_500_messages_per_side_heals(self):
+        self.kevin.iq("<iq type='set' to='%s'><query xmlns='http://jabber.org/protocol/muc#"
+                      "owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_"
+                      "historylength'><value>1000</value></field></x></query></iq>" % ROOM)
+        mirror_db = self.sites.mirror.directory + "/mirror.sqlite"
+        # The mirror's copy of the config has the new length before the split.
+        self.assertTrue(eventually(lambda: '"history_length": 1000' in stored_config(
+            mirror_db, MROOM)), stored_config(mirror_db, MROOM))
+        kevin_got, keith_got = self.collect(self.kevin), self.collect(self.keith)
+        self.sites.relay.cut()
+        self.keith.wait_for(lambda s: 333 in status_codes(s), timeout=15)
+        self.kevin.wait_for(lambda s: 333 in status_codes(s), timeout=15)
+        fairfax = ["fairfax %d: the quick brown fox jumps over the lazy dog" % n
+                   for n in range(500)]
+        raleigh = ["raleigh %d: pack my box with five dozen liquor jugs" % n for n in range(500)]
+        for ours, theirs in zip(fairfax, raleigh):
+            self.say(self.kevin, ROOM, ours)
+            self.say(self.wayne, MROOM, theirs)
+        self.assertTrue(eventually(lambda: raleigh[-1] in keith_got), "raleigh's own")
+        self.assertTrue(eventually(lambda: fairfax[-1] in kevin_got), "fairfax's own")
+        self.sites.relay.heal()
+        # Each side's users get all the other side wrote, once, in order.
+        self.assertTrue(eventually(lambda: raleigh[-1] in kevin_got, timeout=60),
+                        len(kevin_got))
+        self.assertTrue(eventually(lambda: fairfax[-1] in keith_got, timeout=60),
+                        len(keith_got))
+        self.assertEqual([b for b in kevin_got if b.startswith("raleigh")], raleigh)
+        self.assertEqual([b for b in keith_got if b.startswith("fairfax")], fairfax)
+        master_db = self.sites.master.directory + "/master.sqlite"
+        self.assertTrue(eventually(
+            lambda: len(stored_bodies(master_db, ROOM)) == 1000
+            and stored_bodies(master_db, ROOM) == stored_bodies(mirror_db, MROOM), timeout=30),
+            (len(stored_bodies(master_db, ROOM)), len(stored_bodies(mirror_db, MROOM))))
+        # The newest 1000, the room's history length: "before" made way.
+        self.assertEqual(sorted(stored_bodies(master_db, ROOM)), sorted(fairfax + raleigh))
+        # A newcomer at the mirror asking for everything gets it.
+        dave = connect(self, self.sites.raleigh, "dave", resource="x")
+        dave_got = self.collect(dave)
+        dave.send("<presence to='%s/Dave'><x xmlns='http://jabber.org/protocol/muc'>"
+                  "<history maxstanzas='5000'/></x></presence>" % MROOM)
+        dave.wait_for(lambda s: 110 in status_codes(s), timeout=20)
+        # History comes after the self-presence.
+        self.assertTrue(eventually(lambda: len(dave_got) >= 1000), len(dave_got))
+        self.assertEqual(dave_got, stored_bodies(master_db, ROOM))
+
+    def test_a_history_over_64_kib_reaches_a_mirror_at_its_first_join(self):
+        long_room, texts = "long@" + MASTER, ["%d %s" % (n, "y" * 5000) for n in range(20)]
+        self.kevin.send("<presence to='%s/Kevin'><x xmlns='http://jabber.org/protocol/muc'/>"
+                        "</presence>" % long_room)
+        self.kevin.wait_for(lambda s: 110 in status_codes(s), timeout=10)
+        for text in texts:
+            self.say(self.kevin, long_room, text)
+        self.kevin.wait_for(lambda s: body(s) == texts[-1], timeout=10)
+        dave = connect(self, self.sites.raleigh, "dave", resource="x")
+        dave_got = self.collect(dave)
+        dave.send("<presence to='long\\40%s@%s/Dave'><x xmlns='http://jabber.org/protocol/"
+                  "muc'/></presence>" % (MASTER, MIRROR))
+        dave.wait_for(lambda s: 110 in status_codes(s), timeout=20)
+        # History comes after the self-presence.
+        self.assertTrue(eventually(lambda: len(dave_got) >= len(texts)), len(dave_got))
+        self.assertEqual([t[:8] for t in dave_got], [t[:8] for t in texts])
+        self.assertEqual(dave_got, texts)
+
+    def test_mirror_killed_during_a_split_loses_nothing(self):
+        self.sites.relay.cut()
+        self.keith.wait_for(lambda s: 333 in status_codes(s), timeout=15)
+        written = ["written in the split %d" % n for n in range(5)]
+        for text in written:
+            self.say(self.wayne, MROOM, text)
+        self.keith.wait_for(lambda s: body(s) == written[-1], timeout=10)
+        self.sites.mirror.kill()      # at once: nothing else had time to happen
+        self.sites.mirror.start()
+        self.sites.relay.heal()
+        master_db = self.sites.master.directory + "/master.sqlite"
+        self.assertTrue(eventually(lambda: stored_bodies(master_db, ROOM) == ["before"] + written,
+                                   timeout=30), stored_bodies(master_db, ROOM))
+        for text in written:
+            self.kevin.wait_for(lambda s, t=text: body(s) == t, timeout=10)
 
 
 class ReadonlySplitTests(TwoSitesInAConversation, unittest.TestCase):

@@ -127,8 +127,11 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             self.flush()
 
     def keep_split_message(self, room, message):
-        self.stored(self.store.append_outbox(room.jid, message), room,
-                    "keep a message for the master")
+        """@return: a Deferred that fires (never fails: a failure is
+        logged) when the write ended."""
+        written = self.store.append_outbox(room.jid, message)
+        self.stored(written, room, "keep a message for the master")
+        return written
 
     def drop_split_messages(self, room, count):
         self.stored(self.store.delete_outbox(room.jid, count), room,
@@ -952,7 +955,11 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             # We dropped the other sites' occupants at the split; the master
             # pushes its roster only if it noticed the split too.
             query.addElement("roster")
-        query.addElement((ns.MUC, "history"))["maxstanzas"] = str(room.config.history_length)
+        limits = query.addElement((ns.MUC, "history"))
+        if last is None:
+            limits["maxstanzas"] = str(room.config.history_length)
+        # else everything since, as far as the master's history goes: our
+        # copy of its length may be older than a change the split hid.
         # A history of any size comes in pages (docs/protocol.md 22).
         query["paged"] = "1"
         self._history_parts[iq["id"]] = []

@@ -1106,23 +1106,28 @@ class MirrorRoom:
         self.host.user_left(self, occupant)
 
     def local_message(self, message, sender, written=None):
-        """A message while split (split_mode local): our users get it now,
-        the master at the netjoin, with its time and an origin-id."""
-        copy, now = self._keep_for_master(message, sender, written)
-        self.fan_out_local_message(copy, sender, now)
+        """
+        A message while split (split_mode local): the master gets it at the
+        netjoin, with its time and an origin-id; our users get it once it
+        is in the outbox on disk.  The sender's echo means "kept": a crash
+        after it cannot keep the message from the master (issue 13).  A
+        failed write is logged and the message shown anyway: it still goes
+        up unless the process dies before the netjoin.
+        """
+        copy, now, written_down = self._keep_for_master(message, sender, written)
+        written_down.addCallback(lambda _: self.fan_out_local_message(copy, sender, now))
 
     def _keep_for_master(self, message, sender, written=None):
-        """A message of our user kept for the master's netjoin (saved at
-        once: a crash must not lose it).  @return: the copy kept, and its
-        time."""
+        """A message of our user kept for the master's netjoin (written to
+        the outbox at once).  @return: the copy kept, its time, and a
+        Deferred that fires when the outbox write ended."""
         copy = copy_element(message)
         if room_copy.origin_id(copy) is None:
             copy.addElement((ns.STANZA_ID, "origin-id"))["id"] = self.host.new_id()
         now = written if written is not None else self.host.now()
         kept = SplitMessage(sender.nick, sender.user.full(), now, copy.toXml())
         self.split_messages.append(kept)
-        self.host.keep_split_message(self, kept)
-        return copy, now
+        return copy, now, self.host.keep_split_message(self, kept)
 
     # -- XEP-0410 self-ping
 
