@@ -14,7 +14,7 @@ line there and a field to the section's dataclass.
 
 import configparser
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from dmuc.muc.archive import parse_duration
 from dmuc.xmpp.stanzas import parse_jid
@@ -253,6 +253,37 @@ def _count(raw):
     return value
 
 
+def _rate(raw):
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("%r is not a number (per second; 0 for no limit)" % (raw,))
+    if value < 0:
+        raise ValueError("%r must be 0 (no limit) or more" % (raw,))
+    return value
+
+
+def _limit(raw):
+    """A whole number, 0 for no limit."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("%r is not a whole number (0 for no limit)" % (raw,))
+    if value < 0:
+        raise ValueError("%d must be 0 (no limit) or more" % (value,))
+    return value
+
+
+# What both services bound (dmuc/muc/limits.py, docs/limits.md), with
+# defaults that keep one user from filling a small server.
+_LIMITS = {
+    "messages_per_second": (_rate, "5"),
+    "message_burst": (_count, "50"),
+    "max_presence_size": (_limit, "8192"),
+    "max_occupants": (_limit, "10000"),
+}
+
+
 def _optional_secret(raw):
     return raw.strip()
 
@@ -276,6 +307,9 @@ SCHEMA = {
         "trusted_mirrors": (_trusted_mirrors, ""),
         "redirect_to_mirrors": (_boolean, "false"),
         "max_history_messages": (_count, "1000"),
+        **_LIMITS,
+        "max_occupants_per_room": (_limit, "1000"),
+        "max_rooms_per_user": (_limit, "100"),
         "tombstone_expiry": (_expiry, str(31 * 86400)),
         "archive_expires": (_archive_expires, "1w"),
     },
@@ -288,6 +322,7 @@ SCHEMA = {
         "fire_and_forget": (_boolean, "false"),
         "database": (_database, "dmuc-mirror.sqlite"),
         "split_mode": (_split_mode, "local"),
+        **_LIMITS,
         "archive_expires": (_archive_expires, "1w"),
     },
     "s2s": {
@@ -319,6 +354,13 @@ SCHEMA = {
 }
 
 
+def limits_of(section):
+    """The L{Limits} a [master] or [mirror] section sets."""
+    from dmuc.muc.limits import Limits
+    return Limits(**{f.name: getattr(section, f.name) for f in fields(Limits)
+                     if hasattr(section, f.name)})
+
+
 @dataclass
 class XMPPConfig:
     """Where the XMPP server accepts components (XEP-0114)."""
@@ -341,6 +383,15 @@ class MasterConfig:
     max_history_messages: int = 1000
     tombstone_expiry: float = 31 * 86400
     archive_expires: float | None = 7 * 86400
+    messages_per_second: float = 5
+    message_burst: int = 50
+    max_presence_size: int = 8192
+    max_occupants: int = 10000
+    max_occupants_per_room: int = 1000
+    max_rooms_per_user: int = 100
+
+    def limits(self):
+        return limits_of(self)
 
 
 @dataclass
@@ -356,6 +407,13 @@ class MirrorConfig:
     connection: str = "component"
     direct_peers: tuple = ()
     archive_expires: float | None = 7 * 86400
+    messages_per_second: float = 5
+    message_burst: int = 50
+    max_presence_size: int = 8192
+    max_occupants: int = 10000
+
+    def limits(self):
+        return limits_of(self)
 
 
 @dataclass

@@ -37,23 +37,26 @@ class TwoSites:
     @ivar link: list of (direction, stanza) that crossed between sites.
     """
 
-    def __init__(self, trusted=None, fire_and_forget=False, compact=True, multicast=None):
+    def __init__(self, trusted=None, fire_and_forget=False, compact=True, multicast=None,
+                 limits=None):
         """
         @param multicast: raleigh.test's server offers XEP-0033 multicast
             as dmuc's Prosody module does: C{True} to the mirror, C{False}
             to others only (it refuses the mirror); C{None}: no multicast.
             L{multicasts} counts the multicast stanzas it delivered.
+        @param limits: the L{Limits} of both services (by default none).
         """
+        self.limits = limits
         self.multicast = multicast
         self.multicasts = []
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.trusted = trusted if trusted is not None else {MIRROR: ("raleigh.test",)}
         self.master = MasterMUC(MASTER, MemoryRoomStore(), self.clock,
-                                trusted_mirrors=self.trusted, compact=compact)
+                                trusted_mirrors=self.trusted, compact=compact, limits=limits)
         self.fire_and_forget = fire_and_forget
         self.mirror = MirrorMUC(MIRROR, ("raleigh.test",), MemoryRoomStore(), self.clock,
-                                fire_and_forget=fire_and_forget)
+                                fire_and_forget=fire_and_forget, limits=limits)
         self._managers = {}
         self.inbox = defaultdict(list)
         self.link = []
@@ -81,7 +84,7 @@ class TwoSites:
         else:
             self.mirror.flush()
         self.mirror = MirrorMUC(MIRROR, ("raleigh.test",), self.mirror.store, self.clock,
-                                fire_and_forget=self.fire_and_forget)
+                                fire_and_forget=self.fire_and_forget, limits=self.limits)
         self.mirror.load()
         self._attach(MIRROR, self.mirror)
 
@@ -110,7 +113,7 @@ class TwoSites:
         """
         self.master = MasterMUC(MASTER, self.master.store, self.clock,
                                 trusted_mirrors=self.trusted,
-                                compact=self.master.offers_compact)
+                                compact=self.master.offers_compact, limits=self.limits)
         self.master.load()
         self.master_down = False
         self._attach(MASTER, self.master)

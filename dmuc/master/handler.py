@@ -18,7 +18,8 @@ from dmuc.muc import registration, voice
 from dmuc.master.room import NOT_IN_ROOM, Room
 from dmuc.master.tombstones import DEFAULT_EXPIRY, Tombstones
 from dmuc.muc import compact, forms, invitations, restart, room_copy
-from dmuc.muc import archive, paging
+from dmuc.muc import archive, limits, paging
+from dmuc.muc.limits import Limits
 from dmuc.muc.history import History
 from dmuc.muc.model import HistoryRequest, JoinRequest, Sender
 from dmuc.xmpp import namespaces as ns
@@ -57,7 +58,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
     def __init__(self, domain, store, clock, name="dmuc chat rooms",
                  trusted_mirrors=None, monitor=None, tombstone_expiry=DEFAULT_EXPIRY,
                  redirect_to_mirrors=False, compact=True,
-                 max_history_messages=DEFAULT_MAX_HISTORY):
+                 max_history_messages=DEFAULT_MAX_HISTORY, limits=None):
         """
         @param trusted_mirrors: mirror service domain -> the user domains it
             may speak for (docs/protocol.md 8).
@@ -69,8 +70,11 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             (dmuc/muc/compact.py); without it we speak as dmuc did before.
         @param max_history_messages: the most messages of history a room
             keeps, whatever its owner asks (Prosody's option of that name).
+        @param limits: the operator's other bounds (L{Limits}): by default
+            none.
         """
         self.max_history_messages = max_history_messages
+        self.limits = limits or Limits()
         ComponentHandler.__init__(self, domain, store, clock, monitor)
         self.trusted_mirrors = dict(trusted_mirrors or {})
         self.name = name
@@ -303,10 +307,24 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         self._compact_mirrors.add(jid.host)
 
     def bounded(self, config):
-        """C{config} with its history within L{max_history_messages}."""
+        """C{config} within the operator's bounds: its history within
+        L{max_history_messages}, its size within C{max_occupants_per_room}."""
         config.history_length = min(config.history_length, self.max_history_messages)
         config.default_history = min(config.default_history, config.history_length)
+        cap = self.limits.max_occupants_per_room
+        if cap:
+            config.max_users = min(config.max_users or cap, cap)
         return config
+
+    def _check_presence_size(self, presence, sender, room_jid):
+        """A user's own presence, bounded; a mirror bounds its users' (and
+        adds its envelope)."""
+        if sender.via is None and presence.getAttribute("type") is None:
+            limits.check_presence_size(self.limits, presence, room_jid)
+
+    def rooms_owned(self, bare_jid):
+        return sum(1 for room in self.rooms.values()
+                   if room.affiliations.get(bare_jid) == "owner")
 
     def occupant_count(self):
         """Occupants of every room, for the metrics."""
@@ -464,7 +482,11 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
     def _create(self, stanza, sender, recipient):
         if recipient.resource is None:
             raise StanzaError("item-not-found", by=self.domain)
+        self._check_presence_size(stanza, sender, recipient.userhost())
+        limits.check_rooms_owned(self.limits, self.rooms_owned(sender.real_jid.userhost()),
+                                 recipient.userhost())
         room = Room(recipient.userhost(), self)
+        self.bounded(room.config)
         room.affiliations[sender.real_jid.userhost()] = "owner"
         request = parse_join(stanza)
         if request.password:
@@ -605,6 +627,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             # Some clients send presence updates to the room JID.
             occupant = room.occupant_by_sender(sender)
             if occupant is not None:
+                self._check_presence_size(stanza, sender, room.jid)
                 room.handle_presence(stanza, sender, occupant.nick,
                                      parse_join(stanza))
         elif name == "message":
@@ -800,6 +823,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
 
     def _to_occupant(self, room, stanza, name, sender, nick):
         if name == "presence":
+            self._check_presence_size(stanza, sender, room.jid)
             request = parse_join(stanza) if child(stanza, "x", ns.MUC) is not None else None
             room.handle_presence(stanza, sender, nick, request)
         elif name == "message":

@@ -21,7 +21,7 @@ import uuid
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
-from dmuc.muc import compact, forms, history, notices, registration, room_copy
+from dmuc.muc import compact, forms, history, limits, notices, registration, room_copy
 from dmuc.muc.model import (
     AFFILIATION_RANK, ROLE_RANK, Occupant, RoomConfig, Session, affiliation_rank,
     role_rank)
@@ -655,6 +655,7 @@ class Room:
         if (self.config.max_users and len(self.occupants) >= self.config.max_users
                 and affiliation_rank(affiliation) < AFFILIATION_RANK["admin"]):
             raise StanzaError("service-unavailable", type="wait", by=self.jid)
+        limits.check_service_room(self.host.limits, self.host.occupant_count(), self.jid)
 
     def _add(self, occupant):
         self.occupants[occupant.nick] = occupant
@@ -848,6 +849,11 @@ class Room:
         occupant = self.occupant_by_sender(sender)
         if occupant is None:
             raise StanzaError("not-acceptable", type="cancel", text=NOT_IN_ROOM)
+        if occupant.via is None:
+            # A mirror bounds its own users: what it sends may come in
+            # bunches after a slow link, and is placed already.
+            limits.check_message_rate(self.host.limits, occupant, self.host.now(), self.jid,
+                                      occupant.real_jid.full())
         if role_rank(occupant.role) <= ROLE_RANK["visitor"]:
             raise StanzaError(
                 "forbidden", text="You do not currently have permission to speak in this chat")
@@ -980,6 +986,9 @@ class Room:
             raise StanzaError("bad-request", by=self.jid)
         if kind == "error":
             return
+        if occupant.via is None:
+            limits.check_message_rate(self.host.limits, occupant, self.host.now(), self.jid,
+                                      occupant.real_jid.full())
         target = self.occupants.get(nick)
         if target is None:
             raise StanzaError("item-not-found", text="Recipient not in room", by=self.jid)

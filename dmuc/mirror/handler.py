@@ -14,7 +14,8 @@ from twisted.logger import Logger
 from dmuc.master.handler import parse_join
 from dmuc.muc.occupant_iq import RoutedIq, RoutedIqs, goes_to_bare_jid
 from dmuc.muc import (
-    archive, compact, invitations, paging, registration, restart, room_copy)
+    archive, compact, invitations, limits, paging, registration, restart, room_copy)
+from dmuc.muc.limits import Limits
 from dmuc.muc.presence import template
 from dmuc.mirror.archive import MirrorArchiveHost
 from dmuc.mirror.leaving import LeavesInFlight
@@ -41,8 +42,11 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
     """
 
     def __init__(self, domain, local_domains, store, clock, fire_and_forget=False,
-                 name="dmuc mirror rooms", split_mode="local", monitor=None):
+                 name="dmuc mirror rooms", split_mode="local", monitor=None, limits=None):
+        """@param limits: the operator's bounds for our users (L{Limits}):
+        by default none."""
         ComponentHandler.__init__(self, domain, store, clock, monitor)
+        self.limits = limits or Limits()
         self.split_mode = split_mode
         self.local_domains = tuple(local_domains)
         self.fire_and_forget = fire_and_forget
@@ -347,6 +351,8 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         room = self.rooms.get(room_jid)
         nick = recipient.resource
         if name == "presence":
+            if stanza.getAttribute("type") is None:
+                limits.check_presence_size(self.limits, stanza, room_jid)
             self._user_presence(stanza, user, nick, room, master_jid, room_jid)
         elif name == "message":
             self._user_message(stanza, user, nick, room)
@@ -416,6 +422,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             if room is not None and room.take_as_session(user, nick, parse_join(stanza),
                                                          stanza):
                 return
+            limits.check_service_room(self.limits, self.occupant_count(), room_jid)
             self._start_join(stanza, user, nick, master_jid, room_jid)
             return
         if self._leaving.hold(room.jid, current.nick, copy_element(stanza)):
@@ -611,6 +618,8 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                 raise StanzaError("not-acceptable", type="cancel",
                                   text="You are not currently connected to this chat")
             return
+        if kind != "error":
+            limits.check_message_rate(self.limits, sender, self.now(), room.jid, user.full())
         if kind == "groupchat":
             if nick is not None:
                 raise StanzaError("bad-request")
