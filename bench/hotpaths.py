@@ -13,6 +13,9 @@ just counts the bytes written; time is a L{Clock}.
     master parses it, stores it in history, sends it to every local
     occupant and one copy to the mirror.
   - C{master_presence}: a status change of one of those occupants.
+  - C{master_groupchat_limited}, C{master_presence_limited}: the same with
+    the operator's limits checked on every stanza (dmuc/muc/limits.py),
+    none refusing: what the limits cost at normal rates.
   - C{mirror_groupchat}: a groupchat message from the master to a mirror
     room with C{--occupants} local users: the mirror parses it, keeps it
     in its copy of the history and sends it to each of them.
@@ -63,6 +66,7 @@ from twisted.words.xish.xmlstream import BootstrapMixin, XmlStream
 
 from dmuc.master.handler import MasterMUC
 from dmuc.mirror.handler import MirrorMUC
+from dmuc.muc.limits import Limits
 from dmuc.storage import HistoryEntry
 from dmuc.storage.memory import MemoryRoomStore
 from dmuc.storage.sqlite import SQLiteRoomStore
@@ -137,11 +141,11 @@ class TwoSites:
     users.
     """
 
-    def __init__(self):
+    def __init__(self, limits=None):
         self.clock = Clock()
         self.clock.advance(START)
         self.master = MasterMUC(MASTER, MemoryRoomStore(), self.clock,
-                                trusted_mirrors={MIRROR: ("raleigh.test",)})
+                                trusted_mirrors={MIRROR: ("raleigh.test",)}, limits=limits)
         self.mirror = MirrorMUC(MIRROR, ("raleigh.test",), MemoryRoomStore(), self.clock)
         self.streams = {MASTER: connect(self.master, self.clock),
                         MIRROR: connect(self.mirror, self.clock)}
@@ -170,10 +174,10 @@ class TwoSites:
             stream.transport.chunks = []
 
 
-def build_sites(local, remote):
+def build_sites(local, remote, limits=None):
     """A master room with C{local} users of the master's site and
     C{remote} users joined through the mirror."""
-    sites = TwoSites()
+    sites = TwoSites(limits)
     for n in range(local):
         sites.deliver(MASTER, "<presence from='u%02d@fairfax.test/r' to='%s/u%02d'>"
                               "<x xmlns='%s'/></presence>" % (n, ROOM, n, ns.MUC))
@@ -296,6 +300,26 @@ def measure_master(settings, profiles=None):
         "master_presence": dict(fan_out_figures(
             "master_presence", sites, MASTER, lambda i: presence_from_user(speaker, i),
             settings, profiles), mirrors=1),
+    }
+
+
+#: The configuration's default limits (dmuc/config.py), but a bucket that
+#: never empties: every message pays for the check, none is refused (the
+#: cost of the limits at normal rates, issue 13).
+CHECKED = Limits(messages_per_second=5, message_burst=10 ** 9, max_presence_size=8192,
+                 max_occupants=10000, max_occupants_per_room=1000)
+
+
+def measure_limits(settings, profiles=None):
+    sites = build_sites(settings["occupants"], 1, limits=CHECKED)
+    speaker = 1
+    return {
+        "master_groupchat_limited": dict(fan_out_figures(
+            "master_groupchat_limited", sites, MASTER,
+            lambda i: groupchat_from_user(speaker, i), settings, profiles), mirrors=1),
+        "master_presence_limited": dict(fan_out_figures(
+            "master_presence_limited", sites, MASTER,
+            lambda i: presence_from_user(speaker, i), settings, profiles), mirrors=1),
     }
 
 
@@ -457,6 +481,7 @@ def measure(quick=False, profiles=None):
     settings = QUICK if quick else FULL
     result = {"benchmark": "hotpaths", "quick": quick, "machine": machine()}
     result.update(measure_master(settings, profiles))
+    result.update(measure_limits(settings, profiles))
     result.update(measure_mirror(settings, profiles))
     result.update(measure_mirror_users(settings, profiles))
     result.update(measure_storage(settings, profiles))

@@ -7,6 +7,7 @@ import sys
 from twisted.trial import unittest
 
 from dmuc import config
+from dmuc.muc.limits import Limits
 from tests.harness.prosody import temp_directory
 
 GOOD = """
@@ -78,6 +79,29 @@ class LoadTests(unittest.TestCase):
         self.assertConfigError("[master]\njid = c.example.org\nsecret = x\n"
                                "max_history_messages = lots\n",
                                "[master] max_history_messages:")
+
+    def test_limits_have_protective_defaults_and_reach_the_services(self):
+        loaded = config.load(self.write(
+            "[master]\njid = c.example.org\nsecret = x\n"
+            "[mirror]\njid = m.example.org\nsecret = x\nlocal_domains = example.org\n"
+            "messages_per_second = 0.5\nmax_occupants = 0\n"))
+        self.assertEqual(loaded.master.limits(), Limits(
+            messages_per_second=5, message_burst=50, max_presence_size=8192,
+            max_occupants_per_room=1000, max_occupants=10000, max_rooms_per_user=100))
+        self.assertEqual(loaded.mirror.limits(), Limits(
+            messages_per_second=0.5, message_burst=50, max_presence_size=8192,
+            max_occupants=0))
+
+    def test_limits_are_checked_at_start(self):
+        head = "[master]\njid = c.example.org\nsecret = x\n"
+        self.assertConfigError(head + "messages_per_second = -1\n",
+                               "[master] messages_per_second:", "0 (no limit) or more")
+        self.assertConfigError(head + "message_burst = 0\n", "[master] message_burst:")
+        self.assertConfigError(head + "max_presence_size = big\n",
+                               "[master] max_presence_size:", "whole number")
+        self.assertConfigError("[mirror]\njid = m.example.org\nsecret = x\n"
+                               "local_domains = example.org\nmax_rooms_per_user = 3\n",
+                               "[mirror] max_rooms_per_user: unknown key")
 
     def test_metrics_off_unless_configured(self):
         loaded = config.load(self.write("[master]\njid = c.example.org\nsecret = x\n"))

@@ -35,6 +35,7 @@ import os
 import random
 import socket
 
+from dmuc.config import SCHEMA as config_schema
 from tests.harness.dmuc_process import DmucProcess
 from tests.harness.prosody import ProsodyServer, _lua_string, require_prosody
 from tests.harness.relay import LinkRelay
@@ -102,7 +103,7 @@ class TwoSites:
                  addresses=FIXED_ADDRESSES, monitor=None, split_mode="local",
                  muc_domains=((), ()), log_level="debug", muc_modules=(),
                  pki=None, secure_auth=True, deployment=None, s2s=None,
-                 multicast_senders=None, etc_files=False):
+                 multicast_senders=None, etc_files=False, limits=None):
         """
         @param addresses: eight loopback addresses, .2 to .9 of a block
             (tests pass L{free_addresses}()); see the module docstring.
@@ -126,6 +127,9 @@ class TwoSites:
         @param multicast_senders: components raleigh's Prosody lets
             multicast (XEP-0033) to its users, with the module dmuc ships
             (C{etc/prosody-modules}); by default it has no multicast.
+        @param limits: keys of both services' limits (docs/limits.md), e.g.
+            C{{"messages_per_second": "0"}} for a test whose one client
+            stands for many users' traffic.
         @param etc_files: run the example configurations docs/deploy.md
             shows (C{etc/prosody-*.cfg.lua}, C{etc/dmuc-*.ini}) as written,
             but for what is this machine's: addresses, ports, paths.
@@ -177,6 +181,9 @@ class TwoSites:
         mirror_dir = os.path.join(base_dir, "dmuc-raleigh")
         master_sections = self._master_sections(master_dir, monitor)
         mirror_sections = self._mirror_sections(mirror_dir, monitor, fire_and_forget, split_mode)
+        for sections, name in ((master_sections, "master"), (mirror_sections, "mirror")):
+            sections[name].update({key: value for key, value in (limits or {}).items()
+                                   if key in config_schema[name]})
         if etc_files:
             master_sections = _as_example("dmuc-fairfax.ini", master_sections)
             mirror_sections = _as_example("dmuc-raleigh.ini", mirror_sections)
