@@ -896,12 +896,12 @@ class Room:
             # Its users keep the time it was written (a <delay/> now from
             # this room); the mirror had it all along.
             timestamp, origin_id, late = written
-            if self.history.with_origin(origin_id) is not None:
+            if self._holds(origin_id, occupant):
                 return   # already had it (a resync repeated)
             skip_mirror = occupant.via
         elif sent is not None:
             origin_id = room_copy.origin_id(stanza)
-            if self.history.with_origin(origin_id) is not None:
+            if self._holds(origin_id, occupant):
                 return   # its split copy came first
             timestamp = sent
         stanza_id = self.host.new_id()
@@ -930,6 +930,15 @@ class Room:
                         for_compact=lambda: compact.compact_copy(
                             copy_element(for_mirrors),
                             omit_occupant_id=self.config.broadcasts(occupant.role)))
+
+    def _holds(self, origin_id, occupant):
+        """Whether history has C{occupant}'s message of origin-id
+        C{origin_id} (a repeat).  Another user's of the same origin-id is
+        not: a client chooses its origin-ids, and one that copied
+        another's must not make the room drop its message."""
+        held = self.history.with_origin(origin_id)
+        return (held is not None
+                and held.real_jid.partition("/")[0] == occupant.real_jid.userhost())
 
     def _written_during_split(self, occupant, message):
         """

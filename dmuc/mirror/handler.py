@@ -355,6 +355,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                 limits.check_presence_size(self.limits, stanza, room_jid)
             self._user_presence(stanza, user, nick, room, master_jid, room_jid)
         elif name == "message":
+            room_copy.strip_room_claims(stanza, master_jid)
             self._user_message(stanza, user, nick, room)
         elif nick is None and (registration.is_registration_iq(stanza) or (
                 room is None and _is_disco_info(stanza))):
@@ -653,6 +654,9 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             message = copy_element(stanza)
             strip_children(message, ns.MUC, ns.MUC_USER)
             message.addElement((ns.MUC_USER, "x"))
+            if sender.occupant_id:
+                # The sender's, as the master stamps it (XEP-0421).
+                message.addElement((ns.OCCUPANT_ID, "occupant-id"))["id"] = sender.occupant_id
             message["from"] = room.local_jid(sender.nick)
             for address in target.addresses():   # every device of the user
                 message["to"] = address

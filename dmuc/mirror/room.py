@@ -893,7 +893,12 @@ class MirrorRoom:
             timestamp=timestamp, nick=(message.getAttribute("from") or "").partition("/")[2],
             real_jid="", xml=stored.toXml())
         origin = room_copy.origin_id(message)
-        held = self.history.with_id(entry.stanza_id) or self.history.with_origin(origin)
+        held = self.history.with_id(entry.stanza_id)
+        if held is None:
+            # One author's message once; another's origin-id is no match
+            # (clients choose them).
+            same = self.history.with_origin(origin)
+            held = same if same is not None and same.nick == entry.nick else None
         if held is not None:
             if self._is_master_copy(entry) and not self._is_master_copy(held):
                 # The master's copy (its id, its time) replaces the one we

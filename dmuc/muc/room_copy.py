@@ -14,6 +14,7 @@ from twisted.words.xish import domish
 
 from dmuc.muc import history
 from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.addressing import MalformedAddress, master_room_jid
 from dmuc.xmpp.stanzas import child, copy_element, make_stanza, strip_children
 from dmuc.xmpp.timestamps import format_timestamp, parse_timestamp
 
@@ -53,13 +54,42 @@ def room_copy(message, room_jid, nick, occupant_id, stanza_id, late=None):
 
 def is_room_marker(node, room_jid):
     """Elements only the room may add: from a client (or a mirror's user)
-    they are forgeries (XEP-0359 4; Prosody strips delay too)."""
+    they are forgeries (XEP-0359 4; Prosody strips delay too).  The room
+    is the master room and each of its mirror rooms: a stanza-id by the
+    mirror room would reach the mirror's users as the room's own."""
     if not isinstance(node, domish.Element):
         return False
     if node.uri in (ns.FMUC, ns.DMUC3, ns.DMUC_SYNC, ns.DMUC_COMPACT):
         return True   # the DMUC envelope and times are for the room only
     return ((node.uri, node.name) in ((ns.DELAY, "delay"), (ns.STANZA_ID, "stanza-id"))
-            and (node.getAttribute("from") == room_jid or node.getAttribute("by") == room_jid))
+            and (speaks_for(node.getAttribute("from"), room_jid)
+                 or speaks_for(node.getAttribute("by"), room_jid)))
+
+
+def speaks_for(address, room_jid):
+    """Whether C{address} is the room C{room_jid} or a mirror room of it."""
+    if not address:
+        return False
+    if address == room_jid:
+        return True
+    node = address.partition("@")[0] if "@" in address else ""
+    try:
+        return bool(node) and master_room_jid(node) == room_jid
+    except MalformedAddress:
+        return False
+
+
+def strip_room_claims(message, room_jid):
+    """
+    A user's own message, at the service it comes to, without what only
+    the room may say: a stanza-id or delay of the room or one of its
+    mirror rooms, the DMUC envelope and times, and any occupant-id (the
+    room adds the sender's own, XEP-0421).  @return: C{message}.
+    """
+    message.children = [c for c in message.children
+                        if not is_room_marker(c, room_jid)
+                        and not (isinstance(c, domish.Element) and c.uri == ns.OCCUPANT_ID)]
+    return message
 
 
 def with_time(copy, timestamp):
