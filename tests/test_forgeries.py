@@ -7,12 +7,15 @@ every user at both sites sees what the room says, and both sites'
 histories agree.
 """
 
+from twisted.logger import LogLevel
 from twisted.trial import unittest
+from twisted.words.xish import domish
 
 from dmuc.xmpp import namespaces as ns
-from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, conversation
+from tests.stanza_helpers import error_condition, logged
+from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, bodies, conversation, say
 from tests.test_netsplit import history_bodies
-from tests.two_site_helpers import MROOM, ROOM
+from tests.two_site_helpers import MASTER, MIRROR, MROOM, ROOM
 
 FORGED = ("<stanza-id xmlns='urn:xmpp:sid:0' id='FAKE' by='{room}'/>"
           "<stanza-id xmlns='urn:xmpp:sid:0' id='FAKE2' by='{other}'/>"
@@ -107,3 +110,26 @@ class ForgeryTests(unittest.TestCase):
         self.sites.advance(60)
         self.assertEqual(history_bodies(self.master), ["kevin's", "keith's"])
         self.assertEqual(history_bodies(self.mirror), ["kevin's", "keith's"])
+
+
+class DeepStanzaTests(unittest.TestCase):
+
+    def test_a_message_nested_1000_deep_gets_an_error_and_the_room_goes_on(self):
+        lines = logged(self, LogLevel.critical, LogLevel.error)
+        sites = conversation()
+        for user, room, service in ((KEVIN, ROOM, MASTER), (WAYNE, MROOM, MIRROR)):
+            # Built as the stream's parser builds it (no recursion): the
+            # text would not even parse with the helpers' parser.
+            message = domish.Element((ns.CLIENT, "message"))
+            message["from"], message["to"], message["type"] = user, room, "groupchat"
+            message.addElement("body", content="deep")
+            node = message
+            for _ in range(1000):
+                node = node.addElement(("urn:example", "a"))
+            sites._managers[service].stub.send(message)
+            sites._run()
+            (error,) = sites.take(user)
+            self.assertEqual(error_condition(error), ("modify", "policy-violation"))
+        self.assertEqual(lines, [])
+        say(sites, WAYNE, "still here", MROOM)
+        self.assertEqual(bodies(sites.take(KEVIN)), ["still here"])

@@ -19,7 +19,8 @@ from wokkel.subprotocols import XMPPHandler
 
 from dmuc.monitor.monitor import MonitorSettings
 from dmuc.monitor.peers import PeerMonitors
-from dmuc.xmpp.stanzas import Prepared, StanzaError, error_reply, larger_than, parse_jid
+from dmuc.xmpp.stanzas import (
+    Prepared, StanzaError, error_reply, larger_than, nested_deeper_than, parse_jid)
 
 log = Logger(namespace="dmuc.xmpp")
 
@@ -27,6 +28,9 @@ log = Logger(namespace="dmuc.xmpp")
 # Prosody's own c2s limit is 256 KiB; rooms fan messages out to every
 # occupant and keep them in history, so they get a lower one.
 MAX_STANZA_SIZE = 64 * 1024
+# Elements nested deeper than this are refused with policy-violation
+# (real payloads nest a handful deep; XEP-0060 items, forms: under 10).
+MAX_STANZA_DEPTH = 50
 
 # Saves of one room asked for within this many seconds are written as one
 # (L{ComponentHandler.save_soon}): a mirror room's copy holds its whole
@@ -189,6 +193,12 @@ class ComponentHandler(XMPPHandler):
                      domain=self.domain, name=name, s=stanza.getAttribute("from"))
             return
         self.monitors.observe(stanza, sender)
+        if nested_deeper_than(stanza, MAX_STANZA_DEPTH):
+            # Before anything serialises or copies it (the recursion would
+            # fail with a traceback).
+            self._reply_error(stanza, StanzaError("policy-violation",
+                                                  text="Stanza nested too deeply"))
+            return
         if self.metered:
             self._count(sender.host, "in", stanza)
         try:

@@ -300,6 +300,19 @@ class SerializedStanza:
         return name == "to" or self._prepared.stanza.hasAttribute(name)
 
 
+def nested_deeper_than(element, limit):
+    """Whether C{element} nests elements more than C{limit} deep: copying
+    or serialising such a stanza would exhaust Python's recursion (a
+    message 1,000 elements deep did), so it is refused at the edge."""
+    stack = [(element, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, domish.Element))
+    return False
+
+
 def larger_than(element, limit):
     """
     Whether C{element} serialises to more than C{limit} characters.
