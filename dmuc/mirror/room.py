@@ -22,7 +22,8 @@ from dmuc.muc.presence import destroy_presence, is_destroy, occupant_presence, t
 from dmuc.storage import HistoryEntry, RoomRecord, SplitMessage
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import (
-    StanzaError, child, copy_element, error_reply, make_stanza, parse_jid, parse_xml, strip_children)
+    StanzaError, child, copy_element, error_condition, error_reply, make_stanza, parse_jid,
+    parse_xml, strip_children)
 from dmuc.xmpp.timestamps import format_timestamp, parse_timestamp
 
 log = Logger(namespace="dmuc.mirror")
@@ -778,12 +779,8 @@ class MirrorRoom:
                     self.local_jid(nick), occupant.affiliation, occupant.user.full(),
                     *destroyed, occupant_id=occupant.occupant_id), nick)
         elif pending is not None and pending.rejoin:
-            # The nick was taken at the master during the split: the
-            # master's occupant keeps it (docs/protocol.md 6).
             self._answer_held_pings(nick, joined=False)
-            self._remove_local(self.roster.get(nick), "333",
-                               "The nick %s was taken in the room during a network "
-                               "split; join again with another nick" % nick)
+            self._refused_rejoin(nick, error_condition(error))
         elif pending is not None:
             self._deliver(pending.user, self.translate(error))
         elif self.renaming.pop(nick, None) is not None and self.user_of_nick(nick):
@@ -792,6 +789,38 @@ class MirrorRoom:
         self.host.maybe_idle(self)
 
     # -- messages from the master
+
+    def _refused_rejoin(self, nick, condition):
+        """
+        The master refused to take our user back at the netjoin: the user
+        leaves, told why (docs/protocol.md 6).  A ban made during the split
+        (C{forbidden}) is a ban here too: status 301, and what the user
+        wrote during the split leaves our history, as the master keeps
+        none of a banned author's.
+        """
+        occupant = self.roster.get(nick)
+        if condition == "forbidden":
+            if occupant is not None:
+                occupant.affiliation = "outcast"
+            self._drop_split_entries(nick)
+            self._remove_local(occupant, "301",
+                               "You were banned from the room during a network split")
+        elif condition == "conflict":
+            # The master's occupant keeps the nick.
+            self._remove_local(occupant, "333", "The nick %s was taken in the room during a "
+                               "network split; join again with another nick" % nick)
+        else:
+            self._remove_local(occupant, "333", "The room did not take you back after a "
+                               "network split (%s); join again" % condition)
+
+    def _drop_split_entries(self, nick):
+        """What C{nick} wrote here during the split (ours, never placed by
+        the master) leaves the copy's history."""
+        for entry in [e for e in self.history
+                      if e.nick == nick and not self._is_master_copy(e)]:
+            self.history.remove(entry)
+            self.host.forget_message(self, entry)
+            self.host.forget_archived(self, entry.stanza_id)
 
     def track_in_flight(self, message, sender, id_is_ours=False, shown=False):
         """

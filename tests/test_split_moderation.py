@@ -1,0 +1,68 @@
+"""
+Moderation during a split (issue 13): a ban or kick the master made while
+the link was down holds at the netjoin, the user is told which (301, 307),
+and every site's history agrees on what the room kept.
+"""
+
+from twisted.trial import unittest
+
+from tests.stanza_helpers import status_codes
+from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, conversation, join, say
+from tests.test_netsplit import history_bodies
+from tests.two_site_helpers import MROOM, ROOM
+
+ADMIN = "http://jabber.org/protocol/muc#admin"
+
+
+def removal(stanzas):
+    """The unavailable self-presence (110) a removed user got."""
+    gone = [s for s in stanzas if s.name == "presence" and s.getAttribute("type") == "unavailable"
+            and "110" in status_codes(s)]
+    return gone
+
+
+def status_text(presence):
+    return [str(c) for c in presence.elements() if c.name == "status"]
+
+
+class SplitModerationTests(unittest.TestCase):
+
+    def setUp(self):
+        self.sites = conversation()
+        say(self.sites, KEVIN, "before", ROOM)
+        for user in (KEVIN, WAYNE, KEITH):
+            self.sites.take(user)
+
+    def split(self):
+        self.sites.cut = True
+        self.sites.advance(100)
+
+    def heal(self):
+        self.sites.cut = False
+        self.sites.advance(60)
+
+    def test_a_ban_during_the_split_is_a_ban_at_the_netjoin(self):
+        self.split()
+        say(self.sites, WAYNE, "wayne in the split", MROOM)
+        self.sites.send(KEVIN, "<iq type='set' id='ban' to='%s'><query xmlns='%s'><item "
+                        "affiliation='outcast' jid='wayne@raleigh.test'><reason>spam</reason>"
+                        "</item></query></iq>" % (ROOM, ADMIN))
+        self.sites.take(WAYNE)
+        self.heal()
+        (gone,) = removal(self.sites.take(WAYNE))
+        self.assertIn("301", status_codes(gone))
+        self.assertNotIn("333", status_codes(gone))
+        self.assertEqual(status_text(gone), ["You were banned from the room during a "
+                                             "network split"])
+        keith_saw = [s for s in self.sites.take(KEITH) if s.name == "presence"
+                     and s.getAttribute("from") == MROOM + "/Wayne"]
+        self.assertIn("301", status_codes(keith_saw[-1]))
+        master, mirror = self.sites.master.rooms[ROOM], self.sites.mirror.rooms[MROOM]
+        self.assertNotIn("Wayne", master.occupants)
+        self.assertNotIn("Wayne", mirror.roster)
+        # The room kept nothing of a banned author's: neither does the mirror.
+        self.assertEqual(history_bodies(master), ["before"])
+        self.assertEqual(history_bodies(mirror), history_bodies(master))
+        # And he cannot come back.
+        self.assertEqual([s.getAttribute("type") for s in join(self.sites, WAYNE, "Wayne")],
+                         ["error"])
