@@ -66,3 +66,28 @@ class SplitModerationTests(unittest.TestCase):
         # And he cannot come back.
         self.assertEqual([s.getAttribute("type") for s in join(self.sites, WAYNE, "Wayne")],
                          ["error"])
+
+    def test_a_kick_the_mirror_never_heard_of_holds_at_the_netjoin(self):
+        # The link fails; before the master notices, a moderator kicks a
+        # mirror user: the 307 is lost with the link.
+        self.sites.cut = True
+        self.sites.send(KEVIN, "<iq type='set' id='kick' to='%s'><query xmlns='%s'><item "
+                        "nick='Wayne' role='none'><reason>calm down</reason></item></query>"
+                        "</iq>" % (ROOM, ADMIN))
+        self.sites.advance(100)
+        self.assertIn("Wayne", self.sites.mirror.rooms[MROOM].roster)
+        self.sites.take(WAYNE), self.sites.take(KEITH)
+        self.heal()
+        (gone,) = removal(self.sites.take(WAYNE))
+        self.assertIn("307", status_codes(gone))
+        self.assertIn("calm down", gone.toXml())
+        self.assertNotIn("Wayne", self.sites.master.rooms[ROOM].occupants)
+        self.assertNotIn("Wayne", self.sites.mirror.rooms[MROOM].roster)
+        # A kick is no ban: he may join again, and a later split brings
+        # him back as any other user.
+        join(self.sites, WAYNE, "Wayne")
+        self.assertIn("Wayne", self.sites.master.rooms[ROOM].occupants)
+        self.split()
+        self.heal()
+        self.assertIn("Wayne", self.sites.master.rooms[ROOM].occupants)
+        self.assertEqual(removal(self.sites.take(WAYNE)), [])

@@ -27,7 +27,7 @@ from dmuc.xmpp.addressing import MalformedAddress, master_room_jid, mirror_room_
 from dmuc.xmpp.component import ComponentHandler
 from dmuc.xmpp.stanzas import (
     StanzaError, child, child_text, error_condition, error_reply, make_stanza, parse_jid, payload,
-    result_reply)
+    result_reply, strip_children)
 from dmuc.xmpp.timestamps import parse_timestamp
 
 log = Logger(namespace="dmuc.master")
@@ -600,7 +600,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         identity["type"] = "text"
         identity["name"] = self.name
         features = [ns.DISCO_INFO, ns.DISCO_ITEMS, ns.MUC, ns.DMUC3, ns.DMUC_SYNC,
-                    ns.PING, ns.MUC_UNIQUE]
+                    ns.DMUC_REJOIN, ns.PING, ns.MUC_UNIQUE]
         if self.offers_compact:
             features.append(ns.DMUC_COMPACT)
         for feature in features:
@@ -825,7 +825,9 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         if name == "presence":
             self._check_presence_size(stanza, sender, room.jid)
             request = parse_join(stanza) if child(stanza, "x", ns.MUC) is not None else None
-            room.handle_presence(stanza, sender, nick, request)
+            rejoin = child(stanza, "rejoin", ns.DMUC_SYNC) is not None and sender.via is not None
+            strip_children(stanza, ns.DMUC_SYNC)
+            room.handle_presence(stanza, sender, nick, request, rejoin=rejoin)
         elif name == "message":
             if (stanza.getAttribute("type") == "error"
                     and error_condition(stanza) in KICKABLE_ERRORS):

@@ -76,6 +76,7 @@ class Room:
         self.synced_mirrors = set()
         self.split_mirrors = set()
         self._split_sites = {}   # split mirror -> its users' domain(s), for notices
+        self._kicks = MirrorKicks(host.clock)
 
     # -- persistence
 
@@ -363,12 +364,13 @@ class Room:
 
     # -- presence
 
-    def handle_presence(self, stanza, sender, nick, request=None, created=False):
+    def handle_presence(self, stanza, sender, nick, request=None, created=False, rejoin=False):
         """
         A presence to C{room/nick} from C{sender}.
 
         @param request: the parsed L{JoinRequest} when the stanza carries the
             MUC C{<x/>}, else C{None}.
+        @param rejoin: a mirror joins its user again at a netjoin.
         """
         kind = stanza.getAttribute("type")
         occupant = self.occupant_by_sender(sender)
@@ -392,6 +394,8 @@ class Room:
         if occupant is None:
             if request is None:
                 raise StanzaError("item-not-found", text=NOT_IN_ROOM, by=self.jid)
+            if self._kicks.replay(sender, nick, rejoin, self.host):
+                return
             self._join(stanza, sender, nick, request, created)
         elif occupant.nick == nick:
             if occupant.via is not None:
@@ -1122,6 +1126,10 @@ class Room:
             target.presence = None
             self._publicise(target, codes=("307",), actor_nick=actor_nick,
                             actor_jid=actor.real_jid.full(), reason=reason)
+            if target.via is not None:
+                self._kicks.kicked(target, self._presence_of(
+                    target, target, ("307", "110"), unavailable=True, actor_nick=actor_nick,
+                    actor_jid=actor.real_jid.full(), reason=reason))
             self._after_leave(target)
             return
         target.role = role
@@ -1472,3 +1480,41 @@ def _has_child(stanza, *names):
 
 def _is_ping(iq):
     return any(c.uri == ns.PING and c.name == "ping" for c in iq.elements())
+
+
+class MirrorKicks:
+    """
+    Kicks of mirror occupants, remembered for a day: the 307 the mirror
+    was sent may be lost with a failing link the master has not noticed
+    yet, and the mirror then joins the user again at the netjoin as if
+    nothing happened (issue 13).  Such a rejoin (marked by the mirror) is
+    answered with the kick again; a join of the user's own clears it.
+    """
+
+    MEMORY = 24 * 3600
+
+    def __init__(self, clock):
+        self.clock = clock
+        self._kicks = {}   # (mirror room, nick) -> (when, bare JID, self-presence)
+
+    def kicked(self, occupant, presence):
+        now = self.clock.seconds()
+        self._kicks = {k: v for k, v in self._kicks.items() if now - v[0] < self.MEMORY}
+        self._kicks[occupant.via, occupant.nick] = (now, occupant.real_jid.userhost(), presence)
+
+    def replay(self, sender, nick, rejoin, host):
+        """
+        A join from C{sender} at C{nick}: the kick again if it is a
+        mirror's rejoin of the user it kicked.  @return: whether it was.
+        """
+        if sender.via is None:
+            return False
+        kick = self._kicks.pop((sender.via, nick), None)
+        if (not rejoin or kick is None or kick[1] != sender.real_jid.userhost()
+                or self.clock.seconds() - kick[0] >= self.MEMORY):
+            return False
+        presence = copy_element(kick[2])
+        presence["to"] = sender.address
+        host.send(presence)
+        return True
+

@@ -308,6 +308,10 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                     for o in sorted(room.roster.values(), key=lambda o: o.nick)]}
                 for jid, room in sorted(self.rooms.items())]
 
+    def _master_offers(self, room, feature):
+        features = self._masters.get(parse_jid(room.master_jid).host)
+        return isinstance(features, frozenset) and feature in features
+
     def master_speaks_compact(self, master_host):
         features = self._masters.get(master_host)
         return isinstance(features, frozenset) and ns.DMUC_COMPACT in features
@@ -1047,6 +1051,11 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         for nick, user, presence in joins:
             up = copy_element(presence) if presence is not None else make_stanza("presence")
             up.addElement((ns.MUC, "x"))
+            if self._master_offers(room, ns.DMUC_REJOIN):
+                # Ours, not the user's: a kick the master made while the
+                # link was down is then told, not undone (protocol.md 6).
+                # An older master would show the mark to everyone.
+                up.addElement((ns.DMUC_SYNC, "rejoin"))
             up["to"] = room.master_occupant(nick)
             self._send_up(up, user, room, nick)
         # The master may not have noticed the split (one-way loss) and push

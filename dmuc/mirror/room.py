@@ -540,11 +540,16 @@ class MirrorRoom:
         pending = self.pending.pop(nick, None)
         occupant = self.roster.get(nick)
         if pending is not None and pending.rejoin:
-            if occupant is not None:
-                self._update_local(occupant, presence)
-                self._save()
-            self._answer_held_pings(nick, joined=presence.getAttribute("type") != "unavailable")
-            return
+            joined = presence.getAttribute("type") != "unavailable"
+            self._answer_held_pings(nick, joined=joined)
+            if joined:
+                if occupant is not None:
+                    self._update_local(occupant, presence)
+                    self._save()
+                return
+            # The master answers with a kick it made while the link was
+            # down (docs/protocol.md 6): our user leaves as kicked, below.
+            pending = None
         if pending is not None and pending.refresh and occupant is not None \
                 and presence.getAttribute("type") != "unavailable":
             self._confirm_refresh(presence, occupant, pending)

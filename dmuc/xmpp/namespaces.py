@@ -30,6 +30,9 @@ OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 FMUC = "http://isode.com/protocol/fmuc"
 DMUC_SYNC = "urn:xmpp:dmuc:0"
 DMUC_COMPACT = "urn:xmpp:dmuc:1"   # the compact profile (dmuc/muc/compact.py)
+# A master that answers a mirror's marked netjoin rejoin with a kick it made
+# while the link was down (docs/protocol.md 6).
+DMUC_REJOIN = "urn:xmpp:dmuc:0#rejoin"
 DMUC3 = "http://tridsys.com/protocol/dmuc"
 
 # Message archives (XEP-0313) and what their queries and results use.
