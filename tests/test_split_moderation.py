@@ -9,7 +9,7 @@ from twisted.trial import unittest
 from tests.stanza_helpers import status_codes
 from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, conversation, join, say
 from tests.test_netsplit import history_bodies
-from tests.two_site_helpers import MROOM, ROOM
+from tests.two_site_helpers import MROOM, ROOM, TwoSites
 
 ADMIN = "http://jabber.org/protocol/muc#admin"
 
@@ -91,3 +91,57 @@ class SplitModerationTests(unittest.TestCase):
         self.heal()
         self.assertIn("Wayne", self.sites.master.rooms[ROOM].occupants)
         self.assertEqual(removal(self.sites.take(WAYNE)), [])
+
+
+class SplitDuringFirstSyncTests(unittest.TestCase):
+    """The link fails while the master syncs a mirror for its first user
+    (issue 13: the master still counted the mirror as synced while the
+    mirror had dropped its copy, and no join through it ever completed)."""
+
+    def test_the_room_can_be_joined_through_the_mirror_after_the_netjoin(self):
+        from tests.test_dmuc_flows import MUC_X
+        sites = TwoSites()
+        join(sites, KEVIN, "Kevin", ROOM)
+        say(sites, KEVIN, "before", ROOM)
+        room = sites.master.rooms[ROOM]
+        sync = room._sync_mirror
+
+        def sync_then_fail(*args, **kwargs):
+            sync(*args, **kwargs)
+            sites.cut = True            # what the master just sent is lost
+        room._sync_mirror = sync_then_fail
+        sites.send(WAYNE, "<presence to='%s/Wayne'>%s</presence>" % (MROOM, MUC_X % ""))
+        room._sync_mirror = sync
+        sites.advance(100)
+        sites.take(WAYNE)
+        sites.cut = False
+        sites.advance(60)
+        joined = join(sites, KEITH, "Keith")
+        self.assertIn("110", [c for s in joined if s.name == "presence" for c in status_codes(s)])
+        self.assertIn("before", [str(b) for s in joined for b in s.elements(None, "body")])
+        self.assertIn("Keith", sites.master.rooms[ROOM].occupants)
+
+    def test_and_after_a_mirror_restart_too(self):
+        from tests.test_dmuc_flows import MUC_X
+        sites = TwoSites()
+        join(sites, KEVIN, "Kevin", ROOM)
+        say(sites, KEVIN, "before", ROOM)
+        room = sites.master.rooms[ROOM]
+        sync = room._sync_mirror
+
+        def sync_then_fail(*args, **kwargs):
+            sync(*args, **kwargs)
+            sites.cut = True
+        room._sync_mirror = sync_then_fail
+        sites.send(WAYNE, "<presence to='%s/Wayne'>%s</presence>" % (MROOM, MUC_X % ""))
+        room._sync_mirror = sync
+        sites.advance(5)
+        sites.send(WAYNE, "<presence to='%s/Wayne' type='unavailable'/>" % MROOM)
+        sites.restart_mirror(crash=True)
+        sites.advance(100)
+        sites.cut = False
+        sites.advance(60)
+        sites.take(WAYNE)
+        joined = join(sites, KEITH, "Keith")
+        self.assertIn("110", [c for s in joined if s.name == "presence" for c in status_codes(s)])
+        self.assertIn("Keith", sites.master.rooms[ROOM].occupants)

@@ -422,6 +422,13 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             if kind == "error":
                 log.warn("{mirror} answered with an error: {cond}", mirror=mirror.full(),
                          cond=error_condition(stanza))
+                if name == "iq" and room is not None and mirror.full() in room.synced_mirrors:
+                    # A sync push it could not take (it holds no copy: a
+                    # restart, a split during its first sync): its next
+                    # user's join syncs it afresh.
+                    log.info("{room}: {mirror} is no longer counted as synced",
+                             room=room.jid, mirror=mirror.full())
+                    room.synced_mirrors.discard(mirror.full())
             return
         query = payload(stanza)
         if room is None:

@@ -465,7 +465,10 @@ class Room:
             return
         occupant = Occupant(nick, sender.real_jid, self.default_role(affiliation),
                             template(stanza), address=sender.address, via=sender.via)
-        if occupant.via is not None and occupant.via not in self.synced_mirrors:
+        if occupant.via is not None and (occupant.via not in self.synced_mirrors
+                                         or not self._has_users_of(occupant.via)):
+            # A mirror with none of its users here may hold no copy (it
+            # drops one nobody uses): its first user's join syncs it.
             self._sync_mirror(occupant.via, joining=occupant)
         elif occupant.via is not None and occupant.role == "moderator" \
                 and not self.mirror_sees_real_jids(occupant.via):
@@ -647,6 +650,9 @@ class Room:
         presence.addElement((ns.FMUC, "fmuc")).addElement("left")
         self.host.send(presence)
         log.info("{room}: mirror {via} has no users left", room=self.jid, via=via)
+
+    def _has_users_of(self, via):
+        return any(o.via == via for o in self.occupants.values())
 
     def _check_join_allowed(self, affiliation, request):
         """The pre-join checks, in the order Prosody runs them."""
