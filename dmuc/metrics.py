@@ -79,8 +79,17 @@ class ServiceCollector:
             "dmuc_resync_messages", "Messages the resyncs brought", labels=["service"])
         resync_bytes = SummaryMetricFamily(
             "dmuc_resync_bytes", "Size of the master's resync answers", labels=["service"])
+        fault = GaugeMetricFamily(
+            "dmuc_storage_fault", "1 while the database refuses writes (read-only, full)",
+            labels=["service"])
+        held = GaugeMetricFamily(
+            "dmuc_storage_held_writes", "Writes held in memory until the database takes them",
+            labels=["service"])
         for handler in self.handlers:
             service = handler.domain
+            store = handler.store
+            fault.add_metric([service], 1 if getattr(store, "fault", None) else 0)
+            held.add_metric([service], getattr(store, "held_writes", 0))
             rooms.add_metric([service], len(handler.rooms))
             occupants.add_metric([service], handler.occupant_count())
             for peer, monitor in sorted(handler.monitors.monitors.items()):
@@ -97,7 +106,7 @@ class ServiceCollector:
             resync_messages.add_metric([service], stats.count, stats.messages)
             resync_bytes.add_metric([service], stats.count, stats.bytes)
         return [rooms, occupants, up, splits, pings, stanzas, size,
-                resync_seconds, resync_messages, resync_bytes]
+                resync_seconds, resync_messages, resync_bytes, fault, held]
 
 
 def registry_for(handlers):

@@ -5,7 +5,7 @@ Tests for L{dmuc.storage}: one behaviour suite, run against every backend.
 import os
 import shutil
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial import unittest
@@ -438,6 +438,52 @@ class SQLiteRoomStoreTests(RoomStoreTestsMixin, unittest.TestCase):
         yield self.store.append_outbox(ROOM, kept)
         yield self.reopen()
         self.assertEqual((yield self.store.load_outbox(ROOM)), [kept])
+
+    def set_fault(self, pragma):
+        """Make the database refuse writes as a read-only file or a full
+        disk would (root ignores file modes, so a chmod would not)."""
+        return self.store._pool.runInteraction(lambda txn: txn.execute(pragma))
+
+    @defer.inlineCallbacks
+    def test_writes_refused_by_a_read_only_database_are_held_and_written_later(self):
+        lines = logged(self, LogLevel.error, LogLevel.info)
+        yield self.store.save_room(make_record(ROOM))
+        yield self.set_fault("PRAGMA query_only = 1")
+        self.store._retry_delay = 0.05
+        appends = [self.store.append_history(ROOM, make_entry(n), 10) for n in (1, 2, 3)]
+        outbox = self.store.append_outbox(ROOM, SplitMessage("W", "w@r.test/x", 1.0, "<m/>"))
+        done = []
+        for d in appends + [outbox]:
+            d.addCallback(done.append)
+        yield task.deferLater(reactor, 0.2, lambda: None)   # a few retries, all refused
+        self.assertEqual(done, [])
+        self.assertIn("readonly", self.store.fault)
+        self.assertEqual(self.store.held_writes, 4)
+        self.assertEqual(len([line for line in lines if "cannot write to" in line]), 1, lines)
+        # The fault clears: everything held is written, in order, by itself.
+        yield self.set_fault("PRAGMA query_only = 0")
+        yield defer.gatherResults(appends + [outbox])
+        self.assertIsNone(self.store.fault)
+        self.assertEqual(stanza_ids((yield self.store.load_history(ROOM, 10))),
+                         ["id-1", "id-2", "id-3"])
+        self.assertEqual(len((yield self.store.load_outbox(ROOM))), 1)
+        self.assertEqual(len([line for line in lines if "takes writes again" in line]), 1)
+
+    @defer.inlineCallbacks
+    def test_a_full_disk_holds_writes_the_same_way(self):
+        yield self.store.save_room(make_record(ROOM))
+        pages = yield self.store._pool.runInteraction(
+            lambda txn: txn.execute("PRAGMA page_count").fetchone()[0])
+        yield self.set_fault("PRAGMA max_page_count = %d" % pages)
+        self.store._retry_delay = 0.05
+        big = [self.store.append_history(ROOM, HistoryEntry("big-%d" % n, 1.0, "n", "j",
+                                                            "x" * 20000), 100)
+               for n in range(5)]
+        yield task.deferLater(reactor, 0.2, lambda: None)
+        self.assertIn("full", self.store.fault)
+        yield self.set_fault("PRAGMA max_page_count = 1073741823")
+        yield defer.gatherResults(big)
+        self.assertEqual(len((yield self.store.load_history(ROOM, 100))), 5)
 
     @defer.inlineCallbacks
     def test_restart_loses_nothing(self):

@@ -16,12 +16,15 @@ from collections import deque
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.python import failure
 from zope.interface import implementer
 
 from dmuc.storage.interface import IRoomStore
 from dmuc.storage.records import (
     HistoryEntry, RoomRecord, SplitMessage, StorageError, Tombstone)
+
+log = Logger(namespace="dmuc.storage")
 
 SCHEMA = (
     """
@@ -99,6 +102,11 @@ ARCHIVE_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS archive_time ON archive (timestamp)",
 )
 
+#: The first retry of held writes after this many seconds, then doubling.
+RETRY_FIRST = 1.0
+RETRY_MAX = 30.0
+
+
 @implementer(IRoomStore)
 class SQLiteRoomStore:
     """
@@ -123,6 +131,10 @@ class SQLiteRoomStore:
         self._queue = deque()   # _Operation, in the order asked for
         self._busy = False      # an interaction is running in the pool
         self._next_call = None  # the delayed call that starts the next one
+        #: Why writes fail for now (a read-only database, a full disk), or
+        #: C{None}: they are held, in order, and tried again (L{_hold}).
+        self.fault = None
+        self._retry_delay = RETRY_FIRST
 
     def open(self):
         """
@@ -139,6 +151,11 @@ class SQLiteRoomStore:
         d.addCallbacks(lambda _: self, self._open_failed)
         return d
 
+    @property
+    def held_writes(self):
+        """Writes waiting for a fault to clear (for metrics and status)."""
+        return len(self._queue) if self.fault else 0
+
     def close(self):
         """
         Release the connection; what was asked for before is still done
@@ -147,6 +164,10 @@ class SQLiteRoomStore:
         if self._next_call is not None:
             self._next_call.cancel()
             self._next_call = None
+        if self.fault is not None:
+            log.error("storage: closing {path} with {count} writes not done: {fault}",
+                      path=self.path, count=self.held_writes, fault=self.fault)
+            self.fault = None
         if self._pool is not None:
             while self._queue:
                 self._start(self._pool)
@@ -296,12 +317,42 @@ class SQLiteRoomStore:
         self._busy = False
         if isinstance(outcome, failure.Failure):
             outcome = [(False, outcome)] * len(operations)
+        held = [o for o, (ok, result) in zip(operations, outcome)
+                if not ok and o.write and _transient(result)]
+        if held:
+            self._hold(held, next(r for ok, r in outcome if not ok and _transient(r)))
+        elif self.fault is not None and any(o.write for o in operations):
+            log.info("storage: {path} takes writes again; the held ones are written",
+                     path=self.path)
+            self.fault, self._retry_delay = None, RETRY_FIRST
         for operation, (ok, result) in zip(operations, outcome):
+            if operation in held:
+                continue
             if ok:
                 operation.deferred.callback(result)
             else:
                 operation.deferred.errback(self._database_error(result))
-        self._schedule()
+        if not held:
+            self._schedule()
+
+    def _hold(self, operations, reason):
+        """
+        Writes the database refused for a reason that can pass (read-only,
+        full, locked, an I/O error): kept in memory, first in the queue,
+        and tried again after a delay that doubles up to L{RETRY_MAX}.
+        Nothing asked for is dropped; one line tells the operator.
+        """
+        self._queue.extendleft(reversed(operations))
+        if self.fault is None:
+            self.fault = str(reason.value)
+            log.error("storage: cannot write to {path} ({fault}); holding writes in memory "
+                      "and trying again until it works (rooms keep working; a stop or crash "
+                      "before then loses what is held)", path=self.path, fault=self.fault)
+        if self._reactor is None:
+            from twisted.internet import reactor
+            self._reactor = reactor
+        self._next_call = self._reactor.callLater(self._retry_delay, self._start_next)
+        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
 
     def _database_error(self, reason):
         if not reason.check(sqlite3.Error):
@@ -309,6 +360,17 @@ class SQLiteRoomStore:
         error = StorageError(f"database {self.path}: {reason.value}")
         error.__cause__ = reason.value
         return failure.Failure(error)
+
+
+def _transient(reason):
+    """Whether a write failed for a reason that can pass: SQLite's
+    read-only, full, busy, locked and I/O errors (an operational error),
+    not a constraint or a bug."""
+    if not reason.check(sqlite3.OperationalError):
+        return False
+    text = str(reason.value).lower()
+    return any(word in text for word in ("readonly", "read-only", "full", "locked", "busy",
+                                         "i/o", "unable to open"))
 
 
 class _Operation:
@@ -341,9 +403,14 @@ def _run_writes(txn, writes):
         txn.execute("SAVEPOINT write")
         try:
             outcomes[i] = (True, interaction(txn, *args))
-        except Exception:
+        except Exception as error:
             outcomes[i] = (False, failure.Failure())
-            txn.execute("ROLLBACK TO write")
+            try:
+                txn.execute("ROLLBACK TO write")
+            except sqlite3.OperationalError:
+                # SQLite undid the whole transaction itself (a full disk,
+                # an I/O error): the batch failed, with that error.
+                raise error
         txn.execute("RELEASE write")
     for i, last in superseded:
         outcomes[i] = outcomes[last]
