@@ -183,3 +183,69 @@ class MirrorRestartSitesTests(TwoSitesInAConversation, unittest.TestCase):
         for name in ("wayne", "keith"):
             said = [body(s) for s in self.seen[name] if body(s) in ("k1", "k2")]
             self.assertEqual(said, ["k1", "k2"], name)
+
+
+class ProsodyRestartSitesTests(TwoSitesInAConversation, unittest.TestCase):
+    """
+    Either site's Prosody restarted during a conversation (issue 13): its
+    users' clients reconnect and join again, as clients do; the dmuc
+    service on that site reconnects by itself.  Everyone ends in the room,
+    seeing everyone, with identical and complete histories at both sites.
+    """
+
+    def rejoin(self, site, user, resource, room, nick, others):
+        """A client reconnecting after its server restarted, joining again
+        as clients do: again after a `wait' error (the dmuc service has
+        not reconnected to Prosody yet).  It must see C{others} in."""
+        import time
+        from tests.harness.client import connect
+        client = connect(self, getattr(self.sites, site), user, resource=resource)
+        deadline = time.monotonic() + 60
+        while True:
+            client.send("<presence to='%s/%s'><x xmlns='http://jabber.org/protocol/muc'>"
+                        "<history maxstanzas='0'/></x></presence>" % (room, nick))
+            answer = client.wait_for(lambda s: s.tag.endswith("presence") and (
+                s.get("type") == "error" or 110 in status_codes(s)), timeout=30)
+            if answer.get("type") != "error":
+                break
+            self.assertLess(time.monotonic(), deadline, "never joined again")
+            time.sleep(1)   # a client's retry delay
+        seen = {p.get("from").rpartition("/")[2] for p in client.take_all()
+                if p.tag.endswith("presence") and p.get("type") is None}
+        self.assertEqual(seen & set(others), set(others))
+        return client
+
+    def converse(self, kevin, wayne, keith, texts):
+        for n, text in enumerate(texts):
+            speaker, room = ((kevin, ROOM), (wayne, MROOM), (keith, MROOM))[n % 3]
+            self.say(speaker, room, text)
+            for listener in (kevin, wayne, keith):
+                listener.wait_for(lambda s, t=text: body(s) == t, timeout=20)
+
+    def check_histories(self, expected):
+        master_db = self.sites.master.directory + "/master.sqlite"
+        mirror_db = self.sites.mirror.directory + "/mirror.sqlite"
+        self.assertTrue(eventually(lambda: stored_bodies(master_db, ROOM) == expected
+                                   and stored_bodies(mirror_db, MROOM) == expected, timeout=30),
+                        (stored_bodies(master_db, ROOM), stored_bodies(mirror_db, MROOM)))
+
+    def restart_site(self, site):
+        before = ["before %d" % n for n in range(6)]
+        self.converse(self.kevin, self.wayne, self.keith, before)
+        getattr(self.sites, site).restart()
+        kevin, wayne, keith = self.kevin, self.wayne, self.keith
+        if site == "fairfax":
+            kevin = self.rejoin("fairfax", "kevin", "desk2", ROOM, "Kevin", ("Wayne", "Keith"))
+        else:
+            wayne = self.rejoin("raleigh", "wayne", "laptop2", MROOM, "Wayne", ("Kevin",))
+            keith = self.rejoin("raleigh", "keith", "phone2", MROOM, "Keith",
+                                ("Kevin", "Wayne"))
+        after = ["after %d" % n for n in range(6)]
+        self.converse(kevin, wayne, keith, after)
+        self.check_histories(["before"] + before + after)
+
+    def test_the_mirror_sites_prosody_restarts(self):
+        self.restart_site("raleigh")
+
+    def test_the_master_sites_prosody_restarts(self):
+        self.restart_site("fairfax")
