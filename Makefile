@@ -17,7 +17,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all install prosody test pytest trial direct legacy run demo bench clean
+.PHONY: all install prosody test pytest trial direct legacy run demo bench soak clean
 
 all: test
 
@@ -86,6 +86,10 @@ demo: install prosody
 
 bench: install prosody
 	$(PY) -m bench.run
+
+# The soak run at length (docs/limits.md); `make test` runs one minute of it.
+soak: install prosody
+	DMUC_SOAK_SECONDS=1200 $(PY) -m pytest -q -s tests/test_soak.py
 
 clean:
 	rm -rf $(VENV) $(LEGACY_VENV) _trial_temp run .pytest_cache *.egg-info
