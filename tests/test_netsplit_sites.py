@@ -254,6 +254,64 @@ class LongSplitSitesTests(TwoSitesInAConversation, unittest.TestCase):
             self.kevin.wait_for(lambda s, t=text: body(s) == t, timeout=10)
 
 
+class KillsDuringSplitsSitesTests(TwoSitesInAConversation, unittest.TestCase):
+    """`kill -9` of a service during a netsplit and during the resync that
+    follows (issue 13): every acknowledged message ends in both histories,
+    once."""
+
+    limits = {"messages_per_second": "0"}
+
+    def acknowledged_by(self, client, texts):
+        got = []
+        client.listen(lambda s: got.append(body(s)) if body(s) in texts else None)
+        return got
+
+    def converged(self, expected):
+        master_db = self.sites.master.directory + "/master.sqlite"
+        mirror_db = self.sites.mirror.directory + "/mirror.sqlite"
+        ok = eventually(lambda: sorted(stored_bodies(master_db, ROOM)) == sorted(expected)
+                        and stored_bodies(master_db, ROOM) == stored_bodies(mirror_db, MROOM),
+                        timeout=60)
+        self.assertTrue(ok, (len(stored_bodies(master_db, ROOM)),
+                             len(stored_bodies(mirror_db, MROOM)), len(expected)))
+
+    def test_master_killed_during_a_split(self):
+        self.sites.relay.cut()
+        self.keith.wait_for(lambda s: 333 in status_codes(s), timeout=15)
+        self.kevin.wait_for(lambda s: 333 in status_codes(s), timeout=15)
+        kevin_texts = ["kevin %d" % n for n in range(5)]
+        wayne_texts = ["wayne %d" % n for n in range(5)]
+        for ours, theirs in zip(kevin_texts, wayne_texts):
+            self.say(self.kevin, ROOM, ours)
+            self.say(self.wayne, MROOM, theirs)
+        self.kevin.wait_for(lambda s: body(s) == kevin_texts[-1], timeout=10)
+        self.wayne.wait_for(lambda s: body(s) == wayne_texts[-1], timeout=10)
+        self.sites.master.kill()
+        self.sites.master.start()
+        self.sites.relay.heal()
+        self.converged(["before"] + kevin_texts + wayne_texts)
+
+    def test_mirror_killed_during_the_resync(self):
+        self.kevin.iq("<iq type='set' to='%s'><query xmlns='http://jabber.org/protocol/muc#"
+                      "owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_"
+                      "historylength'><value>1000</value></field></x></query></iq>" % ROOM)
+        mirror_db = self.sites.mirror.directory + "/mirror.sqlite"
+        self.assertTrue(eventually(lambda: '"history_length": 1000' in stored_config(
+            mirror_db, MROOM)))
+        self.sites.relay.cut()
+        self.keith.wait_for(lambda s: 333 in status_codes(s), timeout=15)
+        texts = ["wayne %d: pack my box with five dozen liquor jugs" % n for n in range(400)]
+        for text in texts:
+            self.say(self.wayne, MROOM, text)
+        self.wayne.wait_for(lambda s: body(s) == texts[-1], timeout=20)
+        ups = self.sites.mirror.log_text().count("is UP since")
+        self.sites.relay.heal()
+        self.sites.mirror.wait_for_log("is UP since", count=ups + 1, timeout=20)
+        self.sites.mirror.kill()          # the upload's pages are under way
+        self.sites.mirror.start()
+        self.converged(["before"] + texts)
+
+
 class ReadonlySplitTests(TwoSitesInAConversation, unittest.TestCase):
     """split_mode = readonly: no conversation while split."""
 
