@@ -8,7 +8,7 @@ from twisted.trial import unittest
 
 from tests.stanza_helpers import status_codes
 from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, conversation, join, say
-from tests.test_netsplit import history_bodies
+from tests.test_netsplit import _bodies, history_bodies
 from tests.two_site_helpers import MROOM, ROOM, TwoSites
 
 ADMIN = "http://jabber.org/protocol/muc#admin"
@@ -145,3 +145,32 @@ class SplitDuringFirstSyncTests(unittest.TestCase):
         joined = join(sites, KEITH, "Keith")
         self.assertIn("110", [c for s in joined if s.name == "presence" for c in status_codes(s)])
         self.assertIn("Keith", sites.master.rooms[ROOM].occupants)
+
+
+class NickClashTests(unittest.TestCase):
+    """Two users take the same nick, one at each site, during a split
+    (issue 13: the master then showed the mirror user's split messages
+    under the nick of its own occupant, one person's words as another's)."""
+
+    def test_the_mirror_users_split_messages_keep_apart(self):
+        sites = conversation()
+        sites.cut = True
+        sites.advance(100)
+        say(sites, WAYNE, "wayne's own words", MROOM)
+        join(sites, "carol@fairfax.test/x", "Wayne", ROOM)     # takes the nick
+        say(sites, "carol@fairfax.test/x", "carol's words", ROOM)
+        for user in (KEVIN, WAYNE, KEITH, "carol@fairfax.test/x"):
+            sites.take(user)
+        sites.cut = False
+        sites.advance(60)
+
+        def authors(room):
+            return [(e.nick, b) for e in room.history for b in _bodies(e.xml)]
+        master = authors(sites.master.rooms[ROOM])
+        self.assertIn(("Wayne", "carol's words"), master)
+        self.assertIn(("Wayne (split)", "wayne's own words"), master)
+        self.assertEqual(sorted(authors(sites.mirror.rooms[MROOM])), sorted(master))
+        # Kevin was shown who wrote it.
+        shown = [s["from"] for s in sites.take(KEVIN) if s.name == "message"
+                 and "wayne's own words" in s.toXml()]
+        self.assertEqual(shown, [ROOM + "/Wayne (split)"])

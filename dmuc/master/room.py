@@ -586,6 +586,9 @@ class Room:
                 continue
             if self.get_affiliation(real) == "outcast":
                 continue
+            holder = self.occupants.get(nick)
+            if holder is not None and holder.real_jid.userhost() != real.userhost():
+                nick = notices.displaced_nick(nick)   # not the holder's words
             author = Occupant(nick, real, "participant", address=via + "/" + nick, via=via)
             self._broadcast_message(author, message, skip_mirror=via)
 

@@ -811,12 +811,27 @@ class MirrorRoom:
             self._remove_local(occupant, "301",
                                "You were banned from the room during a network split")
         elif condition == "conflict":
-            # The master's occupant keeps the nick.
+            # The master's occupant keeps the nick; what ours wrote under
+            # it during the split is kept apart, as the master keeps it.
+            self._rename_split_entries(nick, notices.displaced_nick(nick))
             self._remove_local(occupant, "333", "The nick %s was taken in the room during a "
                                "network split; join again with another nick" % nick)
         else:
             self._remove_local(occupant, "333", "The room did not take you back after a "
                                "network split (%s); join again" % condition)
+
+    def _rename_split_entries(self, nick, new_nick):
+        for entry in [e for e in self.history
+                      if e.nick == nick and not self._is_master_copy(e)]:
+            message = parse_xml(entry.xml)
+            message["from"] = "%s/%s" % (message.getAttribute("from", "").partition("/")[0],
+                                         new_nick)
+            renamed = HistoryEntry(entry.stanza_id, entry.timestamp, new_nick, entry.real_jid,
+                                   message.toXml())
+            self.history.remove(entry)
+            self.host.forget_message(self, entry)
+            self.history.insert(renamed)
+            self.host.store_message(self, renamed)
 
     def _drop_split_entries(self, nick):
         """What C{nick} wrote here during the split (ours, never placed by

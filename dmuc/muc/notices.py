@@ -12,6 +12,16 @@ from dmuc.xmpp.stanzas import make_stanza
 MAX_NICKS_NAMED = 10
 
 
+def displaced_nick(nick):
+    """
+    The nick under which the room keeps what a mirror's user wrote during
+    a split at a nick someone at the master's site took meanwhile: the
+    master's occupant keeps the nick, and the words stay the writer's
+    (master and mirror both name them so, docs/protocol.md 6).
+    """
+    return "%s (split)" % nick
+
+
 def split_presence_template(site, stopped=False):
     """
     The presence template of an occupant who left with a split: the reason
