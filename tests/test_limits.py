@@ -152,3 +152,38 @@ class MemoryPerRoomTests(unittest.TestCase):
         # 2,700 more messages of 2 kB are 5.4 MB; what stays is a few
         # messages' worth of allocator noise, not the flood.
         self.assertLess(grown, 200 * 1024, grown)
+
+
+class DiscoItemsPagingTests(unittest.TestCase):
+    """A service of many long-named public rooms (issue 13: an answer over
+    512 KiB made Prosody close the master's component stream)."""
+
+    def items_page(self, sites, rsm=""):
+        sites.send(KEVIN, "<iq type='get' id='items' to='conference.fairfax.test'><query "
+                   "xmlns='http://jabber.org/protocol/disco#items'>%s</query></iq>" % rsm)
+        (answer,) = sites.take(KEVIN)
+        query = next(answer.elements("http://jabber.org/protocol/disco#items", "query"))
+        page = next(query.elements("http://jabber.org/protocol/rsm", "set"), None)
+        items = query.elements("http://jabber.org/protocol/disco#items", "item")
+        return answer, [i["jid"] for i in items], page
+
+    def test_every_answer_is_bounded_and_paging_gets_every_room_once(self):
+        from dmuc.master.room import Room
+        sites = TwoSites()
+        for n in range(3000):
+            room = Room("room%04d@conference.fairfax.test" % n, sites.master)
+            room.config.public, room.config.name = True, "%d %s" % (n, "long name " * 25)
+            sites.master.rooms[room.jid] = room
+        answer, jids, page = self.items_page(sites)
+        self.assertLess(len(answer.toXml().encode("utf-8")), 64 * 1024)
+        self.assertEqual(str(next(page.elements("http://jabber.org/protocol/rsm", "count"))),
+                         "3000")
+        seen = list(jids)
+        while len(seen) < 3000:
+            answer, jids, page = self.items_page(
+                sites, "<set xmlns='http://jabber.org/protocol/rsm'><max>100</max>"
+                       "<after>%s</after></set>" % seen[-1])
+            self.assertLess(len(answer.toXml().encode("utf-8")), 64 * 1024)
+            self.assertTrue(jids)
+            seen += jids
+        self.assertEqual(seen, sorted(sites.master.rooms))

@@ -9,10 +9,12 @@ stanza that makes a handler fail gets C{internal-server-error}, is logged
 with its sender, and the service goes on serving everyone else.
 """
 
+import bisect
 import secrets
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.words.xish import domish
 
 from dmuc.muc import registration, voice
 from dmuc.master.room import NOT_IN_ROOM, Room
@@ -615,15 +617,34 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         self.send(reply)
 
     def _reply_service_items(self, iq, query):
+        """
+        The public rooms, in pages (XEP-0059): every answer is bounded, in
+        items and in bytes, so that a service of many long-named rooms
+        never sends Prosody a stanza it closes the stream for (issue 13).
+        A client that does not page gets the first page and the count.
+        """
+        public = [jid for jid in sorted(self.rooms) if self.rooms[jid].config.public]
+        wanted, start = _items_page_request(child(query, "set", ns.RSM), public)
         reply = result_reply(iq)
         items = reply.addElement((ns.DISCO_ITEMS, "query"))
-        for jid in sorted(self.rooms):
-            room = self.rooms[jid]
-            if room.config.public:
-                item = items.addElement("item")
-                item["jid"] = jid
-                if room.config.name:
-                    item["name"] = room.config.name
+        shown, size = [], 0
+        for jid in public[start:start + wanted]:
+            item = domish.Element((ns.DISCO_ITEMS, "item"))
+            item["jid"] = jid
+            if self.rooms[jid].config.name:
+                item["name"] = self.rooms[jid].config.name
+            size += len(item.toXml())
+            if shown and size > paging.PAGE_SIZE:
+                break
+            items.addChild(item)
+            shown.append(jid)
+        if child(query, "set", ns.RSM) is not None or len(shown) < len(public):
+            page = items.addElement((ns.RSM, "set"))
+            if shown:
+                first = page.addElement("first", content=shown[0])
+                first["index"] = str(start)
+                page.addElement("last", content=shown[-1])
+            page.addElement("count", content=str(len(public)))
         self.send(reply)
 
     # -- stanzas to a room's bare JID
@@ -865,6 +886,35 @@ def parse_join(stanza):
     element = child(x, "history", ns.MUC)
     request = _history_request(element) if element is not None else HistoryRequest()
     return JoinRequest(password=password, history=request)
+
+
+#: Rooms in one disco#items answer at most (and at most PAGE_SIZE bytes).
+DISCO_PAGE = 100
+
+
+def _items_page_request(rsm, jids):
+    """
+    (how many, from which index) a disco#items request asks for: XEP-0059
+    C{max} (at most L{DISCO_PAGE}) and C{after} or C{index}.
+    """
+    if rsm is None:
+        return DISCO_PAGE, 0
+    wanted = DISCO_PAGE
+    text = child_text(rsm, "max", ns.RSM)
+    if text is not None:
+        try:
+            wanted = min(max(int(text), 0), DISCO_PAGE)
+        except ValueError:
+            raise StanzaError("bad-request", text="Invalid RSM max")
+    after, index = child_text(rsm, "after", ns.RSM), child_text(rsm, "index", ns.RSM)
+    if after:
+        return wanted, bisect.bisect_right(jids, after)
+    if index is not None:
+        try:
+            return wanted, max(int(index), 0)
+        except ValueError:
+            raise StanzaError("bad-request", text="Invalid RSM index")
+    return wanted, 0
 
 
 def _add_history(holder, messages):
