@@ -108,6 +108,23 @@ class RestartTests(unittest.TestCase):
         self.assert_histories(["before", "into the void"])
         self.assertEqual(errors(self.sites.take(WAYNE) + self.sites.take(KEITH)), [])
 
+    def test_449_messages_during_a_crash_all_reach_the_restarted_master(self):
+        # Issue 13: they stayed "waiting for upload" for good (one upload
+        # over the stanza limit, refused); they now go up in pages.
+        self.sites.send(KEVIN, PERSISTENT.replace(
+            "</x>", "<field var='muc#roomconfig_historylength'><value>1000</value></field></x>"))
+        self.sites.take(KEVIN)
+        self.sites.stop_master(crash=True)
+        self.sites.clock.advance(1)
+        written = ["while it is down %d" % n for n in range(449)]
+        for text in written:
+            say(self.sites, (WAYNE, KEITH)[len(text) % 2], text, MROOM)
+        self.sites.start_master()
+        self.sites.advance(30)
+        self.assert_histories(["before"] + written)
+        self.assertEqual(self.mirror_room().split_messages, [])
+        self.assertEqual(self.sites.mirror.store._outbox.get(MROOM, []), [])
+
     def test_crash_and_restart_unnoticed_then_announced(self):
         """Killed and started again between two stanzas: the master's
         start notice tells the mirror it counts nobody any more."""
