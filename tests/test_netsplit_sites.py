@@ -91,6 +91,17 @@ class TwoSitesInAConversation:
     def say(self, client, room, text):
         client.send("<message to='%s' type='groupchat'><body>%s</body></message>" % (room, text))
 
+    def keep_history(self, length):
+        """The room keeps C{length} messages, and the mirror's copy knows
+        it before the test goes on (a split would hide the change)."""
+        self.kevin.iq("<iq type='set' to='%s'><query xmlns='http://jabber.org/protocol/muc#"
+                      "owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_"
+                      "historylength'><value>%d</value></field></x></query></iq>"
+                      % (ROOM, length))
+        mirror_db = self.sites.mirror.directory + "/mirror.sqlite"
+        self.assertTrue(eventually(lambda: '"history_length": %d' % length in stored_config(
+            mirror_db, MROOM)), stored_config(mirror_db, MROOM))
+
     def status(self, site):
         with open(getattr(self.sites, site).directory + "/status.json") as f:
             return {p["peer"]: p["state"] for p in json.load(f)["peers"]}
@@ -175,13 +186,8 @@ class LongSplitSitesTests(TwoSitesInAConversation, unittest.TestCase):
         return got
 
     def test_a_split_of_500_messages_per_side_heals(self):
-        self.kevin.iq("<iq type='set' to='%s'><query xmlns='http://jabber.org/protocol/muc#"
-                      "owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_"
-                      "historylength'><value>1000</value></field></x></query></iq>" % ROOM)
+        self.keep_history(1000)
         mirror_db = self.sites.mirror.directory + "/mirror.sqlite"
-        # The mirror's copy of the config has the new length before the split.
-        self.assertTrue(eventually(lambda: '"history_length": 1000' in stored_config(
-            mirror_db, MROOM)), stored_config(mirror_db, MROOM))
         kevin_got, keith_got = self.collect(self.kevin), self.collect(self.keith)
         self.sites.relay.cut()
         self.keith.wait_for(lambda s: 333 in status_codes(s), timeout=15)
@@ -292,12 +298,7 @@ class KillsDuringSplitsSitesTests(TwoSitesInAConversation, unittest.TestCase):
         self.converged(["before"] + kevin_texts + wayne_texts)
 
     def test_mirror_killed_during_the_resync(self):
-        self.kevin.iq("<iq type='set' to='%s'><query xmlns='http://jabber.org/protocol/muc#"
-                      "owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_"
-                      "historylength'><value>1000</value></field></x></query></iq>" % ROOM)
-        mirror_db = self.sites.mirror.directory + "/mirror.sqlite"
-        self.assertTrue(eventually(lambda: '"history_length": 1000' in stored_config(
-            mirror_db, MROOM)))
+        self.keep_history(1000)
         self.sites.relay.cut()
         self.keith.wait_for(lambda s: 333 in status_codes(s), timeout=15)
         texts = ["wayne %d: pack my box with five dozen liquor jugs" % n for n in range(400)]

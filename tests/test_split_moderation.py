@@ -98,30 +98,9 @@ class SplitDuringFirstSyncTests(unittest.TestCase):
     (issue 13: the master still counted the mirror as synced while the
     mirror had dropped its copy, and no join through it ever completed)."""
 
-    def test_the_room_can_be_joined_through_the_mirror_after_the_netjoin(self):
-        from tests.test_dmuc_flows import MUC_X
-        sites = TwoSites()
-        join(sites, KEVIN, "Kevin", ROOM)
-        say(sites, KEVIN, "before", ROOM)
-        room = sites.master.rooms[ROOM]
-        sync = room._sync_mirror
-
-        def sync_then_fail(*args, **kwargs):
-            sync(*args, **kwargs)
-            sites.cut = True            # what the master just sent is lost
-        room._sync_mirror = sync_then_fail
-        sites.send(WAYNE, "<presence to='%s/Wayne'>%s</presence>" % (MROOM, MUC_X % ""))
-        room._sync_mirror = sync
-        sites.advance(100)
-        sites.take(WAYNE)
-        sites.cut = False
-        sites.advance(60)
-        joined = join(sites, KEITH, "Keith")
-        self.assertIn("110", [c for s in joined if s.name == "presence" for c in status_codes(s)])
-        self.assertIn("before", [str(b) for s in joined for b in s.elements(None, "body")])
-        self.assertIn("Keith", sites.master.rooms[ROOM].occupants)
-
-    def test_and_after_a_mirror_restart_too(self):
+    def first_join_fails(self):
+        """Wayne's join is the mirror's first: the link fails right as the
+        master has sent the config and roster (lost)."""
         from tests.test_dmuc_flows import MUC_X
         sites = TwoSites()
         join(sites, KEVIN, "Kevin", ROOM)
@@ -135,6 +114,24 @@ class SplitDuringFirstSyncTests(unittest.TestCase):
         room._sync_mirror = sync_then_fail
         sites.send(WAYNE, "<presence to='%s/Wayne'>%s</presence>" % (MROOM, MUC_X % ""))
         room._sync_mirror = sync
+        return sites
+
+    def assert_keith_joins(self, sites):
+        joined = join(sites, KEITH, "Keith")
+        self.assertIn("110", [c for s in joined if s.name == "presence" for c in status_codes(s)])
+        self.assertIn("before", [str(b) for s in joined for b in s.elements(None, "body")])
+        self.assertIn("Keith", sites.master.rooms[ROOM].occupants)
+
+    def test_the_room_can_be_joined_through_the_mirror_after_the_netjoin(self):
+        sites = self.first_join_fails()
+        sites.advance(100)
+        sites.take(WAYNE)
+        sites.cut = False
+        sites.advance(60)
+        self.assert_keith_joins(sites)
+
+    def test_and_after_a_mirror_restart_too(self):
+        sites = self.first_join_fails()
         sites.advance(5)
         sites.send(WAYNE, "<presence to='%s/Wayne' type='unavailable'/>" % MROOM)
         sites.restart_mirror(crash=True)
@@ -142,9 +139,7 @@ class SplitDuringFirstSyncTests(unittest.TestCase):
         sites.cut = False
         sites.advance(60)
         sites.take(WAYNE)
-        joined = join(sites, KEITH, "Keith")
-        self.assertIn("110", [c for s in joined if s.name == "presence" for c in status_codes(s)])
-        self.assertIn("Keith", sites.master.rooms[ROOM].occupants)
+        self.assert_keith_joins(sites)
 
 
 class NickClashTests(unittest.TestCase):
