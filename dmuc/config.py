@@ -354,13 +354,6 @@ SCHEMA = {
 }
 
 
-def limits_of(section):
-    """The L{Limits} a [master] or [mirror] section sets."""
-    from dmuc.muc.limits import Limits
-    return Limits(**{f.name: getattr(section, f.name) for f in fields(Limits)
-                     if hasattr(section, f.name)})
-
-
 @dataclass
 class XMPPConfig:
     """Where the XMPP server accepts components (XEP-0114)."""
@@ -383,15 +376,9 @@ class MasterConfig:
     max_history_messages: int = 1000
     tombstone_expiry: float = 31 * 86400
     archive_expires: float | None = 7 * 86400
-    messages_per_second: float = 5
-    message_burst: int = 50
-    max_presence_size: int = 8192
-    max_occupants: int = 10000
-    max_occupants_per_room: int = 1000
-    max_rooms_per_user: int = 100
-
-    def limits(self):
-        return limits_of(self)
+    #: The [master] limit keys (_LIMITS and the master's own), read into
+    #: one L{Limits}.
+    limits: object = None
 
 
 @dataclass
@@ -407,13 +394,7 @@ class MirrorConfig:
     connection: str = "component"
     direct_peers: tuple = ()
     archive_expires: float | None = 7 * 86400
-    messages_per_second: float = 5
-    message_burst: int = 50
-    max_presence_size: int = 8192
-    max_occupants: int = 10000
-
-    def limits(self):
-        return limits_of(self)
+    limits: object = None   # the [mirror] limit keys, as one L{Limits}
 
 
 @dataclass
@@ -508,10 +489,19 @@ def _validate(path, parser):
     for name, keys in SCHEMA.items():
         if parser.has_section(name) or name in ("xmpp", "monitor"):
             values = _section(path, parser, name, keys)
+            if name in SERVICE_SECTIONS:
+                values["limits"] = _limits_from(values)
             sections[name] = _SECTION_TYPES[name](**values)
     loaded = Config(path=path, **sections)
     _check_connections(path, loaded)
     return loaded
+
+
+def _limits_from(values):
+    """The limit keys of a service section, taken out of C{values} into
+    one L{Limits} (dmuc/muc/limits.py)."""
+    from dmuc.muc.limits import Limits
+    return Limits(**{f.name: values.pop(f.name) for f in fields(Limits) if f.name in values})
 
 
 def _check_connections(path, loaded):

@@ -85,10 +85,10 @@ class LoadTests(unittest.TestCase):
             "[master]\njid = c.example.org\nsecret = x\n"
             "[mirror]\njid = m.example.org\nsecret = x\nlocal_domains = example.org\n"
             "messages_per_second = 0.5\nmax_occupants = 0\n"))
-        self.assertEqual(loaded.master.limits(), Limits(
+        self.assertEqual(loaded.master.limits, Limits(
             messages_per_second=5, message_burst=50, max_presence_size=8192,
             max_occupants_per_room=1000, max_occupants=10000, max_rooms_per_user=100))
-        self.assertEqual(loaded.mirror.limits(), Limits(
+        self.assertEqual(loaded.mirror.limits, Limits(
             messages_per_second=0.5, message_burst=50, max_presence_size=8192,
             max_occupants=0))
 

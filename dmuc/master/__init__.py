@@ -18,7 +18,7 @@ def MasterService(xmpp, master, monitor, reactor, s2s=None):
                                 tombstone_expiry=master.tombstone_expiry,
                                 redirect_to_mirrors=master.redirect_to_mirrors,
                                 max_history_messages=master.max_history_messages,
-                                limits=master.limits()
+                                limits=master.limits
                                 ).keeping_archives_for(
             master.archive_expires),
         reactor, connection=master.connection, direct_peers=master.direct_peers, s2s=s2s)

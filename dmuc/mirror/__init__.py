@@ -15,6 +15,6 @@ def MirrorService(xmpp, mirror, monitor, reactor, s2s=None):
         "mirror", xmpp, mirror.jid, mirror.secret, mirror.database,
         lambda store: MirrorMUC(mirror.jid, mirror.local_domains, store, reactor,
                                 fire_and_forget=mirror.fire_and_forget,
-                                split_mode=mirror.split_mode, limits=mirror.limits(),
+                                split_mode=mirror.split_mode, limits=mirror.limits,
                                 monitor=monitor).keeping_archives_for(mirror.archive_expires),
         reactor, connection=mirror.connection, direct_peers=mirror.direct_peers, s2s=s2s)
