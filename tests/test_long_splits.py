@@ -122,3 +122,39 @@ class CrashDuringASplitTests(unittest.TestCase):
         self.assertEqual(sorted(occupant_bodies(sites.take(KEVIN))), sorted(written))
         self.assertEqual(history_bodies(sites.mirror.rooms[MROOM]),
                          history_bodies(sites.master.rooms[ROOM]))
+
+
+class LargeRosterTests(unittest.TestCase):
+    """A room whose roster is larger than a stanza may be: 150 occupants
+    with a status of 800 characters each (about 140 KiB of roster)."""
+
+    def crowded(self):
+        sites = TwoSites()
+        status = "<status>%s</status>" % ("busy " * 160)
+        for n in range(150):
+            join(sites, "user%03d@fairfax.test/x" % n, "User%03d" % n, ROOM, extra="")
+            sites.send("user%03d@fairfax.test/x" % n, "<presence to='%s/User%03d'>%s</presence>"
+                       % (ROOM, n, status))
+        sites.inbox.clear()
+        sites.link = []
+        return sites
+
+    def test_the_first_join_through_the_mirror_sees_everyone(self):
+        sites = self.crowded()
+        joined = join(sites, WAYNE, "Wayne")
+        others = {s["from"] for s in joined if s.name == "presence"
+                  and s.getAttribute("type") is None}
+        self.assertEqual(len(others), 151)    # 150 and Wayne himself
+        self.assertLess(max(len(s.toXml().encode("utf-8")) for _, s in sites.link),
+                        MAX_STANZA_SIZE)
+
+    def test_a_resync_brings_the_whole_roster_back(self):
+        sites = self.crowded()
+        join(sites, WAYNE, "Wayne")
+        join(sites, KEITH, "Keith")
+        split(sites)
+        sites.link = []
+        heal(sites)
+        self.assertEqual(len(sites.mirror.rooms[MROOM].roster), 152)
+        self.assertLess(max(len(s.toXml().encode("utf-8")) for _, s in sites.link),
+                        MAX_STANZA_SIZE)

@@ -457,10 +457,16 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         reply = result_reply(stanza)
         answer = reply.addElement((ns.DMUC_SYNC, "room"))
         answer["id"] = room.jid
+        paged = query.getAttribute("paged") in ("1", "true")
+        roster_parts = []
         if child(query, "roster", ns.DMUC_SYNC) is not None:
             # A mirror resynchronising after a split it saw and we may not
             # have: it dropped the other sites' occupants and needs them.
-            answer.addChild(room.roster_for_mirror(mirror.userhost()))
+            roster = room.roster_for_mirror(mirror.userhost())
+            pages = list(paging.pages(list(roster.elements()))) if paged else []
+            if len(pages) > 1:
+                roster_parts, roster = pages[:-1], _roster_of(pages[-1])
+            answer.addChild(roster)
         brief = self.speaks_compact(mirror.full())
         messages = list(room.history_for_mirror(request, query.getAttribute("after")))
         subject = room.subject_for_mirror()
@@ -474,12 +480,14 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
                 compact.history_item(message, room.jid, room.mirror_knows_occupant_id(message))
             # Inside a foreign element a stanza names its namespace.
             message.uri = message.defaultUri = ns.CLIENT
-        if query.getAttribute("paged") in ("1", "true"):
+        if paged:
             # All pages but the last go ahead of the answer, on the same
             # stream: the mirror has them all when the answer comes.
+            for items in roster_parts:
+                self.send(_sync_part(stanza, _roster_of(items), self.new_id()))
             *parts, last = list(paging.pages(messages)) or [[]]
             for part in parts:
-                self.send(_history_part(stanza, part, self.new_id()))
+                self.send(_sync_part(stanza, _history_of(part), self.new_id()))
             messages = last
         _add_history(answer, messages)
         self.send(reply)
@@ -918,20 +926,33 @@ def _items_page_request(rsm, jids):
 
 
 def _add_history(holder, messages):
-    history = holder.addElement((ns.MUC, "history"))
+    holder.addChild(_history_of(messages))
+
+
+def _history_of(messages):
+    history = domish.Element((ns.MUC, "history"))
     for message in messages:
         history.addChild(message)
+    return history
 
 
-def _history_part(request, messages, iq_id):
-    """One page of the history answer to C{request}, ahead of the answer
-    (docs/protocol.md 22): an IQ set naming the request it belongs to."""
+def _roster_of(items):
+    roster = domish.Element((ns.DMUC_SYNC, "roster"))
+    for item in items:
+        roster.addChild(item)
+    return roster
+
+
+def _sync_part(request, content, iq_id):
+    """One page of the answer to C{request} (roster items or history),
+    ahead of the answer (docs/protocol.md 22): an IQ set naming the
+    request it belongs to."""
     iq = make_stanza("iq", to=request.getAttribute("from"), frm=request.getAttribute("to"),
                      type="set", id=iq_id)
     part = iq.addElement((ns.DMUC_SYNC, "room"))
     part["id"] = parse_jid(request.getAttribute("to")).userhost()
     part["part"] = request.getAttribute("id")
-    _add_history(part, messages)
+    part.addChild(content)
     return iq
 
 

@@ -21,7 +21,8 @@ import uuid
 from twisted.logger import Logger
 from twisted.words.xish import domish
 
-from dmuc.muc import compact, forms, history, limits, notices, registration, room_copy
+from dmuc.muc import (
+    compact, forms, history, limits, notices, paging, registration, room_copy)
 from dmuc.muc.model import (
     AFFILIATION_RANK, ROLE_RANK, Occupant, RoomConfig, Session, affiliation_rank,
     role_rank)
@@ -30,7 +31,8 @@ from dmuc.muc.presence import destroy_presence, occupant_presence, template
 from dmuc.storage import HistoryEntry, RoomRecord
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import (
-    StanzaError, child, child_text, copy_element, make_stanza, parse_jid, strip_children)
+    StanzaError, child, child_text, copy_element, larger_than, make_stanza, parse_jid,
+    strip_children)
 from dmuc.xmpp.timestamps import format_timestamp, parse_timestamp
 
 log = Logger(namespace="dmuc.master")
@@ -503,17 +505,33 @@ class Room:
         self.synced_mirrors.add(via)
         self.host.mirror_synced(via)
         self.host.send(self.config_push(via))
-        iq = make_stanza("iq", to=via, frm=self.jid, type="set", id=self.host.new_id())
-        iq.addChild(self.roster_for_mirror(via, joining))
-        self.host.send(iq)
+        self._send_roster(via, self.roster_for_mirror(via, joining))
         log.info("{room}: mirror {via} synchronised ({count} occupants)",
                  room=self.jid, via=via, count=len(self.occupants))
 
     def _update_mirror_roster(self, via, joining):
-        iq = make_stanza("iq", to=via, frm=self.jid, type="set", id=self.host.new_id())
-        roster = iq.addChild(self.roster_for_mirror(via, joining))
+        roster = self.roster_for_mirror(via, joining)
         roster["update"] = "true"
-        self.host.send(iq)
+        self._send_roster(via, roster)
+
+    def _send_roster(self, via, roster):
+        """
+        A roster push, in pages when it is larger than an older mirror
+        takes in one (docs/protocol.md 22): each page but the last says
+        C{more}, and the mirror reads them all as one roster.
+        """
+        pages = [list(roster.elements())]
+        if larger_than(roster, paging.ONE_STANZA):
+            pages = list(paging.pages(pages[0]))
+        for number, items in enumerate(pages, 1):
+            iq = make_stanza("iq", to=via, frm=self.jid, type="set", id=self.host.new_id())
+            page = iq.addElement((ns.DMUC_SYNC, "roster"))
+            page.attributes.update(roster.attributes)
+            if number < len(pages):
+                page["more"] = "1"
+            for item in items:
+                page.addChild(item)
+            self.host.send(iq)
 
     def roster_for_mirror(self, via, joining=None):
         """

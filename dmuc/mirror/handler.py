@@ -10,6 +10,7 @@ client-supplied envelopes stripped), and hands them to the L{MirrorRoom}.
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.words.xish import domish
 
 from dmuc.master.handler import parse_join
 from dmuc.muc.occupant_iq import RoutedIq, RoutedIqs, goes_to_bare_jid
@@ -57,6 +58,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self._uploads = {}        # our id -> the room whose split messages it carries
         self._upload_sizes = {}   # our id -> how many
         self._history_parts = {}  # our history request's id -> pages come so far
+        self._roster_parts = {}   # room JID -> pages of a roster push come so far
         self._stopping = set()     # master services that said they stop
         self._saved_shapes = {}   # room JID -> what of it a crash may not lose, as saved
         self._leaving = LeavesInFlight()
@@ -875,7 +877,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         kept = self._history_parts.get(part.getAttribute("part"))
         if kept is None:
             raise StanzaError("unexpected-request", text="No history request of that id")
-        kept.append(child(part, "history", ns.MUC))
+        kept.append(part)
         self.send(result_reply(iq))
 
     def _history_items(self, room, pages):
@@ -907,11 +909,12 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             parts = self._history_parts.pop(iq.getAttribute("id"), [])
             answer = child(iq, "room", ns.DMUC_SYNC)
             if answer is not None:
-                roster = child(answer, "roster", ns.DMUC_SYNC)
+                pages = parts + [answer]
+                roster = joined_roster([child(p, "roster", ns.DMUC_SYNC) for p in pages])
                 if roster is not None:
                     room.apply_roster(roster)
                 resync = room.resyncing
-                items = self._history_items(room, parts + [child(answer, "history", ns.MUC)])
+                items = self._history_items(room, [child(p, "history", ns.MUC) for p in pages])
                 room.apply_history(items)
                 if resync and room.resync_started is not None:
                     size = sum(len(s.toXml().encode("utf-8")) for s in parts + [iq]) \
@@ -937,6 +940,13 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                 if form is not None:
                     room.apply_config(form)
             elif query.name == "roster":
+                if query.getAttribute("more") in ("true", "1"):
+                    # A page of a roster over the page size: read with
+                    # the last one (docs/protocol.md 22).
+                    self._roster_parts.setdefault(room.jid, []).append(query)
+                    self.send(result_reply(iq))
+                    return
+                query = joined_roster(self._roster_parts.pop(room.jid, []) + [query])
                 if query.getAttribute("update") in ("true", "1"):
                     # More of what we hold (real JIDs), not a new sync.
                     room.apply_roster(query)
@@ -1208,6 +1218,24 @@ def _is_bounce(stanza):
     return error is not None and any(
         e.name in ("remote-server-not-found", "remote-server-timeout")
         for e in error.elements())
+
+
+def joined_roster(pages):
+    """The roster the pages of a push or answer make (docs/protocol.md 22):
+    every item in order, with the last page's attributes; C{None} if no
+    page has a roster."""
+    pages = [p for p in pages if p is not None]
+    if not pages:
+        return None
+    if len(pages) == 1:
+        return pages[0]
+    roster = domish.Element((ns.DMUC_SYNC, "roster"))
+    roster.attributes.update(pages[-1].attributes)
+    roster.attributes.pop("more", None)
+    for page in pages:
+        for item in list(page.elements()):
+            roster.addChild(item)
+    return roster
 
 
 def _strip_envelopes(stanza):

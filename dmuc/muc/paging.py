@@ -13,6 +13,11 @@ from dmuc.xmpp.component import MAX_STANZA_SIZE
 #: limit that a page carries alone.
 PAGE_SIZE = MAX_STANZA_SIZE // 2
 
+#: What a peer of an older version took in one stanza: a roster push
+#: larger than this goes in pages (only a peer that reads them could take
+#: it at all).
+ONE_STANZA = MAX_STANZA_SIZE - 4096
+
 
 def pages(elements, size=PAGE_SIZE):
     """
