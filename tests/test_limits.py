@@ -47,11 +47,28 @@ class MessageRateTests(unittest.TestCase):
         self.assertEqual(bodies(sites.take(CAROL)), ["flood %d" % n for n in range(10)])
         self.assertEqual(errors(sites.take(KEVIN)), [("wait", "resource-constraint")] * 5)
         self.assertEqual(len([line for line in lines if "faster than" in line]), 1, lines)
-        # The bucket refills at the rate: a second later, five more.
+        # The bucket refills at the rate: a second later, five more; the
+        # same flood, not logged again.
         sites.clock.advance(1)
         self.flood(sites, KEVIN, ROOM, 6)
         self.assertEqual(len(bodies(sites.take(CAROL))), 5)
+        self.assertEqual(len([line for line in lines if "faster than" in line]), 1)
+        # Once calm (the bucket full again), a new flood is news.
+        sites.clock.advance(10)
+        self.flood(sites, KEVIN, ROOM, 11)
+        self.assertEqual(len(bodies(sites.take(CAROL))), 10)
         self.assertEqual(len([line for line in lines if "faster than" in line]), 2)
+
+    def test_a_long_flood_above_the_rate_is_logged_once(self):
+        lines = logged(self, LogLevel.warn)
+        sites = room_sites(self.limits, (KEVIN, "Kevin", ROOM), (CAROL, "Carol", ROOM))
+        for n in range(300):          # 10 a second for 30 s, twice the rate
+            say(sites, KEVIN, "flood %d" % n, ROOM)
+            sites.clock.advance(0.1)
+        # The burst, then the rate: 10 + 5 a second for 30 s.
+        got = len(bodies(sites.take(CAROL)))
+        self.assertTrue(158 <= got <= 162, got)
+        self.assertEqual(len([line for line in lines if "faster than" in line]), 1)
 
     def test_a_mirror_user_is_bounded_by_the_mirror(self):
         sites = room_sites(self.limits, (KEVIN, "Kevin", ROOM), (WAYNE, "Wayne", MROOM),

@@ -47,8 +47,9 @@ class TokenBucket:
     C{burst} tokens, refilled at C{rate} a second; each message takes one
     (as Prosody's and ejabberd's traffic shapers work).
 
-    @ivar flooding: the last message was refused; cleared by the next one
-        taken, so that a flood is logged once.
+    @ivar flooding: a message was refused since the bucket was last full:
+        a flood is logged once, however long it goes on at the rate (each
+        refill lets one more message through).
     """
 
     def __init__(self, rate, burst, now):
@@ -59,9 +60,10 @@ class TokenBucket:
     def take(self, now):
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
+        if self.tokens >= self.burst:
+            self.flooding = False   # calm again
         if self.tokens >= 1:
             self.tokens -= 1
-            self.flooding = False
             return True
         return False
 
