@@ -1047,7 +1047,11 @@ class MirrorRoom:
             marker = copy.addElement((ns.STANZA_ID, "stanza-id"))
             marker["id"] = self.host.new_id()
             marker["by"] = self.jid
-            self._remember(copy, timestamp)
+            if self._remember(copy, timestamp) is None:
+                # Held already: the master's copy came while a split
+                # message waited for its outbox write, and our users
+                # have it (exactly once).
+                return
         users = self.local_users()
         if users:
             self._send_to_users(self.host.prepare(copy), users)
