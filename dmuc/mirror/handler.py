@@ -55,8 +55,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self.rooms = {}
         self._masters = {}        # master service -> its features / False / [waiting joins]
         self._forwarded_iqs = RoutedIqs(clock)  # IQs routed to or for occupants
-        self._uploads = {}        # our id -> the room whose split messages it carries
-        self._upload_sizes = {}   # our id -> how many
+        self._uploads = {}        # our id -> (room JID, how many split messages it carries)
         self._history_parts = {}  # our history request's id -> pages come so far
         self._roster_parts = {}   # room JID -> pages of a roster push come so far
         self._stopping = set()     # master services that said they stop
@@ -902,8 +901,9 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
     def _sync_iq(self, iq, room, kind):
         if kind in ("result", "error") and self.archive_fin(iq):
             return
-        if self._uploads.pop(iq.getAttribute("id"), None) is not None:
-            self._upload_answered(room, iq, self._upload_sizes.pop(iq["id"]))
+        upload = self._uploads.pop(iq.getAttribute("id"), None)
+        if upload is not None:
+            self._upload_answered(room, iq, upload[1])
             return
         if kind == "result":
             parts = self._history_parts.pop(iq.getAttribute("id"), [])
@@ -982,9 +982,9 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             # We dropped the other sites' occupants at the split; the master
             # pushes its roster only if it noticed the split too.
             query.addElement("roster")
-        limits = query.addElement((ns.MUC, "history"))
+        wanted = query.addElement((ns.MUC, "history"))
         if last is None:
-            limits["maxstanzas"] = str(room.config.history_length)
+            wanted["maxstanzas"] = str(room.config.history_length)
         # else everything since, as far as the master's history goes: our
         # copy of its length may be older than a change the split hid.
         # A history of any size comes in pages (docs/protocol.md 22).
@@ -998,7 +998,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         master (docs/protocol.md 6), one page at a time (22): the next when
         the master has taken this one.
         """
-        if room.jid in self._uploads.values():
+        if any(jid == room.jid for jid, _ in self._uploads.values()):
             return   # one page in flight at a time: each answer frees its own
         page = next(paging.pages(room.split_upload()), None)
         if page is None:
@@ -1009,16 +1009,15 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         holder = history.addElement((ns.MUC, "history"))
         for message in page:
             holder.addChild(message)
-        self._uploads[iq["id"]] = room.jid
-        self._upload_sizes[iq["id"]] = len(page)
+        self._uploads[iq["id"]] = (room.jid, len(page))
         self.send(iq)
 
     def _forget_uploads(self, room):
         """An upload whose answer a split may have lost: what it carried
         is still kept and goes up again at the netjoin (the master takes
         each message once)."""
-        for iq_id in [i for i, r in self._uploads.items() if r == room.jid]:
-            del self._uploads[iq_id], self._upload_sizes[iq_id]
+        for iq_id in [i for i, (jid, _) in self._uploads.items() if jid == room.jid]:
+            del self._uploads[iq_id]
 
     def _upload_answered(self, room, iq, count):
         if iq.getAttribute("type") == "result":
