@@ -29,6 +29,16 @@ def stored_room(database, room):
     return row[0] if row else ""
 
 
+class _Bodies:
+    """The bodies among the stanzas a client got, as they come."""
+
+    def __init__(self, stanzas):
+        self._stanzas = stanzas
+
+    def __iter__(self):
+        return iter([body(s) for s in list(self._stanzas) if body(s)])
+
+
 def errors(stanzas):
     return [s for s in stanzas if s.get("type") == "error"]
 
@@ -82,6 +92,41 @@ class MasterRestartSitesTests(TwoSitesInAConversation, unittest.TestCase):
                          True, stored_bodies(mirror_db, MROOM))
         for name in ("wayne", "keith"):
             self.assertEqual(errors(self.seen[name]), [], name)
+
+    def test_what_a_user_was_shown_is_written_before_a_kill(self):
+        """
+        What a user was shown is written (issue 13).  Another process holds
+        the database's write lock (a backup, say), so the master's commits
+        wait: its users' echoes wait with them, in order, and a `kill -9`
+        meanwhile takes back nothing anyone saw.  Before, the master sent
+        the echo in the same turn as it asked for the write: its users saw
+        five messages the killed master never stored (CI once lost the
+        last message of a burst the same way, in the few ms a commit
+        takes).
+        """
+        master_db = self.sites.master.directory + "/master.sqlite"
+        shown = _Bodies(self.seen["kevin"])
+        for phase in ("released", "killed"):
+            texts = ["%s %d" % (phase, n) for n in range(5)]
+            lock = sqlite3.connect(master_db, isolation_level=None)
+            lock.execute("BEGIN IMMEDIATE")
+            for text in texts:
+                self.say(self.kevin, ROOM, text)
+            # Long enough for the echoes to come back, were they sent.
+            try:
+                self.wayne.wait_for(lambda s: body(s) == texts[-1], timeout=1.5)
+            except AssertionError:
+                pass
+            if phase == "killed":
+                self.sites.master.kill()
+            lock.rollback()
+            lock.close()
+            if phase == "released":
+                self.kevin.wait_for(lambda s: body(s) == texts[-1], timeout=10)
+        ours = [t for t in stored_bodies(master_db, ROOM) if t.startswith(("released", "killed"))]
+        self.assertEqual([t for t in shown if t.startswith(("released", "killed"))], ours)
+        self.assertEqual(ours[:5], ["released %d" % n for n in range(5)])
+        self.sites.master.start()
 
     def test_master_killed_during_a_conversation(self):
         self.say(self.kevin, ROOM, "k0")

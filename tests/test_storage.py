@@ -309,6 +309,21 @@ class RoomStoreTestsMixin:
         self.assertEqual((yield self.store.load_outbox(ROOM)), [])
         self.assertEqual((yield self.store.load_outbox(OTHER_ROOM)), written[:1])
 
+    # -- what a service waits for before it acknowledges
+
+    @defer.inlineCallbacks
+    def test_written_fires_once_the_writes_asked_before_have_ended(self):
+        self.assertTrue(self.store.written().called)    # nothing asked
+        yield self.store.save_room(make_record(ROOM))
+        appends = [self.store.append_history(ROOM, make_entry(n), 10) for n in (1, 2)]
+        ended = []
+        for d in appends:
+            d.addCallback(ended.append)
+        yield self.store.written()
+        self.assertEqual(len(ended), 2)
+        self.assertEqual(stanza_ids((yield self.store.load_history(ROOM, 10))), ["id-1", "id-2"])
+        self.assertTrue(self.store.written().called)
+
     # -- room archives (XEP-0313)
 
     @defer.inlineCallbacks
@@ -455,17 +470,23 @@ class SQLiteRoomStoreTests(RoomStoreTestsMixin, unittest.TestCase):
         done = []
         for d in appends + [outbox]:
             d.addCallback(done.append)
+        # What waits for the writes goes on once they are held: the
+        # service keeps working from memory during the fault.
+        yield self.store.written()
+        self.assertTrue(self.store.fault)
+        self.assertTrue(self.store.append_history(ROOM, make_entry(4), 10) is not None
+                        and self.store.written().called)
         yield task.deferLater(reactor, 0.2, lambda: None)   # a few retries, all refused
         self.assertEqual(done, [])
         self.assertIn("readonly", self.store.fault)
-        self.assertEqual(self.store.held_writes, 4)
+        self.assertEqual(self.store.held_writes, 5)
         self.assertEqual(len([line for line in lines if "cannot write to" in line]), 1, lines)
         # The fault clears: everything held is written, in order, by itself.
         yield self.set_fault("PRAGMA query_only = 0")
         yield defer.gatherResults(appends + [outbox])
         self.assertIsNone(self.store.fault)
         self.assertEqual(stanza_ids((yield self.store.load_history(ROOM, 10))),
-                         ["id-1", "id-2", "id-3"])
+                         ["id-1", "id-2", "id-3", "id-4"])
         self.assertEqual(len((yield self.store.load_outbox(ROOM))), 1)
         self.assertEqual(len([line for line in lines if "takes writes again" in line]), 1)
 

@@ -118,6 +118,14 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
 
     # -- the room host interface (send, now, new_id: ComponentHandler)
 
+    def stored(self, d, room, what):
+        # Whatever the master writes, what it sends next tells someone it
+        # is done (a message's echo and its copy to the mirrors, a
+        # configuration's result, a destruction's presences): it waits
+        # for the write, so a crash cannot take back what was told.
+        ComponentHandler.stored(self, d, room, what)
+        self.send_after_writes()
+
     def save(self, room):
         if room.config.persistent:
             self.stored(self.store.save_room(room.to_record()), room, "save the room")

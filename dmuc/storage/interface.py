@@ -119,6 +119,14 @@ class IRoomStore(Interface):
         @return: Deferred firing with how many were deleted.
         """
 
+    def written():
+        """
+        @return: Deferred firing (never failing) once every write asked
+            for so far has ended: committed, failed, or held in memory for
+            a fault that may pass.  What a service acknowledges waits for
+            it.
+        """
+
     def close():
         """
         Release connections.  @return: Deferred.

@@ -125,6 +125,9 @@ class MemoryRoomStore:
             deleted += len(old)
         return defer.succeed(deleted)
 
+    def written(self):
+        return defer.succeed(None)
+
     def close(self):
         return defer.succeed(None)
 

@@ -130,6 +130,8 @@ class SQLiteRoomStore:
         self._pool = None
         self._queue = deque()   # _Operation, in the order asked for
         self._busy = False      # an interaction is running in the pool
+        self._last_write = None # the _Operation of the last write asked for
+        self._awaited = deque() # writes someone waits for (L{written}), in order
         self._next_call = None  # the delayed call that starts the next one
         #: Why writes fail for now (a read-only database, a full disk), or
         #: C{None}: they are held, in order, and tried again (L{_hold}).
@@ -149,6 +151,26 @@ class SQLiteRoomStore:
             return defer.fail()
         d = pool.runWithConnection(lambda connection: None)
         d.addCallbacks(lambda _: self, self._open_failed)
+        return d
+
+    def written(self):
+        """
+        A Deferred that fires (with C{None}, never failing) once every
+        write asked for so far has ended: committed, failed, or held for a
+        fault (L{fault}).  A service acknowledges what it was asked only
+        after this: a crash after the acknowledgement cannot lose it.
+        Writes end in the order they were asked for, so the last one is
+        the one to wait for.
+        """
+        last = self._last_write
+        if last is None or last.ended:
+            return defer.succeed(None)
+        while self._awaited and self._awaited[0].ended:
+            self._awaited.popleft()
+        if not last.waiters:
+            self._awaited.append(last)
+        d = defer.Deferred()
+        last.waiters.append(d)
         return d
 
     @property
@@ -173,6 +195,10 @@ class SQLiteRoomStore:
                 self._start(self._pool)
             pool, self._pool = self._pool, None
             pool.close()
+        # What was asked for is done now (or lost with the pool): nothing
+        # may wait for it any longer.
+        while self._awaited:
+            _end(self._awaited.popleft())
         return defer.succeed(None)
 
     def load_rooms(self):
@@ -272,6 +298,10 @@ class SQLiteRoomStore:
         except StorageError:
             return defer.fail()
         operation = _Operation(write, interaction, args)
+        if write:
+            self._last_write = operation
+            if self.fault is not None:
+                _end(operation)         # held, like those before it
         self._queue.append(operation)
         self._schedule()
         return operation.deferred
@@ -297,6 +327,7 @@ class SQLiteRoomStore:
             operations, self._queue = list(self._queue), deque()
             for operation in operations:
                 operation.deferred.errback(reason)
+                _end(operation)
             return
         self._start(pool)
 
@@ -332,6 +363,8 @@ class SQLiteRoomStore:
                 operation.deferred.callback(result)
             else:
                 operation.deferred.errback(self._database_error(result))
+        for operation in operations:
+            _end(operation)
         if not held:
             self._schedule()
 
@@ -374,13 +407,29 @@ def _transient(reason):
 
 
 class _Operation:
-    """A store call waiting for its turn."""
+    """A store call waiting for its turn.
+
+    @ivar ended: a write is committed, failed or held (L{SQLiteRoomStore.written}).
+    @ivar waiters: Deferreds fired when it ends.
+    """
 
     def __init__(self, write, interaction, args):
         self.write = write
         self.interaction = interaction
         self.args = args
         self.deferred = defer.Deferred()
+        self.ended = False
+        self.waiters = []
+
+
+def _end(operation):
+    """Mark C{operation} ended and tell who waits for it (once)."""
+    if operation.ended:
+        return
+    operation.ended = True
+    waiters, operation.waiters = operation.waiters, []
+    for d in waiters:
+        d.callback(None)
 
 
 def _run_writes(txn, writes):

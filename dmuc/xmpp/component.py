@@ -19,6 +19,7 @@ from wokkel.subprotocols import XMPPHandler
 
 from dmuc.monitor.monitor import MonitorSettings
 from dmuc.monitor.peers import PeerMonitors
+from dmuc.xmpp.output import OutputGate
 from dmuc.xmpp.stanzas import (
     Prepared, StanzaError, error_reply, larger_than, nested_deeper_than, parse_jid)
 
@@ -62,6 +63,7 @@ class ComponentHandler(XMPPHandler):
         self.clock = clock
         self._ids = itertools.count(1)
         self._unsaved = {}      # room JID -> (room, what), saved at the next flush
+        self._output = OutputGate(self._send_now)
         self._flush_call = None
         self._id_prefix = os.urandom(4).hex()
         settings = MonitorSettings()
@@ -93,8 +95,30 @@ class ComponentHandler(XMPPHandler):
             self.xmlstream.addObserver("/%s" % name, self._receive, name=name)
 
     def send(self, stanza):
+        """Send C{stanza} from this service, after the writes asked for
+        before it (L{send_after_writes})."""
         if not stanza.getAttribute("from"):
             stanza["from"] = self.domain
+        self._output.send(stanza)
+
+    def send_after_writes(self):
+        """
+        What is sent from now on leaves once storage has ended every
+        write asked for so far (committed, or held for a fault: see
+        L{IRoomStore.written}).  Called after a write that what follows
+        acknowledges: a message stored before its echo, a configuration
+        saved before its result.  Everything waits, so nothing is
+        reordered; writes of one reactor turn commit together, so a busy
+        room waits for one commit per turn, not one per message.
+        """
+        self._output.wait_for(self.store.written())
+
+    def release_output(self):
+        """The service stops: send what waits for writes now (the store
+        finishes what was asked before it closes)."""
+        self._output.open()
+
+    def _send_now(self, stanza):
         if self.metered:
             self._count(stanza.getAttribute("to"), "out", stanza)
         XMPPHandler.send(self, stanza)

@@ -68,6 +68,7 @@ class ComponentService(service.MultiService):
         self.handler.monitors.stop()
         # Users (and mirrors) are told while the connection is still up.
         self.handler.shutdown()
+        self.handler.release_output()
         d = service.MultiService.stopService(self)
         if d is None:
             return self._close()
