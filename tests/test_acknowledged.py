@@ -143,3 +143,48 @@ class EchoAfterTheWriteTests(unittest.TestCase):
         self.assertEqual(result["type"], "result")
         saved, = self.successResultOf(sites.master.store.load_rooms())
         self.assertEqual(saved.config["name"], "Renamed")
+
+
+KIM = "kim@raleigh.test/tablet"
+
+
+def slow_mirror_disk(sites):
+    """The mirror's store from now on: what it holds, writes that wait."""
+    sites.mirror.store = SlowDisk(committed=sites.mirror.store)
+    return sites.mirror.store
+
+
+class MirrorTellsAfterItsWriteTests(unittest.TestCase):
+    """
+    Which of its users are in is what a mirror may not lose in a crash
+    (it would bring back a user who left, or lose one who joined): the
+    join's sequence and a leave's presence leave once the copy is written.
+    """
+
+    def test_a_join_is_confirmed_once_the_copy_is_written(self):
+        sites = conversation()
+        disk = slow_mirror_disk(sites)
+        sites.send(KIM, "<presence to='%s/Kim'><x xmlns='http://jabber.org/protocol/muc'/>"
+                   "</presence>" % MROOM)
+        self.assertEqual(sites.take(KIM), [])
+        disk.commit()
+        sites._run()
+        own = [s for s in sites.take(KIM) if s.name == "presence"
+               and s.getAttribute("from") == MROOM + "/Kim"]
+        self.assertEqual(len(own), 1)
+        record, = self.successResultOf(disk.load_rooms())
+        self.assertIn("Kim", str(record.config))
+
+    def test_a_leave_is_told_once_the_copy_is_written(self):
+        sites = conversation()
+        disk = slow_mirror_disk(sites)
+        sites.send(KEITH, "<presence type='unavailable' to='%s/Keith'/>" % MROOM)
+        self.assertEqual(sites.take(KEITH), [])
+        self.assertEqual(sites.take(WAYNE), [])
+        disk.commit()
+        sites._run()
+        gone, = sites.take(KEITH)
+        self.assertEqual(gone.getAttribute("type"), "unavailable")
+        self.assertEqual([s.getAttribute("type") for s in sites.take(WAYNE)], ["unavailable"])
+        record, = self.successResultOf(disk.load_rooms())
+        self.assertNotIn("Keith", str(record.config))

@@ -130,6 +130,9 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         if self._saved_shapes.get(room.jid) != shape:
             self._saved_shapes[room.jid] = shape
             self.flush()
+            # The room saves before it tells (a join's sequence, a
+            # leave): what it tells leaves once the copy is written.
+            self.send_after_writes()
 
     def keep_split_message(self, room, message):
         """@return: a Deferred that fires (never fails: a failure is

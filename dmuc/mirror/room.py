@@ -344,8 +344,16 @@ class MirrorRoom:
         Prosody's route_to_occupant), when it has several.  An answer to
         one device's request goes by L{_deliver_session}."""
         occupant = self.roster.of_user(user)
-        if occupant is None or not occupant.others or occupant.user != user:
+        if occupant is None or occupant.user != user:
             self._deliver_session(user.full(), stanza)
+            return
+        self._deliver_to_occupant(occupant, stanza)
+
+    def _deliver_to_occupant(self, occupant, stanza):
+        """To every device of our user's C{occupant}, in the roster or
+        just removed from it."""
+        if not occupant.others:
+            self._deliver_session(occupant.user.full(), stanza)
             return
         prepared = self.host.prepare(stanza)
         for address in occupant.addresses():
@@ -568,11 +576,13 @@ class MirrorRoom:
             return
         shown_role = occupant.role
         self._update_local(occupant, presence)
-        self._deliver(occupant.user, self.translate(presence))
-        self._show_to_others(presence, occupant, shown_role)
         if unavailable:
             del self.roster[nick]
+        # Saved before anyone is told: a leave told must not be undone by
+        # a crash (the copy would bring the user back at the restart).
         self._save()
+        self._deliver_to_occupant(occupant, self.translate(presence))
+        self._show_to_others(presence, occupant, shown_role)
         if unavailable:
             self.host.user_left(self, occupant)
 
