@@ -7,6 +7,7 @@ A bad configuration stops the start with one line on standard error naming
 the file, section and key, and exit status 1.
 """
 
+import faulthandler
 import sys
 
 from twisted.application import service
@@ -48,6 +49,7 @@ def makeService(options, reactor=None):
     """Build the services the configuration asks for."""
     if reactor is None:
         from twisted.internet import reactor
+    _report_fatal_signals()
     parsed = options["parsed"]
     top = service.MultiService()
     s2s = None
@@ -73,3 +75,20 @@ def makeService(options, reactor=None):
         MetricsService(parsed.metrics, [one.handler for one in services],
                        reactor=reactor).setServiceParent(top)
     return top
+
+
+def _report_fatal_signals():
+    """
+    A fatal signal inside C code kills the process without a Python
+    traceback: SQLite touching its shared-memory file (C{*.sqlite-shm})
+    after something else truncated it dies of SIGBUS.  Python's fault
+    handler then writes what killed it, and where, to standard error (the
+    journal under systemd; twistd's log file does not get it), so the
+    operator knows why the service restarted.  Nothing acknowledged is
+    lost: the database is whole, and SQLite rebuilds the file at start.
+    """
+    if not faulthandler.is_enabled():
+        try:
+            faulthandler.enable(all_threads=True)
+        except (AttributeError, ValueError, OSError):
+            pass    # standard error is not a file (embedded): nowhere to write

@@ -5,6 +5,8 @@ stay in the room without doing anything, nobody sees a false error, and
 every message is in both histories and reaches every user exactly once.
 """
 
+import os
+import signal
 import sqlite3
 
 from twisted.trial import unittest
@@ -127,6 +129,33 @@ class MasterRestartSitesTests(TwoSitesInAConversation, unittest.TestCase):
         self.assertEqual([t for t in shown if t.startswith(("released", "killed"))], ours)
         self.assertEqual(ours[:5], ["released %d" % n for n in range(5)])
         self.sites.master.start()
+
+    def test_a_truncated_shared_memory_file_kills_the_master_and_loses_nothing(self):
+        """
+        Something truncates the database's shared-memory file under the
+        running master: SQLite dies of SIGBUS at its next write, which no
+        Python code can catch (issue 13 saw it with the file read-only).
+        It is a crash like `kill -9`: the log says what killed it, the
+        database is whole, a restart (systemd's Restart=on-failure) brings
+        everything acknowledged back, and what Kevin was shown is exactly
+        what was kept.
+        """
+        master_db = self.sites.master.directory + "/master.sqlite"
+        shown = _Bodies(self.seen["kevin"])
+        texts = ["before the damage %d" % n for n in range(3)]
+        for text in texts:
+            self.say(self.kevin, ROOM, text)
+        self.kevin.wait_for(lambda s: body(s) == texts[-1], timeout=10)
+        os.truncate(master_db + "-shm", 0)
+        process = self.sites.master.process
+        self.say(self.kevin, ROOM, "after the damage")
+        self.assertTrue(eventually(lambda: process.poll() is not None))
+        self.assertEqual(process.returncode, -signal.SIGBUS)
+        self.assertIn("Fatal Python error: Bus error", self.sites.master.log_text())
+        self.sites.master.start()
+        ours = [t for t in stored_bodies(master_db, ROOM) if "damage" in t]
+        self.assertEqual(ours[:3], texts)
+        self.assertEqual([t for t in shown if "damage" in t], ours)
 
     def test_master_killed_during_a_conversation(self):
         self.say(self.kevin, ROOM, "k0")
@@ -257,7 +286,12 @@ class ProsodyRestartSitesTests(TwoSitesInAConversation, unittest.TestCase):
             time.sleep(1)   # a client's retry delay
         seen = {p.get("from").rpartition("/")[2] for p in client.take_all()
                 if p.tag.endswith("presence") and p.get("type") is None}
-        self.assertEqual(seen & set(others), set(others))
+        for nick in set(others) - seen:
+            # The link between the sites may still be healing (the
+            # restart cut it): the other site's users come back with the
+            # netjoin, a moment later, as the room says.
+            client.wait_for(lambda p, n=nick: p.tag.endswith("presence") and p.get("type") is None
+                            and p.get("from").rpartition("/")[2] == n, timeout=30)
         return client
 
     def converse(self, kevin, wayne, keith, texts):
