@@ -5,13 +5,15 @@ split upload come in pages, each under the services' stanza limit, so a
 split of any length heals and any history reaches a mirror's users.
 """
 
+from collections import deque
+
 from twisted.trial import unittest
 
 from dmuc.xmpp.component import MAX_STANZA_SIZE
 from tests.test_compact import configure
 from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, bodies, conversation, join, say
 from tests.test_netsplit import history_bodies, occupant_bodies
-from tests.two_site_helpers import MROOM, ROOM, TwoSites
+from tests.two_site_helpers import MASTER, MROOM, ROOM, TwoSites
 
 
 def split(sites):
@@ -122,6 +124,80 @@ class CrashDuringASplitTests(unittest.TestCase):
         self.assertEqual(sorted(occupant_bodies(sites.take(KEVIN))), sorted(written))
         self.assertEqual(history_bodies(sites.mirror.rooms[MROOM]),
                          history_bodies(sites.master.rooms[ROOM]))
+
+    def test_master_killed_during_the_upload(self):
+        """The master dies with a page of the upload unanswered (Prosody
+        bounces it), after it took the first: its restart must not leave
+        the rest in the mirror's outbox for good (seen on real sites)."""
+        sites = conversation()
+        configure(sites, [("muc#roomconfig_persistentroom", "1"),
+                          ("muc#roomconfig_historylength", "1000")])
+        split(sites)
+        for n in range(400):
+            say(sites, WAYNE, "written in the split %d" % n, MROOM)
+        upload, pages = sites.mirror._upload_split_messages, []
+
+        def crash_at_the_second_page(room):
+            before = len(sites.mirror._uploads)
+            upload(room)
+            if len(sites.mirror._uploads) > before:
+                pages.append(room)
+                if len(pages) == 2:
+                    sites.stop_master(crash=True)
+        sites.mirror._upload_split_messages = crash_at_the_second_page
+        sites.cut = False
+        sites.advance(30)
+        self.assertEqual(len(pages), 2)
+        self.assertLess(len(history_bodies(sites.master.rooms[ROOM])), 400)
+        sites.start_master()
+        sites.advance(60)
+        written = ["written in the split %d" % n for n in range(400)]
+        self.assertEqual(history_bodies(sites.master.rooms[ROOM])[-400:], written)
+        self.assertEqual(history_bodies(sites.mirror.rooms[MROOM]),
+                         history_bodies(sites.master.rooms[ROOM]))
+        self.assertEqual(sites.mirror.store._outbox.get(MROOM, []), [])
+
+    def test_master_killed_as_the_resync_begins(self):
+        """
+        The master dies as the mirror's rejoins and history request go up,
+        and is back before the mirror's monitor notices: what was on its
+        way to it is lost with it (no bounce, no answer; seen on real
+        sites).  At its start notice the mirror resyncs afresh, and what
+        its users wrote reaches the master.
+        """
+        sites = conversation()
+        configure(sites, [("muc#roomconfig_persistentroom", "1"),
+                          ("muc#roomconfig_historylength", "1000")])
+        split(sites)
+        for n in range(100):
+            say(sites, WAYNE, "written in the split %d" % n, MROOM)
+        request, asked = sites.mirror._request_history, []
+
+        def crash_at_the_first_request(room):
+            request(room)
+            asked.append(room)
+            if len(asked) == 1:
+                sites.stop_master(crash=True)
+                # In the dead process's socket: gone without a word.
+                sites._queue = deque(
+                    (frm, stanza) for frm, stanza in sites._queue
+                    if stanza.getAttribute("to").split("/")[0].split("@")[-1] != MASTER)
+                sites.start_master()
+        sites.mirror._request_history = crash_at_the_first_request
+        sites.cut = False
+        for _ in range(60):
+            if asked:
+                break
+            sites.advance(1)
+        sites.advance(60)
+        # The one lost with the old process, and the one after its start.
+        self.assertEqual(len(asked), 2)
+        written = ["written in the split %d" % n for n in range(100)]
+        self.assertEqual(history_bodies(sites.master.rooms[ROOM])[-100:], written)
+        self.assertEqual(history_bodies(sites.mirror.rooms[MROOM]),
+                         history_bodies(sites.master.rooms[ROOM]))
+        self.assertEqual(sorted(sites.master.rooms[ROOM].occupants),
+                         ["Keith", "Wayne"])
 
 
 class LargeRosterTests(unittest.TestCase):

@@ -56,6 +56,9 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         self._masters = {}        # master service -> its features / False / [waiting joins]
         self._forwarded_iqs = RoutedIqs(clock)  # IQs routed to or for occupants
         self._uploads = {}        # our id -> (room JID, how many split messages it carries)
+        # room JID -> the id of its latest history request: a resync
+        # started again (the master restarted) makes earlier answers stale.
+        self._history_wanted = {}
         self._history_parts = {}  # our history request's id -> pages come so far
         self._roster_parts = {}   # room JID -> pages of a roster push come so far
         self._stopping = set()     # master services that said they stop
@@ -911,6 +914,8 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         if kind == "result":
             parts = self._history_parts.pop(iq.getAttribute("id"), [])
             answer = child(iq, "room", ns.DMUC_SYNC)
+            if answer is not None and not self._latest_history_answer(room, iq):
+                return
             if answer is not None:
                 pages = parts + [answer]
                 roster = joined_roster([child(p, "roster", ns.DMUC_SYNC) for p in pages])
@@ -972,6 +977,17 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             return
         raise StanzaError("service-unavailable")
 
+    def _latest_history_answer(self, room, iq):
+        """Whether C{iq} answers the room's latest history request.  An
+        earlier one's answer is dropped: it came from before a resync
+        started again, and the later answer holds all it has."""
+        if self._history_wanted.get(room.jid) == iq.getAttribute("id"):
+            del self._history_wanted[room.jid]
+            return True
+        log.info("{room}: dropped the answer to an earlier history request; a later one is "
+                 "under way", room=room.jid)
+        return False
+
     def _request_history(self, room):
         room.history_requested = True
         iq = make_stanza("iq", to=room.master_jid, frm=room.jid, type="get",
@@ -993,6 +1009,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
         # A history of any size comes in pages (docs/protocol.md 22).
         query["paged"] = "1"
         self._history_parts[iq["id"]] = []
+        self._history_wanted[room.jid] = iq["id"]
         self.send(iq)
 
     def _upload_split_messages(self, room):
@@ -1101,14 +1118,20 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
     def _master_forgot(self, room):
         """
         The master no longer counts our users (it restarted): what they
-        sent meanwhile is kept, and they join again as at a netjoin.  A
-        split room resyncs at the netjoin; one resyncing already needs
-        nothing more.
+        sent meanwhile is kept, and they join again as at a netjoin.  What
+        was on its way to the old process (rejoins, a history request, a
+        page of split messages) may have gone with it unanswered: a resync
+        under way starts again, and an upload goes on from the first page
+        the master did not confirm.  A split room resyncs at the netjoin.
         """
-        if room.split or room.resyncing or not room.synced or not room.local_users():
+        if room.split or not (room.synced or room.resyncing):
             return
-        log.warn("{room}: the master forgot our users (it restarted); joining them again",
-                 room=room.jid)
+        self._forget_uploads(room)
+        if not room.local_users() and not room.resyncing:
+            self._upload_split_messages(room)
+            return
+        log.warn("{room}: the master forgot our users (it restarted{during}); joining them "
+                 "again", room=room.jid, during=" during our resync" if room.resyncing else "")
         room.keep_in_flight()
         self._resync(room)
 
