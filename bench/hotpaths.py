@@ -33,6 +33,11 @@ just counts the bytes written; time is a L{Clock}.
     asked for at once, timed until the last one is written.
   - C{sqlite_appends_trickle}: the same, one append per reactor turn, as
     messages arriving one by one would ask for them.
+  - C{master_persistent_burst}, C{master_persistent_trickle}: groupchat
+    messages in a persistent master room of C{--occupants} with the SQLite
+    store, timed until every occupant has each (all at once; one at a
+    time); the C{_uncommitted} figures are the same without the wait for
+    the commit before the echo: the cost of crash safety.
 
 The two-site rooms are built through both services (joins, sync, history
 request), stanzas between them crossing as bytes; then each measurement
@@ -91,9 +96,9 @@ BODY = ("Did anyone look at the release notes yet? The storage section changed "
         "& the <config> example needs a fix.")
 
 FULL = {"occupants": 50, "messages": 300, "repeats": 7, "appends": 2000,
-        "storage_repeats": 5, "sizes": (50, 500)}
+        "storage_repeats": 5, "sizes": (50, 500), "persistent": 500}
 QUICK = {"occupants": 50, "messages": 40, "repeats": 3, "appends": 200,
-         "storage_repeats": 3, "sizes": (50, 200)}
+         "storage_repeats": 3, "sizes": (50, 200), "persistent": 50}
 
 
 class Sink:
@@ -443,6 +448,69 @@ def append_rate(count, trickle, profile=None):
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def persistent_room_rate(occupants, count, trickle, committed):
+    """
+    Microseconds per message of a persistent master room with the SQLite
+    store, until every occupant has it: C{committed} as dmuc runs (what a
+    message makes the master send waits for its commit: docs/limits.md),
+    or with that wait turned off (the cost of crash safety is the
+    difference).  C{trickle}: one message at a time, each sent once the
+    previous one reached everyone (a user's wait); else all at once.
+    """
+    clock = ThreadedClock()
+    clock.advance(START)
+    directory = tempfile.mkdtemp(prefix="dmuc-bench-")
+    store = SQLiteRoomStore(os.path.join(directory, "rooms.sqlite"), reactor=clock)
+    master = MasterMUC(MASTER, store, clock, trusted_mirrors={})
+    if not committed:
+        master.send_after_writes = lambda: None
+    stream = connect(master, clock)
+    try:
+        for n in range(occupants):
+            stream.dataReceived(("<presence from='u%02d@fairfax.test/r' to='%s/u%02d'>"
+                                 "<x xmlns='%s'/></presence>" % (n, ROOM, n, ns.MUC)).encode())
+        stream.dataReceived(("<iq from='u00@fairfax.test/r' to='%s' type='set' id='c'>"
+                             "<query xmlns='%s'><x xmlns='jabber:x:data' type='submit'>"
+                             "<field var='muc#roomconfig_persistentroom'><value>1</value>"
+                             "</field></x></query></iq>" % (ROOM, ns.MUC_OWNER)).encode())
+        clock.run_until(lambda: store.written().called)
+        assert master.rooms[ROOM].config.persistent
+        sink = stream.transport
+        sink.keep = False
+        messages = [groupchat_from_user(1, i).encode("utf-8") for i in range(count)]
+        gc.collect()
+        before = sink.writes
+        started = time.perf_counter()
+        for i, data in enumerate(messages):
+            clock.advance(TICK)
+            stream.dataReceived(data)
+            if trickle:
+                clock.run_until(lambda i=i: sink.writes >= before + (i + 1) * occupants)
+        clock.run_until(lambda: sink.writes >= before + count * occupants)
+        elapsed = time.perf_counter() - started
+        return elapsed / count * 1e6
+    finally:
+        store.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def measure_persistent(settings, profiles=None):
+    """What waiting for the commit costs a persistent room (issue 13)."""
+    figures = {}
+    for name, trickle in (("master_persistent_burst", False),
+                          ("master_persistent_trickle", True)):
+        for committed in (True, False):
+            key = name if committed else name + "_uncommitted"
+            times = [persistent_room_rate(settings["occupants"], settings["persistent"],
+                                          trickle, committed)
+                     for _ in range(settings["storage_repeats"])]
+            figures[key] = {"occupants": settings["occupants"],
+                            "stanzas": settings["persistent"],
+                            "repeats": settings["storage_repeats"],
+                            "us_per_stanza": spread(times)}
+    return figures
+
+
 def measure_storage(settings, profiles=None):
     figures = {}
     for name, trickle in (("sqlite_appends_burst", False), ("sqlite_appends_trickle", True)):
@@ -485,6 +553,7 @@ def measure(quick=False, profiles=None):
     result.update(measure_mirror(settings, profiles))
     result.update(measure_mirror_users(settings, profiles))
     result.update(measure_storage(settings, profiles))
+    result.update(measure_persistent(settings, profiles))
     return result
 
 

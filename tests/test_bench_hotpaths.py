@@ -10,6 +10,8 @@ from bench import hotpaths
 
 FAN_OUT = ("master_groupchat", "master_presence", "mirror_groupchat", "mirror_presence")
 STORAGE = ("sqlite_appends_burst", "sqlite_appends_trickle")
+PERSISTENT = ("master_persistent_burst", "master_persistent_trickle",
+              "master_persistent_burst_uncommitted", "master_persistent_trickle_uncommitted")
 
 
 class QuickRunTests(unittest.TestCase):
@@ -34,6 +36,8 @@ class QuickRunTests(unittest.TestCase):
             self._assert_spread(presence["us_per_stanza"])
         for name in STORAGE:
             self._assert_spread(result[name]["appends_per_s"])
+        for name in PERSISTENT:
+            self._assert_spread(result[name]["us_per_stanza"])
 
     def _assert_spread(self, spread):
         self.assertEqual(set(spread), {"min", "median", "max"})
