@@ -26,6 +26,19 @@ def heal(sites):
     sites.advance(60)
 
 
+def wayne_wrote_during_a_split(count):
+    """A persistent room of history 1000, split, and Wayne's C{count}
+    messages written at the mirror meanwhile; @return: sites, the texts."""
+    sites = conversation()
+    configure(sites, [("muc#roomconfig_persistentroom", "1"),
+                      ("muc#roomconfig_historylength", "1000")])
+    split(sites)
+    written = ["written in the split %d" % n for n in range(count)]
+    for text in written:
+        say(sites, WAYNE, text, MROOM)
+    return sites, written
+
+
 class LongSplitTests(unittest.TestCase):
 
     def long_split(self, per_side, history_length):
@@ -129,12 +142,7 @@ class CrashDuringASplitTests(unittest.TestCase):
         """The master dies with a page of the upload unanswered (Prosody
         bounces it), after it took the first: its restart must not leave
         the rest in the mirror's outbox for good (seen on real sites)."""
-        sites = conversation()
-        configure(sites, [("muc#roomconfig_persistentroom", "1"),
-                          ("muc#roomconfig_historylength", "1000")])
-        split(sites)
-        for n in range(400):
-            say(sites, WAYNE, "written in the split %d" % n, MROOM)
+        sites, written = wayne_wrote_during_a_split(400)
         upload, pages = sites.mirror._upload_split_messages, []
 
         def crash_at_the_second_page(room):
@@ -151,7 +159,6 @@ class CrashDuringASplitTests(unittest.TestCase):
         self.assertLess(len(history_bodies(sites.master.rooms[ROOM])), 400)
         sites.start_master()
         sites.advance(60)
-        written = ["written in the split %d" % n for n in range(400)]
         self.assertEqual(history_bodies(sites.master.rooms[ROOM])[-400:], written)
         self.assertEqual(history_bodies(sites.mirror.rooms[MROOM]),
                          history_bodies(sites.master.rooms[ROOM]))
@@ -165,12 +172,7 @@ class CrashDuringASplitTests(unittest.TestCase):
         sites).  At its start notice the mirror resyncs afresh, and what
         its users wrote reaches the master.
         """
-        sites = conversation()
-        configure(sites, [("muc#roomconfig_persistentroom", "1"),
-                          ("muc#roomconfig_historylength", "1000")])
-        split(sites)
-        for n in range(100):
-            say(sites, WAYNE, "written in the split %d" % n, MROOM)
+        sites, written = wayne_wrote_during_a_split(100)
         request, asked = sites.mirror._request_history, []
 
         def crash_at_the_first_request(room):
@@ -192,7 +194,6 @@ class CrashDuringASplitTests(unittest.TestCase):
         sites.advance(60)
         # The one lost with the old process, and the one after its start.
         self.assertEqual(len(asked), 2)
-        written = ["written in the split %d" % n for n in range(100)]
         self.assertEqual(history_bodies(sites.master.rooms[ROOM])[-100:], written)
         self.assertEqual(history_bodies(sites.mirror.rooms[MROOM]),
                          history_bodies(sites.master.rooms[ROOM]))

@@ -297,17 +297,29 @@ class KillsDuringSplitsSitesTests(TwoSitesInAConversation, unittest.TestCase):
         self.sites.relay.heal()
         self.converged(["before"] + kevin_texts + wayne_texts)
 
-    def test_mirror_killed_during_the_resync(self):
+    def split_and_heal(self, wayne_texts, kevin_texts):
+        """A split (the room keeps 1000) during which Wayne and Kevin write,
+        each seeing their last echo; back once the mirror sees the netjoin,
+        its resync starting."""
         self.keep_history(1000)
         self.sites.relay.cut()
         self.keith.wait_for(lambda s: 333 in status_codes(s), timeout=15)
-        texts = ["wayne %d: pack my box with five dozen liquor jugs" % n for n in range(400)]
-        for text in texts:
-            self.say(self.wayne, MROOM, text)
-        self.wayne.wait_for(lambda s: body(s) == texts[-1], timeout=20)
+        if kevin_texts:
+            self.kevin.wait_for(lambda s: 333 in status_codes(s), timeout=15)
+        for client, room, texts in ((self.wayne, MROOM, wayne_texts),
+                                    (self.kevin, ROOM, kevin_texts)):
+            for text in texts:
+                self.say(client, room, text)
+        for client, texts in ((self.wayne, wayne_texts), (self.kevin, kevin_texts)):
+            if texts:
+                client.wait_for(lambda s, last=texts[-1]: body(s) == last, timeout=20)
         ups = self.sites.mirror.log_text().count("is UP since")
         self.sites.relay.heal()
         self.sites.mirror.wait_for_log("is UP since", count=ups + 1, timeout=20)
+
+    def test_mirror_killed_during_the_resync(self):
+        texts = ["wayne %d: pack my box with five dozen liquor jugs" % n for n in range(400)]
+        self.split_and_heal(texts, [])
         self.sites.mirror.kill()          # the upload's pages are under way
         self.sites.mirror.start()
         self.converged(["before"] + texts)
@@ -319,22 +331,10 @@ class KillsDuringSplitsSitesTests(TwoSitesInAConversation, unittest.TestCase):
         its database only: after its restart everything written on both
         sides is at both sites, once.  Before, the mirror waited for good
         for an answer that never came (seen 1 in 3 runs)."""
-        self.keep_history(1000)
-        self.sites.relay.cut()
-        self.keith.wait_for(lambda s: 333 in status_codes(s), timeout=15)
-        self.kevin.wait_for(lambda s: 333 in status_codes(s), timeout=15)
         texts = ["wayne %d: sphinx of black quartz, judge my vow" % n for n in range(400)]
         kevin_texts = ["kevin %d" % n for n in range(20)]
-        for text in texts:
-            self.say(self.wayne, MROOM, text)
-        for text in kevin_texts:
-            self.say(self.kevin, ROOM, text)
-        self.wayne.wait_for(lambda s: body(s) == texts[-1], timeout=20)
-        self.kevin.wait_for(lambda s: body(s) == kevin_texts[-1], timeout=20)
-        ups = self.sites.mirror.log_text().count("is UP since")
-        self.sites.relay.heal()
-        self.sites.mirror.wait_for_log("is UP since", count=ups + 1, timeout=20)
-        self.sites.master.kill()          # the upload's pages are under way
+        self.split_and_heal(texts, kevin_texts)
+        self.sites.master.kill()          # the resync is under way
         self.sites.master.start()
         self.converged(["before"] + texts + kevin_texts)
 
