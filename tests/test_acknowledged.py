@@ -131,6 +131,18 @@ class EchoAfterTheWriteTests(unittest.TestCase):
         kinds = [s.name for s in sites.take(WAYNE)]
         self.assertEqual(kinds, ["message", "presence"])
 
+    def test_a_ping_is_answered_while_the_echoes_wait(self):
+        """A slow disk must not look like a dead link: the service answers
+        pings (the link monitor's) ahead of what waits for a write."""
+        sites = persistent_conversation()
+        say(sites, KEVIN, "waiting", ROOM)
+        sites.send(KEVIN, "<iq type='get' id='p1' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>"
+                   % sites.master.domain)
+        answer, = sites.take(KEVIN)
+        self.assertEqual((answer.name, answer["type"], answer["id"]), ("iq", "result", "p1"))
+        settle(sites)
+        self.assertEqual(bodies(sites.take(KEVIN)), ["waiting"])
+
     def test_the_configuration_result_waits_for_the_save(self):
         sites = persistent_conversation()
         sites.send(KEVIN, "<iq type='set' id='cfg2' to='%s'><query "

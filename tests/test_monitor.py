@@ -163,7 +163,7 @@ class KeptStreamTests(unittest.TestCase):
             clock = Clock()
             parent = Router()
 
-            def send(self, stanza):
+            def send_at_once(self, stanza):
                 pass
 
         monitors = PeerMonitors(Service(), MonitorSettings(60, 20, 7))
@@ -196,7 +196,7 @@ class StatusFileTests(unittest.TestCase):
             domain = "mirror.raleigh.test"
             clock = self.clock
 
-            def send(self, stanza):
+            def send_at_once(self, stanza):
                 sent.append(stanza)
 
         self.monitors = PeerMonitors(Service(), MonitorSettings(60, 20, 10), self.path)

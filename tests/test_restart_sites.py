@@ -130,6 +130,37 @@ class MasterRestartSitesTests(TwoSitesInAConversation, unittest.TestCase):
         self.assertEqual(ours[:5], ["released %d" % n for n in range(5)])
         self.sites.master.start()
 
+    def test_a_locked_database_holds_writes_and_loses_nothing(self):
+        """
+        A storage fault on real sites: another process holds the master's
+        database locked for longer than SQLite waits for it (5 s).  The
+        writes fail ("database is locked"), are held in memory and tried
+        again; users keep chatting (their echoes come once the wait ends),
+        the log has one line when it starts and one when it clears, and a
+        kill after that loses nothing.
+        """
+        master_db = self.sites.master.directory + "/master.sqlite"
+        lock = sqlite3.connect(master_db, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            texts = ["while locked %d" % n for n in range(5)]
+            for text in texts:
+                self.say(self.kevin, ROOM, text)
+            for text in texts:
+                self.wayne.wait_for(lambda s, t=text: body(s) == t, timeout=30)
+            self.sites.master.wait_for_log("cannot write to", timeout=10)
+        finally:
+            lock.rollback()
+            lock.close()
+        self.sites.master.wait_for_log("takes writes again", timeout=30)
+        log = self.sites.master.log_text()
+        self.assertEqual(log.count("cannot write to"), 1, log[-3000:])
+        self.assertEqual([t for t in stored_bodies(master_db, ROOM) if t in texts], texts)
+        self.sites.master.kill()
+        self.sites.master.start()
+        self.assertEqual([t for t in stored_bodies(master_db, ROOM) if t in texts], texts)
+        self.assertEqual(errors(self.seen["kevin"]), [])
+
     def test_a_truncated_shared_memory_file_kills_the_master_and_loses_nothing(self):
         """
         Something truncates the database's shared-memory file under the

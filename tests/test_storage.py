@@ -4,6 +4,7 @@ Tests for L{dmuc.storage}: one behaviour suite, run against every backend.
 
 import os
 import shutil
+import sqlite3
 
 from twisted.internet import defer, reactor, task
 from twisted.internet.task import Clock
@@ -16,6 +17,7 @@ from dmuc.master.room import Room
 from dmuc.storage import (
     HistoryEntry, IRoomStore, RoomRecord, SplitMessage, StorageError, Tombstone)
 from dmuc.storage.memory import MemoryRoomStore
+from dmuc.storage import sqlite as sqlite_store
 from dmuc.storage.sqlite import SQLiteRoomStore
 from dmuc.xmpp.stanzas import parse_xml
 from tests.stanza_helpers import logged
@@ -489,6 +491,35 @@ class SQLiteRoomStoreTests(RoomStoreTestsMixin, unittest.TestCase):
                          ["id-1", "id-2", "id-3", "id-4"])
         self.assertEqual(len((yield self.store.load_outbox(ROOM))), 1)
         self.assertEqual(len([line for line in lines if "takes writes again" in line]), 1)
+
+    @defer.inlineCallbacks
+    def test_a_locked_database_holds_the_whole_batch_after_one_wait(self):
+        """Another process holds the write lock: the first write of a
+        batch waits SQLite's busy timeout and fails; the others are not
+        tried one by one (each would wait as long: 25 s for five at the
+        default 5 s), the batch is held whole and written once the lock
+        goes."""
+        yield self.store.save_room(make_record(ROOM))
+        yield self.set_fault("PRAGMA busy_timeout = 50")
+        lock = sqlite3.connect(self.db_path, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        tried, append = [], sqlite_store._append_history
+
+        def counting(txn, room_jid, entry, max_length):
+            tried.append(entry.stanza_id)
+            return append(txn, room_jid, entry, max_length)
+        self.patch(sqlite_store, "_append_history", counting)
+        self.store._retry_delay = 0.05
+        appends = [self.store.append_history(ROOM, make_entry(n), 10) for n in range(1, 6)]
+        yield self.store.written()
+        self.assertIn("locked", self.store.fault)
+        self.assertEqual(tried, ["id-1"])
+        lock.rollback()
+        lock.close()
+        yield defer.gatherResults(appends)
+        self.assertIsNone(self.store.fault)
+        self.assertEqual(stanza_ids((yield self.store.load_history(ROOM, 10))),
+                         ["id-%d" % n for n in range(1, 6)])
 
     @defer.inlineCallbacks
     def test_a_full_disk_holds_writes_the_same_way(self):

@@ -606,7 +606,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         elif key == ("get", ns.DISCO_ITEMS, "query"):
             self._reply_service_items(stanza, query)
         elif key == ("get", ns.PING, "ping"):
-            self.send(result_reply(stanza))
+            self.send_at_once(result_reply(stanza))
         elif key == ("get", ns.MUC_UNIQUE, "unique"):
             # XEP-0307: a name for a new room, as Prosody's mod_muc_unique.
             reply = result_reply(stanza)

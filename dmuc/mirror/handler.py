@@ -263,7 +263,7 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
                     item["name"] = room.config.name or room.master_jid
             self.send(reply)
         elif key == ("get", ns.PING):
-            self.send(result_reply(stanza))
+            self.send_at_once(result_reply(stanza))
         else:
             raise StanzaError("service-unavailable")
 
@@ -1109,22 +1109,27 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             log.info("{master} started again", master=sender.host)
             self._stopping.discard(sender.host)
             for room in self._rooms_of(sender.host):
-                self._master_forgot(room)
+                self._master_forgot(room, restarted=True)
 
     def _rooms_of(self, master_host):
         return [r for r in list(self.rooms.values())
                 if r.master_jid.split("@")[-1] == master_host]
 
-    def _master_forgot(self, room):
+    def _master_forgot(self, room, restarted=False):
         """
         The master no longer counts our users (it restarted): what they
-        sent meanwhile is kept, and they join again as at a netjoin.  What
-        was on its way to the old process (rejoins, a history request, a
-        page of split messages) may have gone with it unanswered: a resync
-        under way starts again, and an upload goes on from the first page
-        the master did not confirm.  A split room resyncs at the netjoin.
+        sent meanwhile is kept, and they join again as at a netjoin.  A
+        split room resyncs at the netjoin.  C{restarted}: the master said
+        it started; what was on its way to the old process (rejoins, a
+        history request, a page of split messages) may have gone with it
+        unanswered, so a resync under way starts again, and an upload goes
+        on from the first page the master did not confirm.  Without that
+        word (a "not in room" answer), a resync under way is what the
+        answer is about, and goes on.
         """
         if room.split or not (room.synced or room.resyncing):
+            return
+        if room.resyncing and not restarted:
             return
         self._forget_uploads(room)
         if not room.local_users() and not room.resyncing:

@@ -54,7 +54,7 @@ class PeerMonitors:
         self._status_call = None
 
     def _send_ping(self, stanza):
-        self.service.send(stanza)
+        self.service.send_at_once(stanza)
         self._status_soon()
 
     def peer_stopped(self, peer, reason):

@@ -396,12 +396,17 @@ class SQLiteRoomStore:
 
 
 def _transient(reason):
-    """Whether a write failed for a reason that can pass: SQLite's
-    read-only, full, busy, locked and I/O errors (an operational error),
-    not a constraint or a bug."""
-    if not reason.check(sqlite3.OperationalError):
+    """Whether a write failed (a L{failure.Failure}) for a reason that can
+    pass (L{_transient_error})."""
+    return _transient_error(reason.value)
+
+
+def _transient_error(error):
+    """Whether C{error} can pass: SQLite's read-only, full, busy, locked
+    and I/O errors (an operational error), not a constraint or a bug."""
+    if not isinstance(error, sqlite3.OperationalError):
         return False
-    text = str(reason.value).lower()
+    text = str(error).lower()
     return any(word in text for word in ("readonly", "read-only", "full", "locked", "busy",
                                          "i/o", "unable to open"))
 
@@ -453,6 +458,10 @@ def _run_writes(txn, writes):
         try:
             outcomes[i] = (True, interaction(txn, *args))
         except Exception as error:
+            if _transient_error(error):
+                # The rest would fail the same way, each after SQLite's
+                # wait for a lock: the batch is held whole (L{_hold}).
+                raise
             outcomes[i] = (False, failure.Failure())
             try:
                 txn.execute("ROLLBACK TO write")

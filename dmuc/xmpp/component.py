@@ -101,6 +101,14 @@ class ComponentHandler(XMPPHandler):
             stanza["from"] = self.domain
         self._output.send(stanza)
 
+    def send_at_once(self, stanza):
+        """Send C{stanza} now, ahead of what waits for writes: for what
+        acknowledges nothing (the link monitor's pings and their answers),
+        so that a slow disk does not look like a dead link."""
+        if not stanza.getAttribute("from"):
+            stanza["from"] = self.domain
+        self._send_now(stanza)
+
     def send_after_writes(self):
         """
         What is sent from now on leaves once storage has ended every
