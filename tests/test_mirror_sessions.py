@@ -64,6 +64,26 @@ class MirrorMultiSessionTests(unittest.TestCase):
         self.sites.link_count()
         return seen
 
+    def test_the_master_dropping_the_known_device_keeps_the_other(self):
+        """
+        The device the master knows bounces a presence and the master drops
+        the occupant (333), while the user's other device is in through the
+        mirror: a client reconnecting at once after its server restarted,
+        the mirror's resync having joined its dead session (seen in CI).
+        As Prosody's mod_muc drops only the device that bounced, the other
+        device is told nothing, joins at the master in its place and can
+        talk.
+        """
+        self.join_phone()
+        master_room = self.sites.master.rooms[ROOM]
+        master_room._remove_after_error(master_room.occupants["Wayne"])
+        self.sites._run()
+        self.assertEqual(unavailable(self.sites.take(WAYNE_PHONE)), [])
+        self.assertEqual(master_room.occupants["Wayne"].real_jid.full(), WAYNE_PHONE)
+        say(self.sites, WAYNE_PHONE, "still here")
+        self.assertEqual(bodies(self.sites.take(KEVIN))[-1:], ["still here"])
+        self.assertEqual(bodies(self.sites.take(WAYNE_PHONE)), ["still here"])
+
     def test_second_device_joins_the_same_occupant(self):
         seen = join(self.sites, WAYNE_PHONE, "Wayne")
         self.assertEqual([s.name for s in seen],

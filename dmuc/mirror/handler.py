@@ -1078,18 +1078,31 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             self.maybe_idle(room)
             return
         for nick, user, presence in joins:
-            up = copy_element(presence) if presence is not None else make_stanza("presence")
-            up.addElement((ns.MUC, "x"))
-            if self._master_offers(room, ns.DMUC_REJOIN):
-                # Ours, not the user's: a kick the master made while the
-                # link was down is then told, not undone (protocol.md 6).
-                # An older master would show the mark to everyone.
-                up.addElement((ns.DMUC_SYNC, "rejoin"))
-            up["to"] = room.master_occupant(nick)
-            self._send_up(up, user, room, nick)
+            self._send_rejoin(room, nick, user, presence)
         # The master may not have noticed the split (one-way loss) and push
         # no roster: ask for what we missed now.
         self._request_history(room)
+
+    def _send_rejoin(self, room, nick, user, presence):
+        """Join our user again at the master, as it was (the room has
+        the pending join, marked as a rejoin)."""
+        up = copy_element(presence) if presence is not None else make_stanza("presence")
+        up.addElement((ns.MUC, "x"))
+        if self._master_offers(room, ns.DMUC_REJOIN):
+            # Ours, not the user's: a kick the master made while the
+            # link was down is then told, not undone (protocol.md 6).
+            # An older master would show the mark to everyone.
+            up.addElement((ns.DMUC_SYNC, "rejoin"))
+        up["to"] = room.master_occupant(nick)
+        self._send_up(up, user, room, nick)
+
+    def rejoin_session(self, room, occupant):
+        """The master dropped C{occupant} for an error of the device it
+        knew; another device of the user, now the one the master knows,
+        joins in its place (L{MirrorRoom.handle_self_presence})."""
+        room.pending[occupant.nick] = PendingJoin(occupant.user, None, occupant.presence,
+                                                  rejoin=True)
+        self._send_rejoin(room, occupant.nick, occupant.user, occupant.presence)
 
     # -- a master that stops or restarts (docs/monitor.md)
 

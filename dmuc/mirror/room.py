@@ -574,6 +574,16 @@ class MirrorRoom:
         if unavailable and _new_nick(presence) is not None:
             self._renamed(occupant, presence)
             return
+        if unavailable and occupant.others and _has_status(presence, "333"):
+            # The device the master knew bounced a presence (its server
+            # restarted, say) and the master, knowing that one device only,
+            # dropped the occupant.  Prosody's mod_muc drops only the
+            # device that bounced: the user's other device stays, and
+            # joins at the master in its place, told nothing.
+            self.roster.drop_session(occupant, occupant.user.full())
+            self._save()
+            self.host.rejoin_session(self, occupant)
+            return
         shown_role = occupant.role
         self._update_local(occupant, presence)
         if unavailable:
@@ -1394,6 +1404,11 @@ def _roster_item_presence(item):
     "Protocol additions"), as a template; C{None} from an older master."""
     presence = child(item, "presence", ns.CLIENT)
     return template(presence) if presence is not None else None
+
+
+def _has_status(presence, code):
+    return any(s.getAttribute("code") == code for x in presence.elements(ns.MUC_USER, "x")
+               for s in x.elements(ns.MUC_USER, "status"))
 
 
 def _new_nick(presence):
