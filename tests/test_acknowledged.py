@@ -13,6 +13,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from dmuc.storage.memory import MemoryRoomStore
+from tests.stanza_helpers import status_codes
 from tests.test_compact import configure
 from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, bodies, conversation, say
 from tests.test_netsplit import history_bodies, occupant_bodies
@@ -142,6 +143,21 @@ class EchoAfterTheWriteTests(unittest.TestCase):
         self.assertEqual((answer.name, answer["type"], answer["id"]), ("iq", "result", "p1"))
         settle(sites)
         self.assertEqual(bodies(sites.take(KEVIN)), ["waiting"])
+
+    def test_a_clean_stop_sends_what_waits(self):
+        """At a stop the service sends what waits for writes before its
+        connection goes (the store finishes the writes as it closes):
+        the echo, then the 332 leave, in that order."""
+        sites = persistent_conversation()
+        say(sites, KEVIN, "said as it stops", ROOM)
+        sites.master.shutdown()
+        self.assertEqual(sites.take(KEVIN), [])
+        sites.master.release_output()
+        sites._run()
+        seen = sites.take(KEVIN)
+        self.assertEqual(bodies(seen), ["said as it stops"])
+        self.assertEqual([s.name for s in seen], ["message", "presence"])
+        self.assertIn("332", status_codes(seen[1]))
 
     def test_the_configuration_result_waits_for_the_save(self):
         sites = persistent_conversation()

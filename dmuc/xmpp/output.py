@@ -21,11 +21,6 @@ class OutputGate:
         self._send = send
         self._held = deque()    # stanzas and _Barriers, in the order given
 
-    @property
-    def holding(self):
-        """How many stanzas wait (for status and tests)."""
-        return sum(1 for item in self._held if not isinstance(item, _Barrier))
-
     def wait_for(self, d):
         """What is sent from now on waits until C{d} fires (whatever it
         fires with; C{d} is left as it was)."""
