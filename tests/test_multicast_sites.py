@@ -46,9 +46,23 @@ class MulticastTests(TwoSiteTestCase):
             self.assertEqual([s for s in user.take_all() if body(s) == "to you both"], [])
         multicasts = self.multicasts()[before:]
         self.assertEqual(len(multicasts), 1, multicasts)
-        self.assertIn("to 2 users", multicasts[0])
-        self.assertIn("raleigh.test takes multicast from " + MIRROR,
+        self.assertIn("to 2 users (list ", multicasts[0])
+        self.assertIn("raleigh.test takes multicast from %s: one stanza for all its users in a "
+                      "room (XEP-0033, with recipient lists)" % MIRROR,
                       self.sites.mirror.log_text())
+        # The same two again: the list the module keeps, named by number.
+        kevin.send("<message to='%s' type='groupchat' id='m2'><body>and again</body>"
+                   "</message>" % ROOM)
+        for user in (wayne, keith):
+            message = user.wait_for(said("and again"), timeout=10)
+            self.assertEqual((message.get("from"), message.get("id")), (MROOM + "/Kevin", "m2"))
+            self.assertIsNone(find(message, "addresses"))
+        self.settle(kevin, wayne, keith)
+        for user in (wayne, keith):
+            self.assertEqual([s for s in user.take_all() if body(s) == "and again"], [])
+        again = self.multicasts()[before + 1:]
+        self.assertEqual(len(again), 1, again)
+        self.assertEqual(again[0].split("to 2 users")[1], multicasts[0].split("to 2 users")[1])
 
     def test_presence_too(self):
         kevin, wayne, keith = self.three_in_the_room()

@@ -16,7 +16,7 @@ from dmuc.mirror.handler import MirrorMUC
 from dmuc.storage.memory import MemoryRoomStore
 from dmuc.xmpp.addressing import mirror_room_jid
 from dmuc.xmpp import namespaces as ns
-from dmuc.xmpp.multicast import PROBE_NODE
+from dmuc.xmpp.multicast import LISTS_FEATURE, PROBE_NODE
 from dmuc.xmpp.stanzas import child, copy_element, parse_xml, strip_children
 from tests.stanza_helpers import component_stanza
 
@@ -38,17 +38,22 @@ class TwoSites:
     """
 
     def __init__(self, trusted=None, fire_and_forget=False, compact=True, multicast=None,
-                 limits=None):
+                 limits=None, multicast_lists=False):
         """
         @param multicast: raleigh.test's server offers XEP-0033 multicast
             as dmuc's Prosody module does: C{True} to the mirror, C{False}
             to others only (it refuses the mirror); C{None}: no multicast.
             L{multicasts} counts the multicast stanzas it delivered.
+        @param multicast_lists: it also keeps recipient lists, as the
+            module does (otherwise it is an older module).
         @param limits: the L{Limits} of both services (by default none).
         """
         self.limits = limits
         self.multicast = multicast
         self.multicasts = []
+        self.multicast_lists = multicast_lists
+        #: The mirror's recipient lists raleigh.test keeps, by number.
+        self.kept_lists = {}
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.trusted = trusted if trusted is not None else {MIRROR: ("raleigh.test",)}
@@ -197,8 +202,10 @@ class TwoSites:
         if stanza.name == "iq":
             if allowed:
                 answer = parse_xml("<iq type='result'><query xmlns='%s' node='%s'>"
-                                   "<feature var='%s'/></query></iq>"
-                                   % (ns.DISCO_INFO, PROBE_NODE, ns.ADDRESS))
+                                   "<feature var='%s'/>%s</query></iq>"
+                                   % (ns.DISCO_INFO, PROBE_NODE, ns.ADDRESS,
+                                      "<feature var='%s'/>" % LISTS_FEATURE
+                                      if self.multicast_lists else ""))
             else:
                 answer = parse_xml("<iq type='error'><error type='auth'><forbidden xmlns="
                                    "'urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
@@ -210,23 +217,36 @@ class TwoSites:
             self.inbox["raleigh.test"].append(stanza)
             return
         self.multicasts.append(stanza)
+        recipients = [a["jid"] for a in addresses.elements(ns.ADDRESS, "address")]
+        named = child(addresses, "list", ns.MULTICAST) if self.multicast_lists else None
+        if named is not None and recipients:
+            self.kept_lists[int(named["id"])] = recipients
+        elif named is not None:
+            if int(named["id"]) not in self.kept_lists:
+                self._bounce(frm, stanza, "cancel", "item-not-found", extra=named)
+                return
+            recipients = self.kept_lists[int(named["id"])]
         copy = copy_element(stanza)
         strip_children(copy, ns.ADDRESS)
-        for address in addresses.elements(ns.ADDRESS, "address"):
+        for jid in recipients:
             one = copy_element(copy)
-            one["to"] = address["jid"]
+            one["to"] = jid
             self._queue.append((frm, one))
 
-    def _bounce(self, frm, stanza, kind="cancel", condition="remote-server-not-found"):
+    def _bounce(self, frm, stanza, kind="cancel", condition="remote-server-not-found",
+                extra=None):
         """What Prosody does with a stanza for an unreachable server (or,
         with C{wait} and C{remote-server-timeout}, for a component that is
-        not connected: mod_component)."""
+        not connected: mod_component); C{extra} is an application-specific
+        condition to add."""
         if stanza.getAttribute("type") in ("error", "result"):
             return
         error = parse_xml("<%s type='error'><error type='%s'><%s "
                           "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></%s>"
                           % (stanza.name, kind, condition, stanza.name))
         error["from"], error["to"] = stanza["to"], frm
+        if extra is not None:
+            child(error, "error", error.uri).addChild(copy_element(extra))
         if stanza.getAttribute("id"):
             error["id"] = stanza["id"]
         self._queue.append(("bounce:" + stanza["to"], error))

@@ -184,6 +184,8 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
     # -- dispatch
 
     def _dispatch(self, stanza, name, sender, recipient):
+        if self.multicast.refused(stanza, sender):
+            return
         if recipient.user is None and name != "iq" and sender.user is not None:
             # The compact profile sends a room's broadcast to the service:
             # the master room it comes from names our room.

@@ -21,6 +21,7 @@ DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 DATA_FORMS = "jabber:x:data"
 DELAY = "urn:xmpp:delay"
 ADDRESS = "http://jabber.org/protocol/address"   # XEP-0033 multicast
+MULTICAST = "urn:xmpp:dmuc:multicast"   # multicast recipient lists (dmuc's Prosody module)
 STANZA_ID = "urn:xmpp:sid:0"
 PING = "urn:xmpp:ping"
 HINTS = "urn:xmpp:hints"

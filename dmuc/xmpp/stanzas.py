@@ -252,10 +252,15 @@ class Prepared:
             return SerializedStanza(self, jid, self.stanza.toXml())
         return SerializedStanza(self, jid, self._head + _escaped(jid) + self._tail)
 
-    def multicast(self, domain, jids):
+    def multicast(self, domain, jids, list_id=None):
         """The stanza to the server C{domain} for every one of C{jids}
-        (XEP-0033 blind copies: the server drops the list as it delivers)."""
+        (XEP-0033 blind copies: the server drops the list as it delivers),
+        and with C{list_id}, for the recipient list of that number the
+        server keeps (C{jids} empty) or is to keep (see
+        L{dmuc.xmpp.multicast})."""
         addresses = "".join("<address type='bcc' jid='%s'/>" % _escaped(jid) for jid in jids)
+        if list_id is not None:
+            addresses = "<list xmlns='%s' id='%d'/>%s" % (ns.MULTICAST, list_id, addresses)
         addresses = "<addresses xmlns='%s'>%s</addresses>" % (ns.ADDRESS, addresses)
         text = self.to(domain).toXml()
         end = "</%s>" % self.name
