@@ -32,9 +32,12 @@ from dmuc.xmpp.addressing import mirror_room_jid
 from tests.harness.client import Client, call_on_loop
 from tests.harness.sites import MASTER, MIRROR, TwoSites, free_addresses
 
-MODES = ("stock", "dmuc", "dmuc_ff", "direct", "direct_ff", "dmuc_mc")
+MODES = ("stock", "dmuc", "dmuc_ff", "direct", "direct_ff", "dmuc_mc", "dmuc_mc_ff")
 #: Modes that run only some scenarios (the others would repeat dmuc's).
-MODE_SCENARIOS = {"dmuc_mc": ("throughput",)}
+MODE_SCENARIOS = {"dmuc_mc": ("throughput",), "dmuc_mc_ff": ("throughput",)}
+#: The smoke run's (make test): dmuc_mc_ff differs from dmuc_mc only in a
+#: setting other modes try.
+SMOKE_MODES = tuple(m for m in MODES if m != "dmuc_mc_ff")
 STOCK_FAIRFAX, STOCK_RALEIGH = "rooms.fairfax.test", "rooms.raleigh.test"
 PASSWORD = "bench"
 MUC = "http://jabber.org/protocol/muc"
@@ -157,7 +160,7 @@ class BenchSites:
             deployment="direct" if self.direct else "prosody",
             addresses=free_addresses(), monitor=MONITOR,
             muc_domains=((STOCK_FAIRFAX,), (STOCK_RALEIGH,)), log_level="info",
-            multicast_senders=(MIRROR,) if mode == "dmuc_mc" else None,
+            multicast_senders=(MIRROR,) if mode.startswith("dmuc_mc") else None,
             # One client stands for many users' traffic (a burst of 200 in
             # the throughput run), and stock mod_muc has no rate limit.
             limits={"messages_per_second": "0"})

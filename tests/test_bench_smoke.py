@@ -12,7 +12,7 @@ import os
 from twisted.trial import unittest
 
 from bench import run as bench_run
-from bench.sites import MODE_SCENARIOS
+from bench.sites import MODE_SCENARIOS, SMOKE_MODES
 from tests.harness.prosody import temp_directory
 
 TWO_SITE = ("rooms", "idle", "resync", "constrained", "throughput")
@@ -20,7 +20,7 @@ TWO_SITE = ("rooms", "idle", "resync", "constrained", "throughput")
 
 def modes_of(scenario):
     """The modes that run C{scenario} (dmuc_mc runs only throughput)."""
-    return [m for m in bench_run.MODES if scenario in MODE_SCENARIOS.get(m, (scenario,))]
+    return [m for m in SMOKE_MODES if scenario in MODE_SCENARIOS.get(m, (scenario,))]
 
 
 _outcome = {}
@@ -31,7 +31,7 @@ def quick_run():
     failure is kept too, so that it is not run again for every test."""
     if "run" not in _outcome:
         try:
-            _outcome["run"] = bench_run.run(bench_run.QUICK, TWO_SITE, bench_run.MODES,
+            _outcome["run"] = bench_run.run(bench_run.QUICK, TWO_SITE, SMOKE_MODES,
                                             quick=True, log=lambda line: None)
         except Exception as e:
             _outcome["run"] = e
