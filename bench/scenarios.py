@@ -12,9 +12,11 @@ notice something they have no way to report (a stock server's bounces).
 import math
 import statistics
 import time
+import uuid
 
 from bench.counting_client import CountingClient
-from bench.sites import MONITOR, PASSWORD, STOCK_RALEIGH, BenchError, cpu_seconds
+from bench.sites import (MONITOR, PASSWORD, STOCK_RALEIGH, STOCK_RALEIGH_MAM, BenchError,
+                         cpu_seconds)
 from dmuc.xmpp.addressing import mirror_room_jid
 from tests.harness.sites import MASTER, MIRROR
 
@@ -424,14 +426,14 @@ def spread(samples, scale=1.0):
 # -- throughput
 
 
-def throughput(bench, receivers=50, burst=200, repeats=3):
+def throughput(bench, receivers=50, burst=200, repeats=3, archived=False):
     """
     The fastest rate at which one room delivers every message to all
     C{receivers} local users: a raleigh user sends C{burst} messages at
     once, and the rate is the burst over the time until the last
     receiver has the last message (nothing may be lost).  The room is a
     mirror room (dmuc modes) or a room on raleigh's own Prosody mod_muc
-    (stock): the same users, the same site.
+    (stock; C{archived}: with mod_muc_mam): the same users, the same site.
     """
     name = "throughput"
     if bench.dmuc:
@@ -440,7 +442,7 @@ def throughput(bench, receivers=50, burst=200, repeats=3):
         host.wait_joined(bench.fairfax_room(name))
         room = mirror_room_jid("%s@%s" % (name, MASTER), MIRROR)
     else:
-        room = "%s@%s" % (name, STOCK_RALEIGH)
+        room = "%s@%s" % (name, STOCK_RALEIGH_MAM if archived else STOCK_RALEIGH)
     sender = bench.raleigh_users[0]
     sender.join(room)
     sender.wait_joined(room)
@@ -479,8 +481,11 @@ def throughput(bench, receivers=50, burst=200, repeats=3):
 def _burst(bench, sender, room, counters, run, size, expected):
     pids = bench.server_pids()
     cpu_before = {role: cpu_seconds(pid) for role, pid in pids.items()}
-    text = "".join("<message to='%s' type='groupchat'><body>t-%d-%d</body></message>"
-                   % (room, run, n) for n in range(size))
+    # With an id and origin-id, as Conversations, Gajim and Dino send them.
+    text = "".join("<message to='%s' type='groupchat' id='%s'><body>t-%d-%d</body>"
+                   "<origin-id xmlns='urn:xmpp:sid:0' id='%s'/></message>"
+                   % (room, tag, run, n, tag)
+                   for n, tag in ((n, uuid.uuid4().hex) for n in range(size)))
     start = time.monotonic()
     sender.send_raw(text)
     for counter in counters:

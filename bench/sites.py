@@ -14,8 +14,9 @@ The benchmark's two sites, in one of six modes, with their users.
              the mirror (etc/prosody-modules/mod_dmuc_multicast.lua); only
              the throughput benchmark runs in it
 
-Every mode also has a stock mod_muc at raleigh (rooms.raleigh.test), the
-baseline of the throughput benchmark.
+Every mode also has stock mod_muc at raleigh, the baselines of the
+throughput benchmark: rooms.raleigh.test, and archived.raleigh.test with
+mod_muc_mam (a mirror room archives too).
 """
 
 import json
@@ -32,13 +33,16 @@ from dmuc.xmpp.addressing import mirror_room_jid
 from tests.harness.client import Client, call_on_loop
 from tests.harness.sites import MASTER, MIRROR, TwoSites, free_addresses
 
-MODES = ("stock", "dmuc", "dmuc_ff", "direct", "direct_ff", "dmuc_mc", "dmuc_mc_ff")
+MODES = ("stock", "dmuc", "dmuc_ff", "direct", "direct_ff", "dmuc_mc", "dmuc_mc_ff", "direct_mc")
+#: Modes with raleigh's Prosody taking multicast from the mirror.
+MULTICAST_MODES = ("dmuc_mc", "dmuc_mc_ff", "direct_mc")
 #: Modes that run only some scenarios (the others would repeat dmuc's).
-MODE_SCENARIOS = {"dmuc_mc": ("throughput",), "dmuc_mc_ff": ("throughput",)}
-#: The smoke run's (make test): dmuc_mc_ff differs from dmuc_mc only in a
-#: setting other modes try.
-SMOKE_MODES = tuple(m for m in MODES if m != "dmuc_mc_ff")
+MODE_SCENARIOS = {mode: ("throughput",) for mode in MULTICAST_MODES}
+#: The smoke run's (make test): the other multicast modes differ from
+#: dmuc_mc only in settings other modes try.
+SMOKE_MODES = tuple(m for m in MODES if m not in ("dmuc_mc_ff", "direct_mc"))
 STOCK_FAIRFAX, STOCK_RALEIGH = "rooms.fairfax.test", "rooms.raleigh.test"
+STOCK_RALEIGH_MAM = "archived.raleigh.test"
 PASSWORD = "bench"
 MUC = "http://jabber.org/protocol/muc"
 CLIENT = "{jabber:client}"
@@ -159,8 +163,9 @@ class BenchSites:
             os.path.join(base_dir, mode), fire_and_forget=mode.endswith("_ff"),
             deployment="direct" if self.direct else "prosody",
             addresses=free_addresses(), monitor=MONITOR,
-            muc_domains=((STOCK_FAIRFAX,), (STOCK_RALEIGH,)), log_level="info",
-            multicast_senders=(MIRROR,) if mode.startswith("dmuc_mc") else None,
+            muc_domains=((STOCK_FAIRFAX,), (STOCK_RALEIGH, STOCK_RALEIGH_MAM)),
+            muc_modules={STOCK_RALEIGH_MAM: ("muc_mam",)}, log_level="info",
+            multicast_senders=(MIRROR,) if mode in MULTICAST_MODES else None,
             # One client stands for many users' traffic (a burst of 200 in
             # the throughput run), and stock mod_muc has no rate limit.
             limits={"messages_per_second": "0"})
@@ -179,7 +184,7 @@ class BenchSites:
     @property
     def direct(self):
         """Master and mirror on their own compressed S2S stream."""
-        return self.mode in ("direct", "direct_ff")
+        return self.mode in ("direct", "direct_ff", "direct_mc")
 
     def start(self):
         self.sites.fairfax.create_accounts(self.fairfax_names, PASSWORD)

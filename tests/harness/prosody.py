@@ -171,7 +171,7 @@ class ProsodyServer:
         @param muc_domains: domains served by Prosody's own C{muc}
             component (rooms unlocked, creation open to all).
         @param muc_modules: further modules of those components, e.g.
-            C{("muc_mam",)}.
+            C{("muc_mam",)}, or a dict of them by domain.
         @param components: maps XEP-0114 external component domains to
             their secrets.
         @param hosts_file: a hosts file for Prosody's resolver (libunbound
@@ -207,7 +207,8 @@ class ProsodyServer:
         self.domain = domain
         self.ip = ip
         self.muc_domains = tuple(muc_domains)
-        self.muc_modules = tuple(muc_modules)
+        self.muc_modules = dict(muc_modules) if isinstance(muc_modules, dict) \
+            else {d: tuple(muc_modules) for d in self.muc_domains}
         self.site_global, self.site_components = _split_site_config(site_config or "")
         self.components = (dict(re.findall(
             r'Component\s+"([^"]+)"\s+component_secret\s*=\s*"([^"]*)"', self.site_components))
@@ -313,9 +314,9 @@ class ProsodyServer:
                 "    muc_room_locking = false",
                 "    restrict_room_creation = false",
             ]
-            if self.muc_modules:
+            if self.muc_modules.get(muc_domain):
                 lines.append("    modules_enabled = { %s }"
-                             % ", ".join(_lua_string(m) for m in self.muc_modules))
+                             % ", ".join(_lua_string(m) for m in self.muc_modules[muc_domain]))
         if self.site_components:
             lines += ["", self.site_components]
         for component, secret in sorted(self.components.items()) if not self.site_components \

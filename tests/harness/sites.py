@@ -112,7 +112,7 @@ class TwoSites:
             and at raleigh (the benchmarks' stock rooms).
         @param log_level: Prosody's (see L{ProsodyServer}).
         @param muc_modules: modules of those mod_muc components, e.g.
-            C{("muc_mam",)}.
+            C{("muc_mam",)}, or a dict of them by domain.
         @param pki: a L{tests.harness.pki.TestCA} for both Prosody
             servers and dmuc's own S2S: S2S then requires TLS, as at a
             real site, with certificates from it for every domain (see
