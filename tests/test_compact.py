@@ -214,6 +214,20 @@ class OlderPeerTests(unittest.TestCase):
         self.assertEqual(bodies(sites.take(KEITH)),
                          ["from an older mirror", "to an older mirror"])
 
+    def test_a_master_that_does_not_read_the_service_jid(self):
+        # A master of the compact profile from before the service JID
+        # (docs/protocol.md 12): room messages go up from the occupant JID.
+        sites = conversation()
+        features = sites.mirror._masters["conference.fairfax.test"]
+        sites.mirror._masters["conference.fairfax.test"] = features - {ns.DMUC_SERVICE_FROM}
+        sites.link_count()
+        say(sites, WAYNE, "to a master of the first compact profile", MROOM)
+        up, = [s for d, s in sites.link if d == "raleigh>fairfax"]
+        self.assertEqual(up["from"], MROOM + "/Wayne")
+        self.assertIsNotNone(child(up, "u", ns.DMUC_COMPACT))
+        for user in (KEVIN, KEITH):
+            self.assertEqual(bodies(sites.take(user)), ["to a master of the first compact profile"])
+
     def test_the_master_follows_a_mirror_that_goes_back_to_the_full_profile(self):
         sites = conversation()
         say(sites, WAYNE, "compact", MROOM)
@@ -241,6 +255,36 @@ class EnvelopeTests(unittest.TestCase):
         self.assertIsNone(child(up, "fmuc", ns.FMUC))
         entry = self.sites.master.rooms[ROOM].history[-1]
         self.assertEqual(entry.real_jid, WAYNE)
+
+    def test_a_room_message_goes_up_from_the_service_jid(self):
+        say(self.sites, WAYNE, "short", MROOM)
+        up, = [s for d, s in self.sites.link if d == "raleigh>fairfax"]
+        self.assertEqual(up["from"], MIRROR + "/Wayne")
+        seen, = self.sites.take(KEVIN)
+        self.assertEqual((seen["from"], bodies([seen])), (ROOM + "/Wayne", ["short"]))
+        self.assertEqual(bodies(self.sites.take(KEITH)), ["short"])
+        entry = self.sites.master.rooms[ROOM].history[-1]
+        self.assertEqual((entry.nick, entry.real_jid), ("Wayne", WAYNE))
+
+    def test_an_error_for_it_reaches_the_user(self):
+        # The master's server answers what went up from the service's JID
+        # to that JID: the mirror finds its occupant by the nick.
+        self.sites.take(WAYNE)
+        self.sites.send(ROOM, "<message type='error' to='%s/Wayne' id='e1'><error "
+                        "type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:"
+                        "xmpp-stanzas'/></error></message>" % MIRROR)
+        error, = self.sites.take(WAYNE)
+        self.assertEqual((error["from"], error["id"]), (MROOM, "e1"))
+        self.assertEqual(error_condition(error), ("cancel", "service-unavailable"))
+
+    def test_a_bounce_of_it_keeps_the_message_for_the_netjoin(self):
+        self.sites.stop_master(crash=True)
+        self.sites.take(WAYNE)
+        say(self.sites, WAYNE, "anyone?", MROOM)
+        room = self.sites.mirror.rooms[MROOM]
+        self.assertTrue(room.split)
+        self.assertEqual([(m.nick, "anyone?" in m.xml) for m in room.split_messages],
+                         [("Wayne", True)])
 
     def test_another_device_is_named(self):
         join(self.sites, WAYNE_PHONE, "Wayne")
@@ -291,6 +335,28 @@ class BadInputTests(unittest.TestCase):
         self.assertTrue(any("Wayne" in line and "not a compact time" in line
                             for line in self.lines), self.lines)
         self.assertStillWorks()
+
+    def test_the_service_jid_of_a_server_not_trusted(self):
+        self.sites.send("mirror.evil.test/Wayne", "<message to='%s' type='groupchat' id='x3'>"
+                        "<body>let me in</body><u xmlns='%s'/></message>"
+                        % (ROOM, ns.DMUC_COMPACT))
+        answer, = self.sites.take("mirror.evil.test/Wayne")
+        self.assertEqual(error_condition(answer), ("cancel", "not-allowed"))
+        self.assertEqual(self.sites.take(KEVIN), [])
+        self.assertStillWorks()
+
+    def test_the_service_jid_with_a_nick_not_in_the_room(self):
+        answer, = self.from_mirror_service("Nobody", "<message to='%s' type='groupchat' "
+                                           "id='x4'><body>who?</body><u xmlns='%s'/></message>"
+                                           % (ROOM, ns.DMUC_COMPACT))
+        self.assertEqual(error_condition(answer), ("cancel", "not-acceptable"))
+        self.assertEqual(self.sites.take(KEVIN), [])
+        self.assertStillWorks()
+
+    def from_mirror_service(self, nick, xml):
+        """A stanza as the mirror service sends a room message up."""
+        self.sites.send(MIRROR + "/" + nick, xml)
+        return [s for d, s in self.sites.link if d == "fairfax>raleigh"]
 
     def test_a_client_cannot_use_the_envelope_at_the_master(self):
         eve = "eve@fairfax.test/x"

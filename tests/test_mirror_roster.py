@@ -111,7 +111,10 @@ class IndexThroughFlowsTests(unittest.TestCase):
             else:
                 up, = [s for d, s in self.sites.link
                        if d == "raleigh>fairfax" and s.name == "message"]
-                self.assertEqual(up["from"], MROOM + "/" + nick)
+                # From the mirror service's JID where the master said it
+                # reads that (docs/protocol.md 12), from the occupant JID
+                # otherwise (a restarted mirror that has not asked yet).
+                self.assertIn(up["from"], (MIRROR + "/" + nick, MROOM + "/" + nick))
         for user in gone:
             self.sites.take(user)
             say(self.sites, user, "still here?", MROOM)

@@ -228,7 +228,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             self.check_loadable(room_jid)
         if room is None and self.tombstones.check(room_jid, stanza):
             return
-        jid = sender
+        jid = self._occupant_address(stanza, sender, room_jid)
         sender = self._sender(stanza, jid, room_jid)
         if sender is None:
             self._from_mirror_room(room, stanza, name, jid)
@@ -248,6 +248,21 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             self._to_room(room, stanza, name, sender)
 
     # -- trust (docs/protocol.md 7, 8)
+
+    def _occupant_address(self, stanza, jid, room_jid):
+        """
+        The mirror occupant JID behind a compact room message that a
+        trusted mirror sent from its service's own JID with the nick as
+        resource (docs/protocol.md 12): the room is the message's C{to},
+        so the long occupant JID need not cross the link.  Anything else
+        keeps its sender.
+        """
+        if not (jid.user is None and jid.resource and self.offers_compact
+                and jid.host in self.trusted_mirrors and compact.is_compact_upload(stanza)):
+            return jid
+        jid = parse_jid("%s/%s" % (mirror_room_jid(room_jid, jid.host), jid.resource))
+        stanza["from"] = jid.full()
+        return jid
 
     def _sender(self, stanza, jid, room_jid):
         """
@@ -627,7 +642,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         features = [ns.DISCO_INFO, ns.DISCO_ITEMS, ns.MUC, ns.DMUC3, ns.DMUC_SYNC,
                     ns.DMUC_REJOIN, ns.PING, ns.MUC_UNIQUE]
         if self.offers_compact:
-            features.append(ns.DMUC_COMPACT)
+            features += [ns.DMUC_COMPACT, ns.DMUC_SERVICE_FROM]
         for feature in features:
             info.addElement("feature")["var"] = feature
         self.send(reply)

@@ -188,10 +188,13 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             return
         if recipient.user is None and name != "iq" and sender.user is not None:
             # The compact profile sends a room's broadcast to the service:
-            # the master room it comes from names our room.
+            # the master room it comes from names our room.  With a
+            # resource it is for one of our occupants: a bounce of a
+            # message that went up from the service's JID.
             room_jid = mirror_room_jid(sender.userhost(), self.domain)
             if room_jid in self.rooms:
-                recipient = parse_jid(room_jid)
+                recipient = parse_jid(room_jid + ("/" + recipient.resource
+                                                  if recipient.resource else ""))
         if recipient.user is None:
             self._to_service(stanza, name, sender)
             return
@@ -593,6 +596,11 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             occupant = room.roster.get(nick)
             known = occupant.user.full() if occupant is not None and occupant.user else None
         self._envelope(up, user.full(), known, sent=sent, ack=ack, nomirror=nomirror)
+        if up["to"] == room.master_jid and compact.is_compact_upload(up) \
+                and self._master_offers(room, ns.DMUC_SERVICE_FROM):
+            # The master knows the room from the message's to: the long
+            # occupant JID need not cross the link (docs/protocol.md 12).
+            up["from"] = "%s/%s" % (self.domain, nick)
         self.send(up)
 
     def _envelope(self, up, user, known=None, sent=None, ack=False, nomirror=False):

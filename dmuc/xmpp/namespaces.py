@@ -31,6 +31,8 @@ OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 FMUC = "http://isode.com/protocol/fmuc"
 DMUC_SYNC = "urn:xmpp:dmuc:0"
 DMUC_COMPACT = "urn:xmpp:dmuc:1"   # the compact profile (dmuc/muc/compact.py)
+#: A room message goes up from the mirror service's own JID, the nick as resource.
+DMUC_SERVICE_FROM = DMUC_COMPACT + "#service-from"
 # A master that answers a mirror's marked netjoin rejoin with a kick it made
 # while the link was down (docs/protocol.md 6).
 DMUC_REJOIN = "urn:xmpp:dmuc:0#rejoin"
