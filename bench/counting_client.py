@@ -56,9 +56,10 @@ class CountingClient:
         """Block until L{count} reaches C{count}; return whether it did."""
         return self._wait(lambda: self.count >= count, timeout)
 
-    def wait_joined(self, timeout):
-        """Block until a self-presence (status 110) came; whether it did."""
-        return self._wait(lambda: self.joins >= 1, timeout)
+    def wait_joined(self, timeout, rooms=1):
+        """Block until self-presences (status 110) came from C{rooms}
+        rooms; whether they did."""
+        return self._wait(lambda: self.joins >= rooms, timeout)
 
     def _wait(self, condition, timeout):
         deadline = time.monotonic() + timeout

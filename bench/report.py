@@ -10,6 +10,8 @@ before/after files of bench/results.
 import json
 import os
 
+from bench.run import throughput_shares
+
 MODE_NAMES = {"stock": "stock Prosody", "dmuc": "dmuc", "dmuc_ff": "dmuc, fire-and-forget",
               "direct": "dmuc direct link", "direct_ff": "dmuc direct link, fire-and-forget",
               "dmuc_mc": "dmuc, multicast at raleigh",
@@ -170,14 +172,25 @@ def page(results, charts):
         first = next(iter(t.values()))
         add(DESCRIPTIONS["throughput"] % first)
         add("| mode | messages/s min / median / max | delivered stanzas/s | CPU µs per delivered"
-            " stanza, by process |\n|---|---|---|---|")
+            " stanza, by process | same servers, turn about: mod_muc with mod_muc_mam; "
+            "without (messages/s, median) | share of each |\n|---|---|---|---|---|---|")
         for mode, v in _in_order(results, t):
             rate = v["messages_per_s"]
             cpu = ", ".join("%s %.1f" % (role, 1e6 * sec)
                             for role, sec in sorted(v["cpu_s_per_stanza"].items()) if sec)
-            add("| %s | %.0f / %.0f / %.0f | %.0f | %s |" % (
+            if "baseline" in v:
+                shares = throughput_shares(v)
+                same = "%.0f; %.0f (raleigh's Prosody %.0f; %.0f µs a stanza)" % (
+                    v["baseline"]["messages_per_s"]["median"],
+                    v["plain"]["messages_per_s"]["median"],
+                    1e6 * v["baseline"]["cpu_s_per_stanza"].get("prosody_raleigh", 0),
+                    1e6 * v["plain"]["cpu_s_per_stanza"].get("prosody_raleigh", 0))
+                share = "%.0f%%; %.0f%%" % (100 * shares[0], 100 * shares[1])
+            else:
+                same = share = ""
+            add("| %s | %.0f / %.0f / %.0f | %.0f | %s | %s | %s |" % (
                 MODE_NAMES[mode], rate["min"], rate["median"], rate["max"],
-                v["stanzas_per_s"], cpu))
+                v["stanzas_per_s"], cpu, same, share))
         add("")
     if "memory" in s:
         add("## Memory\n")
@@ -399,8 +412,11 @@ DESCRIPTIONS = {
                   "the last receiver has its last message (nothing lost). dmuc: a mirror room; "
                   "stock: the same users in a room on raleigh's own Prosody mod_muc "
                   "(`rooms.raleigh.test`), and with mod_muc_mam (`archived.raleigh.test`), the "
-                  "baseline of the target. Every message carries an id and an origin-id, as "
-                  "real clients send them. The receivers are minimal clients that log in and "
+                  "baseline of the target. In every dmuc mode both stock rooms are measured "
+                  "again on the same servers, their bursts taking turns with the mirror room's "
+                  "(the last two columns): this machine's speed drifts from run to run by more "
+                  "than the differences measured, so the target compares those. Every message "
+                  "carries an id and an origin-id, as real clients send them. The receivers are minimal clients that log in and "
                   "count bodies in the raw stream (`bench/counting_client.py`): fifty slixmpp "
                   "clients would parse every stanza in Python on the same two cores and measure "
                   "themselves. CPU is user+system time of each process over the bursts.\n",
@@ -448,37 +464,31 @@ def notes(results):
                 row.get("dmuc_ff_stanzas", 0),
                 100.0 * row.get("dmuc_saving", 0) / (row.get("dmuc_ff_saving") or 1)))
     tp = s.get("throughput", {})
-    base = "stock_mam" if "stock_mam" in tp else "stock"
-    dmuc_modes = [m for m in tp if m not in ("stock", "stock_mam")]
-    if base in tp and any(tp[m]["messages_per_s"]["median"]
-                          < 0.8 * tp[base]["messages_per_s"]["median"] for m in dmuc_modes):
-        def share(m, of):
-            return 100 * tp[m]["messages_per_s"]["median"] / tp[of]["messages_per_s"]["median"]
+    measured = [m for m in ("dmuc_ff", "dmuc", "direct_ff", "direct", "dmuc_mc", "dmuc_mc_ff",
+                            "direct_mc") if m in tp and "baseline" in tp[m]]
+    if any(throughput_shares(tp[m])[0] < 0.8 for m in measured):
         per_mode = []
-        for m in ("dmuc_ff", "dmuc", "direct_ff", "direct", "dmuc_mc", "dmuc_mc_ff",
-                  "direct_mc"):
-            if m in tp:
-                cpu = tp[m]["cpu_s_per_stanza"]
-                total = sum(cpu.values()) or 1
-                per_mode.append(
-                    "%s: %.0f%% of the baseline's rate%s; raleigh's Prosody %.0f µs of CPU per "
-                    "delivered stanza (%.0f%% of all the CPU the burst cost), the mirror %.0f µs"
-                    % (MODE_NAMES[m], share(m, base),
-                       " (%.0f%% of plain mod_muc's)" % share(m, "stock")
-                       if base != "stock" and "stock" in tp else "",
-                       1e6 * cpu.get("prosody_raleigh", 0),
-                       100 * cpu.get("prosody_raleigh", 0) / total,
-                       1e6 * cpu.get("dmuc_mirror", 0)))
-        stock_cpu = {m: 1e6 * tp[m]["cpu_s_per_stanza"].get("prosody_raleigh", 0)
-                     for m in ("stock", "stock_mam") if m in tp}
+        for m in measured:
+            cpu = tp[m]["cpu_s_per_stanza"]
+            total = sum(cpu.values()) or 1
+            shares = throughput_shares(tp[m])
+            per_mode.append(
+                "%s: %.0f%% of the baseline's rate (%.0f%% of mod_muc's without an archive); "
+                "raleigh's Prosody %.0f µs of CPU per delivered stanza against the baseline's "
+                "%.0f (%.0f%% of all the CPU the burst cost), the mirror %.0f µs" % (
+                    MODE_NAMES[m], 100 * shares[0], 100 * shares[1],
+                    1e6 * cpu.get("prosody_raleigh", 0),
+                    1e6 * tp[m]["baseline"]["cpu_s_per_stanza"].get("prosody_raleigh", 0),
+                    100 * cpu.get("prosody_raleigh", 0) / total,
+                    1e6 * cpu.get("dmuc_mirror", 0)))
         out.append(
-            "- **Throughput** (baseline: %s, %.0f µs of CPU per stanza it delivers; plain "
-            "mod_muc %.0f µs). %s. The baseline archives because a mirror room does: its copies "
-            "carry a stanza-id, as mod_muc_mam's do, and it stores every message. Without "
-            "multicast every copy the mirror sends is a stanza Prosody must read from the "
-            "component stream, parse, route and serialise again: that is most of the "
-            "difference. With XEP-0033 multicast (Prosody with the module in "
-            "etc/prosody-modules) the mirror hands Prosody one stanza per message, and its "
+            "- **Throughput** (baseline: raleigh's mod_muc with mod_muc_mam, on the same servers, "
+            "its bursts taking turns with the mirror room's). %s. The baseline archives because "
+            "a mirror room does: its copies carry a stanza-id, as mod_muc_mam's do, and it "
+            "stores every message. Without multicast every copy the mirror sends is a stanza "
+            "Prosody must read from the component stream, parse, route and serialise again: "
+            "that is most of the difference. With XEP-0033 multicast (Prosody with the module "
+            "in etc/prosody-modules) the mirror hands Prosody one stanza per message, and its "
             "recipient lists name a room's users once (reading fifty addresses from every "
             "stanza had cost Prosody more than a fifth of the delivery: parsing about 7 µs and "
             "jid.prep about 2.6 µs per address, measured with Prosody's own util.xml and "
@@ -489,10 +499,7 @@ def notes(results):
             "mirror), 1 to 2 µs per delivered stanza in a room of 50; and in ordered mode the "
             "copies wait for the master's acknowledgement. What would close the rest: the "
             "fan-out inside Prosody without the component stream (a module that holds the "
-            "room's occupants), or multicast together with dmuc's direct link, which takes the "
-            "upload and the acknowledgement off raleigh's Prosody." % (
-                MODE_NAMES[base], stock_cpu.get(base, 0), stock_cpu.get("stock", 0),
-                "; ".join(per_mode)))
+            "room's occupants)." % "; ".join(per_mode))
     constrained = s.get("constrained", {})
     if "stock" in constrained and "dmuc_ff" in constrained:
         extra = (constrained["dmuc_ff"]["latency_fairfax_ms"]["p50"]
@@ -503,10 +510,11 @@ def notes(results):
                 "a raleigh user's message reaches fairfax users %.0f ms later with dmuc "
                 "(fire-and-forget) than with stock Prosody. At %d bit/s every byte of the upload "
                 "costs %.2f ms, and a stock upload is the user's message as it wrote it, where "
-                "dmuc's comes from the mirror occupant JID (longer than the user's) with the "
-                "compact envelope `<u o='' s/>` in place of the client's origin-id (the time it "
-                "was sent; the origin-id is the message's id); the rest is the hops through the "
-                "mirror and the master, each a component of its server. On the direct link, "
+                "dmuc's comes from the mirror service's JID and the nick (about as long as the "
+                "user's) with the compact envelope `<u o='' s/>` in place of the client's "
+                "origin-id (the time it was sent; the origin-id is the message's id); the rest "
+                "is the hops through the mirror and the master, each a component of its server. "
+                "On the direct link, "
                 "compressed, it is faster than stock (%s)." % (
                     extra, constrained["stock"]["bandwidth_bps"],
                     8000.0 / constrained["stock"]["bandwidth_bps"],

@@ -434,43 +434,65 @@ def throughput(bench, receivers=50, burst=200, repeats=3, archived=False):
     receiver has the last message (nothing may be lost).  The room is a
     mirror room (dmuc modes) or a room on raleigh's own Prosody mod_muc
     (stock; C{archived}: with mod_muc_mam): the same users, the same site.
+
+    In dmuc modes the baselines, the same users in a room of raleigh's
+    mod_muc with mod_muc_mam and in one without, are measured too, their
+    bursts taking turns with the mirror room's on the same servers: this
+    machine's speed drifts between runs by more than the difference
+    looked for.
     """
     name = "throughput"
+    rooms = []
     if bench.dmuc:
         host = bench.fairfax_users[0]
         host.join(bench.fairfax_room(name))
         host.wait_joined(bench.fairfax_room(name))
-        room = mirror_room_jid("%s@%s" % (name, MASTER), MIRROR)
+        rooms.append(("room", mirror_room_jid("%s@%s" % (name, MASTER), MIRROR)))
+        rooms.append(("baseline", "%s@%s" % (name, STOCK_RALEIGH_MAM)))
+        rooms.append(("plain", "%s@%s" % (name, STOCK_RALEIGH)))
     else:
-        room = "%s@%s" % (name, STOCK_RALEIGH_MAM if archived else STOCK_RALEIGH)
+        rooms.append(("room", "%s@%s" % (name, STOCK_RALEIGH_MAM if archived
+                                         else STOCK_RALEIGH)))
     sender = bench.raleigh_users[0]
-    sender.join(room)
-    sender.wait_joined(room)
+    for _, room in rooms:
+        sender.join(room)
+        sender.wait_joined(room)
     server = bench.sites.raleigh
     counters = [CountingClient(cname, server.domain, PASSWORD, server.ip, server.c2s_port)
                 for cname in bench.counting_names[:receivers]]
+    runs = {kind: [] for kind, _ in rooms}
     try:
         for counter in counters:
             counter.connect()
-            counter.send("<presence to='%s/%s'><x xmlns='http://jabber.org/protocol/muc'>"
-                         "<history maxstanzas='0'/></x></presence>" % (room, counter.user))
+            for _, room in rooms:
+                counter.send("<presence to='%s/%s'><x xmlns='http://jabber.org/protocol/muc'>"
+                             "<history maxstanzas='0'/></x></presence>" % (room, counter.user))
         for counter in counters:
-            if not counter.wait_joined(60):
-                raise BenchError("%s could not join %s" % (counter.user, room))
+            if not counter.wait_joined(60, rooms=len(rooms)):
+                raise BenchError("%s could not join %s" % (counter.user,
+                                                           " and ".join(r for _, r in rooms)))
         expected = 0
-        runs = []
         for run in range(repeats + 1):
-            # The first burst only warms up (every receiver is in).
-            size = 1 if run == 0 else burst
-            expected += size
-            runs.append(_burst(bench, sender, room, counters, run, size, expected))
-        runs = runs[1:]
+            for kind, room in rooms:
+                # The first burst only warms up (every receiver is in).
+                size = 1 if run == 0 else burst
+                expected += size
+                figures = _burst(bench, sender, room, counters, run, size, expected)
+                if run:
+                    runs[kind].append(figures)
     finally:
         for counter in counters:
             counter.close()
+    result = dict(_rates(runs["room"], receivers, burst), receivers=receivers, burst=burst)
+    for kind in ("baseline", "plain"):
+        if kind in runs:
+            result[kind] = _rates(runs[kind], receivers, burst)
+    return result
+
+
+def _rates(runs, receivers, burst):
     rates = [r["messages_per_s"] for r in runs]
-    return {"receivers": receivers, "burst": burst,
-            "messages_per_s": {"min": min(rates), "median": statistics.median(rates),
+    return {"messages_per_s": {"min": min(rates), "median": statistics.median(rates),
                                "max": max(rates)},
             "stanzas_per_s": statistics.median(rates) * receivers,
             "cpu_s_per_stanza": {role: statistics.median(r["cpu_s"][role] for r in runs)
