@@ -266,6 +266,16 @@ class EnvelopeTests(unittest.TestCase):
         entry = self.sites.master.rooms[ROOM].history[-1]
         self.assertEqual((entry.nick, entry.real_jid), ("Wayne", WAYNE))
 
+    def test_a_request_to_the_room_keeps_the_occupant_jid(self):
+        # Only messages go up from the service's JID: an IQ's errors must
+        # find the occupant without the room.
+        self.sites.send(WAYNE, "<iq type='get' id='d1' to='%s'><query xmlns='%s#owner'/></iq>"
+                        % (MROOM, ns.MUC))
+        up, = [s for d, s in self.sites.link if d == "raleigh>fairfax" and s.name == "iq"]
+        self.assertEqual(up["from"], MROOM + "/Wayne")
+        answer, = self.sites.take(WAYNE)
+        self.assertEqual((answer["id"], answer["from"]), ("d1", MROOM))
+
     def test_an_error_for_it_reaches_the_user(self):
         # The master's server answers what went up from the service's JID
         # to that JID: the mirror finds its occupant by the nick.

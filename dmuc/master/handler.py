@@ -228,7 +228,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             self.check_loadable(room_jid)
         if room is None and self.tombstones.check(room_jid, stanza):
             return
-        jid = self._occupant_address(stanza, sender, room_jid)
+        jid = self._occupant_address(stanza, name, sender, room_jid)
         sender = self._sender(stanza, jid, room_jid)
         if sender is None:
             self._from_mirror_room(room, stanza, name, jid)
@@ -249,7 +249,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
 
     # -- trust (docs/protocol.md 7, 8)
 
-    def _occupant_address(self, stanza, jid, room_jid):
+    def _occupant_address(self, stanza, name, jid, room_jid):
         """
         The mirror occupant JID behind a compact room message that a
         trusted mirror sent from its service's own JID with the nick as
@@ -257,7 +257,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         so the long occupant JID need not cross the link.  Anything else
         keeps its sender.
         """
-        if not (jid.user is None and jid.resource and self.offers_compact
+        if not (name == "message" and jid.user is None and jid.resource and self.offers_compact
                 and jid.host in self.trusted_mirrors and compact.is_compact_upload(stanza)):
             return jid
         jid = parse_jid("%s/%s" % (mirror_room_jid(room_jid, jid.host), jid.resource))

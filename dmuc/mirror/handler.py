@@ -596,8 +596,8 @@ class MirrorMUC(MirrorArchiveHost, ComponentHandler):
             occupant = room.roster.get(nick)
             known = occupant.user.full() if occupant is not None and occupant.user else None
         self._envelope(up, user.full(), known, sent=sent, ack=ack, nomirror=nomirror)
-        if up["to"] == room.master_jid and compact.is_compact_upload(up) \
-                and self._master_offers(room, ns.DMUC_SERVICE_FROM):
+        if up.name == "message" and up["to"] == room.master_jid \
+                and compact.is_compact_upload(up) and self._master_offers(room, ns.DMUC_SERVICE_FROM):
             # The master knows the room from the message's to: the long
             # occupant JID need not cross the link (docs/protocol.md 12).
             up["from"] = "%s/%s" % (self.domain, nick)
