@@ -1,5 +1,5 @@
 """
-The benchmark's two sites, in one of six modes, with their users.
+The benchmark's two sites, in one of eight modes, with their users.
 
     stock    the room on fairfax's Prosody mod_muc (rooms.fairfax.test);
              raleigh users join it directly over S2S; no dmuc runs
@@ -13,6 +13,8 @@ The benchmark's two sites, in one of six modes, with their users.
     dmuc_mc  as dmuc, with raleigh's Prosody taking XEP-0033 multicast from
              the mirror (etc/prosody-modules/mod_dmuc_multicast.lua); only
              the throughput benchmark runs in it
+    dmuc_mc_ff  the same with the mirror's fire_and_forget on (throughput only)
+    direct_mc  direct with multicast at raleigh (throughput only)
 
 Every mode also has stock mod_muc at raleigh, the baselines of the
 throughput benchmark: rooms.raleigh.test, and archived.raleigh.test with
