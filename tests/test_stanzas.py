@@ -127,3 +127,15 @@ class OriginIdTests(unittest.TestCase):
         self.assertEqual(history.origin_id(self.entry(
             MESSAGE.replace("Tom", "origin-id"))), None)
         self.assertEqual(history.order_key(with_id), (1.0, "o-1"))
+
+    def test_an_entry_made_from_its_element_keeps_its_origin_id(self):
+        message = parse_xml(MESSAGE.replace(
+            "</message>", "<origin-id xmlns='urn:xmpp:sid:0' id='o-2'/></message>"))
+        entry = history.entry_of(message, "s2", 2.0, "Kevin", "kevin@fairfax.test/desk")
+        self.assertEqual((entry.stanza_id, entry.timestamp, entry.nick, entry.real_jid),
+                         ("s2", 2.0, "Kevin", "kevin@fairfax.test/desk"))
+        self.assertEqual(parse_xml(entry.xml).toXml(), message.toXml())
+        self.assertEqual(history.origin_id(entry), "o-2")
+        # The same text read back from storage, once the note is gone.
+        history._ORIGINS.clear()
+        self.assertEqual(history.origin_id(self.entry(entry.xml)), "o-2")

@@ -28,7 +28,7 @@ from dmuc.muc.model import (
     role_rank)
 from dmuc.muc.occupant_iq import RoutedIqs, goes_to_bare_jid
 from dmuc.muc.presence import destroy_presence, occupant_presence, template
-from dmuc.storage import HistoryEntry, RoomRecord
+from dmuc.storage import RoomRecord
 from dmuc.xmpp import namespaces as ns
 from dmuc.xmpp.stanzas import (
     StanzaError, child, child_text, copy_element, larger_than, make_stanza, parse_jid,
@@ -942,9 +942,8 @@ class Room:
             # History keeps the time apart: the <delay/> of a late message
             # is for its live delivery (a backlog gets one of its own).
             stored = strip_children(copy_element(message), ns.DELAY)
-            self._remember(HistoryEntry(
-                stanza_id=stanza_id, timestamp=timestamp, nick=occupant.nick,
-                real_jid=occupant.real_jid.full(), xml=stored.toXml()))
+            self._remember(history.entry_of(stored, stanza_id, timestamp, occupant.nick,
+                                            occupant.real_jid.full()))
         if (ackable and written is None and sent is None and skip_mirror is None
                 and occupant.via in self.synced_mirrors):
             # The mirror holds the message: it builds this very copy from

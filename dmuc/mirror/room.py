@@ -957,10 +957,9 @@ class MirrorRoom:
             timestamp = _stamp(delay)
         if timestamp is None:
             timestamp = self.host.now()
-        entry = HistoryEntry(
-            stanza_id=marker.getAttribute("id") if marker is not None else self.host.new_id(),
-            timestamp=timestamp, nick=(message.getAttribute("from") or "").partition("/")[2],
-            real_jid="", xml=stored.toXml())
+        entry = history.entry_of(
+            stored, marker.getAttribute("id") if marker is not None else self.host.new_id(),
+            timestamp, (message.getAttribute("from") or "").partition("/")[2], "")
         origin = room_copy.origin_id(message)
         held = self.history.with_id(entry.stanza_id)
         if held is None:
