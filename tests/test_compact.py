@@ -14,7 +14,7 @@ from dmuc.xmpp.stanzas import child, parse_xml
 from tests.stanza_helpers import error_condition, logged
 from tests.test_ack import view
 from tests.test_dmuc_flows import KEITH, KEVIN, WAYNE, bodies, conversation, join, say
-from tests.two_site_helpers import MIRROR, MROOM, ROOM
+from tests.two_site_helpers import MASTER, MIRROR, MROOM, ROOM
 
 WAYNE_PHONE = "wayne@raleigh.test/phone"
 
@@ -695,6 +695,32 @@ class BatchedAcknowledgementTests(unittest.TestCase):
         down = [s for d, s in self.sites.link if d == "fairfax>raleigh"]
         self.assertEqual([len(list(s.elements(ns.DMUC_COMPACT, "a"))) or bodies([s])
                           for s in down], [1, ["second"], 1])
+        for user in (WAYNE, KEITH, KEVIN):
+            self.assertEqual(bodies(self.sites.take(user)), ["first", "second", "third"])
+
+    def test_the_acknowledgement_leaves_before_our_own_users_copies(self):
+        # The origin mirror's users are a link away from their message;
+        # the master's own users are not: theirs wait the turn.
+        sent = []
+        route = self.sites._route
+
+        def record(domain, element):
+            if domain == MASTER:
+                sent.append(element.getAttribute("to"))
+            route(domain, element)
+        self.sites._route = record
+        self.burst((WAYNE, MROOM, "first"))
+        self.assertEqual(sent[0], MIRROR, sent)
+        self.assertIn(KEVIN, sent[1:])
+        for user in (WAYNE, KEITH, KEVIN):
+            self.assertEqual(bodies(self.sites.take(user)), ["first"])
+
+    def test_our_users_keep_their_order_behind_an_acknowledgement(self):
+        # Kevin's copy of his first message is held behind Wayne's
+        # acknowledgement; his next comes before the reactor turns.
+        self.burst((WAYNE, MROOM, "first"), turn=False)
+        self.burst((KEVIN, ROOM, "second"), turn=False)
+        self.burst((KEVIN, ROOM, "third"))
         for user in (WAYNE, KEITH, KEVIN):
             self.assertEqual(bodies(self.sites.take(user)), ["first", "second", "third"])
 

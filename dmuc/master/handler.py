@@ -86,6 +86,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         self._compact_mirrors = set()   # mirror services that wrote compactly
         self._acks = {}                 # mirror service -> [(room JID, <a/>)] to send
         self._acks_flush = None
+        self._held = []                 # stanzas for others, sent after the acks
         self.redirect_to_mirrors = redirect_to_mirrors
         self._relayed_invitations = {}   # IQ id -> the invitation a mirror delivers
 
@@ -383,12 +384,17 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         In the compact profile the acknowledgements made while we read one
         burst from the link go in one stanza: it is sent before anything
         else for that mirror and at the latest when the reactor turns, so
-        nothing waits and the room's order is kept.
+        nothing waits and the room's order is kept.  What we send others
+        (our own users' copies) in the meantime waits behind them in this
+        turn: the origin mirror's users are a link away from their
+        message, ours are not (L{send}).
         """
         if not self.speaks_compact(via):
             self.send(room_copy.ack(room_jid, via, origin_id, stanza_id, timestamp))
             return
         host = via.rpartition("@")[2]
+        if any(_host_of(held) == host for held in self._held):
+            self._release_held()   # they came first in the room's order
         pending = self._acks.get(host)
         if pending and pending[-1][0] != room_jid:
             self._flush_acks(host)
@@ -398,11 +404,21 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             self._acks_flush = self.clock.callLater(0, self._flush_all_acks)
 
     def send(self, stanza):
-        if self._acks:
-            to = stanza.getAttribute("to") or ""
-            host = to.split("/", 1)[0].rpartition("@")[2]
+        """
+        Send, after the acknowledgements due to the stanza's mirror service.
+        While any are due, a stanza for somewhere without any is held to
+        the end of the turn: each destination keeps its own order (a
+        service with acknowledgements due never has a stanza held).
+        """
+        if self._acks or self._held:
+            host = _host_of(stanza)
             if host in self._acks:
                 self._flush_acks(host)
+            elif self._acks:
+                self._held.append(stanza)
+                return
+            else:
+                self._release_held()
         ComponentHandler.send(self, stanza)
 
     def _flush_acks(self, host):
@@ -415,6 +431,12 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         self._acks_flush = None
         for host in list(self._acks):
             self._flush_acks(host)
+        self._release_held()
+
+    def _release_held(self):
+        held, self._held = self._held, []
+        for stanza in held:
+            ComponentHandler.send(self, stanza)
 
     def _known_mirror_occupant(self, jid):
         # Answers (results, errors) from a mirror occupant carry no
@@ -1009,3 +1031,8 @@ def _untrusted_envelope(jid):
                 "it is yours)" % jid.host)
     return ("a client sent the DMUC envelope, which only trusted mirror services may use "
             "(a forged sender)")
+
+
+def _host_of(stanza):
+    """The domain a stanza is addressed to."""
+    return (stanza.getAttribute("to") or "").split("/", 1)[0].rpartition("@")[2]
