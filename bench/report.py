@@ -10,14 +10,13 @@ before/after files of bench/results.
 import json
 import os
 
-from bench.run import throughput_shares
+from bench.run import round_trip, throughput_shares
 
 MODE_NAMES = {"stock": "stock Prosody", "dmuc": "dmuc", "dmuc_ff": "dmuc, fire-and-forget",
               "direct": "dmuc direct link", "direct_ff": "dmuc direct link, fire-and-forget",
               "dmuc_mc": "dmuc, multicast at raleigh",
               "dmuc_mc_ff": "dmuc, fire-and-forget, multicast at raleigh",
-              "direct_mc": "dmuc direct link, multicast at raleigh",
-              "stock_mam": "stock Prosody with mod_muc_mam"}
+              "direct_mc": "dmuc direct link, multicast at raleigh"}
 #: The tables' column heads, short so that five modes fit.
 SHORT_NAMES = {"stock": "stock", "dmuc": "dmuc", "dmuc_ff": "dmuc ff", "direct": "direct",
                "direct_ff": "direct ff", "dmuc_mc": "dmuc mc", "dmuc_mc_ff": "dmuc mc ff",
@@ -203,10 +202,7 @@ def page(results, charts):
 
 def _in_order(results, by_mode):
     """A per-mode dict in the run's order: stock first."""
-    order = []
-    for mode in results["modes"]:
-        order += [mode, "stock_mam"] if mode == "stock" else [mode]
-    return [(m, by_mode[m]) for m in order if m in by_mode]
+    return [(m, by_mode[m]) for m in results["modes"] if m in by_mode]
 
 
 def bytes_table(rows, modes, label, key):
@@ -412,10 +408,10 @@ DESCRIPTIONS = {
                   "the last receiver has its last message (nothing lost). dmuc: a mirror room; "
                   "stock: the same users in a room on raleigh's own Prosody mod_muc "
                   "(`rooms.raleigh.test`), and with mod_muc_mam (`archived.raleigh.test`), the "
-                  "baseline of the target. In every dmuc mode both stock rooms are measured "
-                  "again on the same servers, their bursts taking turns with the mirror room's "
-                  "(the last two columns): this machine's speed drifts from run to run by more "
-                  "than the differences measured, so the target compares those. Every message "
+                  "baseline of the target. Every dmuc mode measures both stock rooms on its own "
+                  "servers, their bursts taking turns with the mirror room's (the last two "
+                  "columns); stock has no run of its own: this machine's speed drifts from run "
+                  "to run by more than the differences measured. Every message "
                   "carries an id and an origin-id, as real clients send them. The receivers are minimal clients that log in and "
                   "count bodies in the raw stream (`bench/counting_client.py`): fifty slixmpp "
                   "clients would parse every stanza in Python on the same two cores and measure "
@@ -526,22 +522,29 @@ def notes(results):
         figures = constrained.get(mode, {})
         if "link_bytes_per_message" not in figures:
             continue
-        trip = 1000 * (2 * figures["delay_s"]
-                       + 8.0 * figures["link_bytes_per_message"] / figures["bandwidth_bps"])
+        trip, over = round_trip(figures)
         p50 = figures["latency_raleigh_ms"]["p50"]
-        if p50 > trip:
+        if over > 0:
             out.append(
-                "- **Constrained link, raleigh to raleigh, %s** (target: one round trip): %.0f ms "
-                "against %.0f ms, the least the link allows (the delay both ways, %.0f ms, "
-                "and the message's %d bytes on the link, up and acknowledged, at %d bit/s); "
-                "stock takes %s. The %.0f ms over it are the hops through the servers at each "
-                "end (user to Prosody to the mirror to Prosody, and the master's the same "
-                "way), a few milliseconds each; nothing on the link is left to save there "
-                "but `fire_and_forget = true` (%s)." % (
-                    MODE_NAMES[mode], p50, trip, 2000 * figures["delay_s"],
+                "- **Constrained link, raleigh to raleigh, %s** (target: one round trip): a "
+                "message reached the other raleigh users %.1f ms after its own round trip "
+                "(p50; %.0f ms in all, where the mean message's round trip is %.0f ms: the "
+                "delay both ways, %.0f ms, and its %d bytes on the link, up and acknowledged, "
+                "at %d bit/s); stock takes %s. The time over it is spent at the ends, none on "
+                "the link: the user to Prosody to the mirror%s before it, the master's turn "
+                "between (its message stored before it answers), and the mirror to Prosody "
+                "to the users after it, with the test relay's own lateness "
+                "(a millisecond a direction). Stock, through the same servers and relay, "
+                "reaches its users %s after its own round trip: the servers' hops alone. "
+                "Nothing on the link is left to save there but `fire_and_forget = true` "
+                "(%s)." % (
+                    MODE_NAMES[mode], over, p50, trip, 2000 * figures["delay_s"],
                     figures["link_bytes_per_message"], figures["bandwidth_bps"],
                     "%.0f ms" % constrained["stock"]["latency_raleigh_ms"]["p50"]
-                    if "stock" in constrained else "longer", p50 - trip,
+                    if "stock" in constrained else "longer",
+                    "" if mode in COMPRESSED else " and back to Prosody",
+                    "%.1f ms" % round_trip(constrained["stock"])[1]
+                    if "stock" in constrained else "a few ms",
                     "%.0f ms" % constrained[mode + "_ff"]["latency_raleigh_ms"]["p50"]
                     if mode + "_ff" in constrained else "a few ms"))
     out += direct_notes(row)

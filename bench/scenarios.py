@@ -365,16 +365,26 @@ def constrained(bench, messages=20, remote=5, fill=20, delay=0.3, bandwidth=9600
     wait_quiet(bench.relay)
     bench.relay.shape(delay=delay, bandwidth=bandwidth)
     bench.relay.reset()
-    to_raleigh, to_fairfax = [], []
+    to_raleigh, to_fairfax, over_trip = [], [], []
+
+    def on_link():
+        return sum(bench.relay.bytes(d) for d in bench.relay.directions)
     try:
         for n in range(messages):
             sender = raleigh[n % remote]
             body = bench.chat.body()
+            before = on_link()
             sent = time.monotonic()
             sender.say(bench.room_for(sender, name), body)
             for user in local + raleigh:
                 user.wait_bodies([body], 120)
-            to_raleigh += [u.recorder.bodies[body] - sent for u in raleigh if u is not sender]
+            # This message's own round trip: the delay both ways and its
+            # bytes (up, and back) at the link's speed.  Bodies vary, so
+            # each message is set against its own.
+            trip = 2 * delay + 8.0 * (on_link() - before) / bandwidth
+            mine = [u.recorder.bodies[body] - sent for u in raleigh if u is not sender]
+            to_raleigh += mine
+            over_trip += [t - trip for t in mine]
             to_fairfax += [u.recorder.bodies[body] - sent for u in local]
         # What one message cost the link, both ways: the time to carry it
         # is part of a round trip (see run.targets).
@@ -389,6 +399,7 @@ def constrained(bench, messages=20, remote=5, fill=20, delay=0.3, bandwidth=9600
     return {"delay_s": delay, "bandwidth_bps": bandwidth, "messages": messages,
             "remote_users": remote,
             "latency_raleigh_ms": spread(to_raleigh, 1000),
+            "raleigh_over_round_trip_ms": spread(over_trip, 1000),
             "latency_fairfax_ms": spread(to_fairfax, 1000),
             "link_bytes_per_message": round(crossed / float(messages)),
             "fill_users": fill, "fill_s": round(fill_s, 2)}

@@ -40,6 +40,10 @@ MODES = ("stock", "dmuc", "dmuc_ff", "direct", "direct_ff", "dmuc_mc", "dmuc_mc_
 MULTICAST_MODES = ("dmuc_mc", "dmuc_mc_ff", "direct_mc")
 #: Modes that run only some scenarios (the others would repeat dmuc's).
 MODE_SCENARIOS = {mode: ("throughput",) for mode in MULTICAST_MODES}
+#: Stock's throughput is measured in every dmuc mode, on the same servers
+#: and turn about with the mirror room's (both stock rooms): a run of its
+#: own would only add a figure from other servers at another moment.
+MODE_SCENARIOS["stock"] = ("rooms", "idle", "resync", "constrained")
 #: The smoke run's (make test): the other multicast modes differ from
 #: dmuc_mc only in settings other modes try.
 SMOKE_MODES = tuple(m for m in MODES if m not in ("dmuc_mc_ff", "direct_mc"))

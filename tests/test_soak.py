@@ -6,8 +6,9 @@ the end both sites' histories are the same, every message a sender saw
 acknowledged (its echo) is in them once, nothing is in them that was not
 sent, and the dmuc processes' memory is flat over the second half.
 
-DMUC_SOAK_SECONDS sets the length (default 60, as `make test` runs it;
-`make soak` runs 20 minutes).
+DMUC_SOAK_SECONDS sets the length (default 60, as `make test` runs it
+under pytest; its direct-link and trial runs take 30, in which each kind
+of event still happens once; `make soak` runs 20 minutes).
 """
 
 import os

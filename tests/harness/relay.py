@@ -269,21 +269,32 @@ class LinkRelay:
         self._connections.difference_update((writer, up_writer))
 
     async def _pump(self, reader, writer, counter, direction):
-        """Read as it comes; deliver as the link conditions allow, in order."""
+        """Read as it comes; deliver as the link conditions allow, in order.
+
+        The link model: a chunk goes onto the wire when it has arrived and
+        the chunk before it is off (bandwidth), and is delivered the delay
+        later.  One sleep to that time per chunk: the loop's lateness on
+        each wake-up (a millisecond or two) is paid once, not per stage."""
         queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
         async def deliver():
+            wire_free = 0.0    # when the previous chunk was off the wire
             while True:
                 arrived, data = await queue.get()
                 if data is None:
                     break
-                await self._gate(direction).wait()
-                wait = arrived + self._delay[direction] - loop.time()
+                gate = self._gate(direction)
+                if not gate.is_set():
+                    await gate.wait()
+                    # What a stall held goes out at the link's pace from now.
+                    wire_free = max(wire_free, loop.time() - self._delay[direction])
+                on_wire = max(arrived, wire_free)
+                bandwidth = self._bandwidth[direction]
+                wire_free = on_wire + (len(data) * 8.0 / bandwidth if bandwidth else 0.0)
+                wait = wire_free + self._delay[direction] - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                if self._bandwidth[direction]:
-                    await asyncio.sleep(len(data) * 8.0 / self._bandwidth[direction])
                 await self._gate(direction).wait()
                 with self._lock:
                     self._bytes[direction] = self._bytes.get(direction, 0) + len(data)
