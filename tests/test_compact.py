@@ -724,6 +724,13 @@ class BatchedAcknowledgementTests(unittest.TestCase):
         for user in (WAYNE, KEITH, KEVIN):
             self.assertEqual(bodies(self.sites.take(user)), ["first", "second", "third"])
 
+    def test_a_stopping_master_sends_what_waits_for_the_turn(self):
+        self.burst((WAYNE, MROOM, "last words"), turn=False)
+        self.sites.master.release_output()   # as its service stops
+        self.sites._deliver_queue()
+        for user in (WAYNE, KEITH, KEVIN):
+            self.assertEqual(bodies(self.sites.take(user)), ["last words"])
+
     def test_one_malformed_acknowledgement_spoils_not_the_others(self):
         lines = logged(self, LogLevel.warn)
         room = self.sites.mirror.rooms[MROOM]

@@ -433,6 +433,14 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             self._flush_acks(host)
         self._release_held()
 
+    def release_output(self):
+        # The service stops: what waits for the turn goes now, before the
+        # writes' barriers are opened behind it.
+        if self._acks_flush is not None and self._acks_flush.active():
+            self._acks_flush.cancel()
+        self._flush_all_acks()
+        ComponentHandler.release_output(self)
+
     def _release_held(self):
         held, self._held = self._held, []
         for stanza in held:
