@@ -411,9 +411,9 @@ DESCRIPTIONS = {
                   "baseline of the target. Every dmuc mode measures both stock rooms on its own "
                   "servers, their bursts taking turns with the mirror room's (the last two "
                   "columns); stock has no run of its own: this machine's speed drifts from run "
-                  "to run by more than the differences measured. Every message "
-                  "carries an id and an origin-id, as real clients send them. The receivers are minimal clients that log in and "
-                  "count bodies in the raw stream (`bench/counting_client.py`): fifty slixmpp "
+                  "to run by more than the differences measured. Every message carries an id "
+                  "and an origin-id, as real clients send them. The receivers are minimal "
+                  "clients that log in and count bodies in the raw stream (`bench/counting_client.py`): fifty slixmpp "
                   "clients would parse every stanza in Python on the same two cores and measure "
                   "themselves. CPU is user+system time of each process over the bursts.\n",
 }

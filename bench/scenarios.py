@@ -437,33 +437,25 @@ def spread(samples, scale=1.0):
 # -- throughput
 
 
-def throughput(bench, receivers=50, burst=200, repeats=3, archived=False):
+def throughput(bench, receivers=50, burst=200, repeats=3):
     """
-    The fastest rate at which one room delivers every message to all
+    The fastest rate at which a mirror room delivers every message to all
     C{receivers} local users: a raleigh user sends C{burst} messages at
     once, and the rate is the burst over the time until the last
-    receiver has the last message (nothing may be lost).  The room is a
-    mirror room (dmuc modes) or a room on raleigh's own Prosody mod_muc
-    (stock; C{archived}: with mod_muc_mam): the same users, the same site.
+    receiver has the last message (nothing may be lost).
 
-    In dmuc modes the baselines, the same users in a room of raleigh's
-    mod_muc with mod_muc_mam and in one without, are measured too, their
-    bursts taking turns with the mirror room's on the same servers: this
-    machine's speed drifts between runs by more than the difference
-    looked for.
+    The baselines, the same users in a room of raleigh's mod_muc with
+    mod_muc_mam and in one without, are measured too, their bursts taking
+    turns with the mirror room's on the same servers: this machine's
+    speed drifts between runs by more than the difference looked for.
     """
     name = "throughput"
-    rooms = []
-    if bench.dmuc:
-        host = bench.fairfax_users[0]
-        host.join(bench.fairfax_room(name))
-        host.wait_joined(bench.fairfax_room(name))
-        rooms.append(("room", mirror_room_jid("%s@%s" % (name, MASTER), MIRROR)))
-        rooms.append(("baseline", "%s@%s" % (name, STOCK_RALEIGH_MAM)))
-        rooms.append(("plain", "%s@%s" % (name, STOCK_RALEIGH)))
-    else:
-        rooms.append(("room", "%s@%s" % (name, STOCK_RALEIGH_MAM if archived
-                                         else STOCK_RALEIGH)))
+    host = bench.fairfax_users[0]
+    host.join(bench.fairfax_room(name))
+    host.wait_joined(bench.fairfax_room(name))
+    rooms = [("room", mirror_room_jid("%s@%s" % (name, MASTER), MIRROR)),
+             ("baseline", "%s@%s" % (name, STOCK_RALEIGH_MAM)),
+             ("plain", "%s@%s" % (name, STOCK_RALEIGH))]
     sender = bench.raleigh_users[0]
     for _, room in rooms:
         sender.join(room)
@@ -496,8 +488,7 @@ def throughput(bench, receivers=50, burst=200, repeats=3, archived=False):
             counter.close()
     result = dict(_rates(runs["room"], receivers, burst), receivers=receivers, burst=burst)
     for kind in ("baseline", "plain"):
-        if kind in runs:
-            result[kind] = _rates(runs[kind], receivers, burst)
+        result[kind] = _rates(runs[kind], receivers, burst)
     return result
 
 

@@ -25,7 +25,8 @@ from dmuc.muc.limits import Limits
 from dmuc.muc.history import History
 from dmuc.muc.model import HistoryRequest, JoinRequest, Sender
 from dmuc.xmpp import namespaces as ns
-from dmuc.xmpp.addressing import MalformedAddress, master_room_jid, mirror_room_jid
+from dmuc.xmpp.addressing import (
+    MalformedAddress, domain_of, master_room_jid, mirror_room_jid)
 from dmuc.xmpp.component import ComponentHandler
 from dmuc.xmpp.stanzas import (
     StanzaError, child, child_text, error_condition, error_reply, make_stanza, parse_jid, payload,
@@ -393,7 +394,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
             self.send(room_copy.ack(room_jid, via, origin_id, stanza_id, timestamp))
             return
         host = via.rpartition("@")[2]
-        if any(_host_of(held) == host for held in self._held):
+        if any(domain_of(held.getAttribute("to") or "") == host for held in self._held):
             self._release_held()   # they came first in the room's order
         pending = self._acks.get(host)
         if pending and pending[-1][0] != room_jid:
@@ -411,7 +412,7 @@ class MasterMUC(archive.ArchiveHost, ComponentHandler):
         service with acknowledgements due never has a stanza held).
         """
         if self._acks or self._held:
-            host = _host_of(stanza)
+            host = domain_of(stanza.getAttribute("to") or "")
             if host in self._acks:
                 self._flush_acks(host)
             elif self._acks:
@@ -1039,8 +1040,3 @@ def _untrusted_envelope(jid):
                 "it is yours)" % jid.host)
     return ("a client sent the DMUC envelope, which only trusted mirror services may use "
             "(a forged sender)")
-
-
-def _host_of(stanza):
-    """The domain a stanza is addressed to."""
-    return (stanza.getAttribute("to") or "").split("/", 1)[0].rpartition("@")[2]

@@ -49,6 +49,11 @@ def unescape_node(node):
     return "".join(out)
 
 
+def domain_of(jid):
+    """The domain of a JID given as text (bare or full)."""
+    return jid.split("/", 1)[0].rpartition("@")[2]
+
+
 def mirror_room_jid(room_jid, mirror_domain):
     """The mirror room's bare JID for a master room at a mirror service."""
     return "%s@%s" % (escape_node(room_jid), mirror_domain)

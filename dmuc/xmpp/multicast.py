@@ -28,6 +28,7 @@ from collections import OrderedDict
 from twisted.logger import Logger
 
 from dmuc.xmpp import namespaces as ns
+from dmuc.xmpp.addressing import domain_of
 from dmuc.xmpp.stanzas import child, error_condition, make_stanza
 
 log = Logger(namespace="dmuc.multicast")
@@ -108,7 +109,7 @@ class Multicast:
         """
         by_domain = {}
         for address in addresses:
-            by_domain.setdefault(_domain(address), []).append(address)
+            by_domain.setdefault(domain_of(address), []).append(address)
         for domain, group in by_domain.items():
             if domain in self.keeping and 1 < len(group) <= MAX_ADDRESSES:
                 self._handler.send(self._to_list(prepared, domain, group))
@@ -153,7 +154,3 @@ class Multicast:
                  domain=sender.host, us=self._handler.domain,
                  condition=error_condition(stanza), name=stanza.name)
         return True
-
-
-def _domain(jid):
-    return jid.split("/", 1)[0].rpartition("@")[2]
